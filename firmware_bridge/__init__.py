@@ -1,6 +1,7 @@
 """Field-bus I/O: Modbus meters and gate controllers, BLE door sensors.
 
-This package reads devices and yields typed values. It knows nothing of storage, models or the cloud.
+This package reads devices and yields typed values. It knows nothing of storage, models or
+the cloud.
 """
 
 from firmware_bridge.readings import Reading

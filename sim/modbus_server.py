@@ -1,0 +1,309 @@
+"""A building's meters behind a real Modbus TCP server (pymodbus), on loopback by default.
+
+:class:`SimulatedBuilding` serves one :class:`~sim.meter.SimulatedMeter` per unit id, the way a
+Modbus TCP/RTU gateway in a meter cabinet serves the meters on its RS-485 line. Registers are
+encoded from the same profile files the gateway reads with
+(:func:`firmware_bridge.modbus.plan.encode_point`), so a profile mistake shows up on both sides
+alike. Every ``update_interval_s`` the meters are recomputed at the simulator's time and the
+register images replaced; :meth:`SimulatedBuilding.refresh` does it at once (after an
+``override``, say).
+
+A request for a unit id that is not served gets exception 0x0B (gateway target device failed to
+respond), as a real TCP gateway answers for a dead meter, or no answer at all with
+``unknown_units="silent"`` (the client times out, as on a bare RS-485 line). Reads of registers a
+profile does not define but that lie between its points return 0; reads past the last point get
+exception 0x02; writes get exception 0x01.
+
+Usage::
+
+    meters = meters_for({1: "eastron_sdm630", 2: "eastron_sdm120"}, start=datetime.now())
+    async with SimulatedBuilding(meters, port=0, update_interval_s=0.1) as building:
+        print(building.port)                 # the port the OS picked
+        meters[1].override("voltage_l1", 262.0)
+        building.refresh()                   # served from now on
+        ...                                  # point a ModbusTcpBus at 127.0.0.1:building.port
+
+    await serve_building(meters, port=5020)  # for a CLI: runs until cancelled
+    await serve_building(3, port=5020, voltage_event_every_s=120)  # three SDM630 on units 1..3
+
+Leaving the ``async with`` block stops the refresh task and the server and closes every client
+connection; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Final, Literal, Self
+
+from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from firmware_bridge.modbus.plan import Function, encode_point
+from firmware_bridge.modbus.profiles import DeviceProfile, load_profile
+from sim.load_profile import LoadProfile, ResidentialLoadProfile
+from sim.meter import SimulatedMeter, VoltageEvent
+
+logger = logging.getLogger(__name__)
+
+_FUNCTION_CODES: Final[Mapping[int, Function]] = {3: "holding", 4: "input"}
+_ADDRESS_SPACE: Final = 0x10000
+SWELL_V: Final = 262.0  # outside EN 50160's 230 V +-10 %
+
+_Action = Callable[
+    [int, int, int, int, list[int], list[int] | list[bool] | None],
+    Coroutine[None, None, ExcCodes | None],
+]
+
+
+def meters_for(
+    profiles: Mapping[int, str | DeviceProfile],
+    *,
+    start: datetime,
+    seed: int = 0,
+    load: LoadProfile | None = None,
+) -> dict[int, SimulatedMeter]:
+    """One meter per unit id, from profile names (or loaded profiles), each with its own seed."""
+    shared_load = load or ResidentialLoadProfile(noise=0.05, seed=seed)
+    return {
+        unit: SimulatedMeter(
+            profile if isinstance(profile, DeviceProfile) else load_profile(profile),
+            shared_load,
+            start=start,
+            seed=seed * 1000 + unit,
+        )
+        for unit, profile in profiles.items()
+    }
+
+
+def register_image(
+    profile: DeviceProfile, values: Mapping[str, float]
+) -> dict[Function, list[int]]:
+    """The registers of each function, from address 0 to the last point, encoding ``values``."""
+    images: dict[Function, list[int]] = {}
+    for function in ("input", "holding"):
+        points = [p for p in profile.points if p.function == function]
+        if not points:
+            continue
+        image = [0] * max(p.address + p.count for p in points)
+        for point in points:
+            image[point.address : point.address + point.count] = encode_point(
+                point, values.get(point.name, 0.0)
+            )
+        images[function] = image
+    return images
+
+
+class SimulatedBuilding:
+    """An async context manager serving simulated meters over Modbus TCP (see the module doc)."""
+
+    def __init__(
+        self,
+        meters: Mapping[int, SimulatedMeter],
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        update_interval_s: float = 1.0,
+        unknown_units: Literal["exception", "silent"] = "exception",
+        time_scale: float = 1.0,
+    ) -> None:
+        """``port`` 0 or None: the OS picks a free port. ``time_scale`` speeds simulated time up."""
+        if not meters or any(not 1 <= unit <= 247 for unit in meters):
+            raise ValueError("serve at least one meter, on unit ids 1..247")
+        if update_interval_s <= 0 or time_scale <= 0:
+            raise ValueError("update_interval_s and time_scale must be > 0")
+        self.meters = dict(meters)
+        self.host = host
+        self._requested_port = port or 0
+        self._port: int | None = None
+        self.update_interval_s = update_interval_s
+        self.unknown_units = unknown_units
+        self.time_scale = time_scale
+        self._images: dict[int, dict[Function, list[int]]] = {}
+        self._t0 = 0.0
+        self._server: ModbusTcpServer | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._refresher: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (known once the context is entered)."""
+        if self._port is None:
+            raise RuntimeError("the building is not serving yet")
+        return self._port
+
+    def sim_time(self) -> float:
+        """Seconds of simulated time since the server started."""
+        return (asyncio.get_running_loop().time() - self._t0) * self.time_scale
+
+    def refresh(self) -> None:
+        """Recompute every meter now and serve the new values from the next request on."""
+        t = self.sim_time()
+        self._images = {
+            unit: register_image(meter.profile, meter.values_at(t))
+            for unit, meter in self.meters.items()
+        }
+
+    async def __aenter__(self) -> Self:
+        self._t0 = asyncio.get_running_loop().time()
+        self.refresh()
+        devices = [self._device(unit) for unit in self.meters]
+        catch_all = _unit_silent if self.unknown_units == "silent" else _unit_not_served
+        devices.append(SimDevice(id=0, simdata=[self._registers(_ADDRESS_SPACE)], action=catch_all))
+        server = ModbusTcpServer(
+            devices,
+            address=(self.host, self._requested_port),
+            ignore_missing_devices=self.unknown_units == "silent",
+        )
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {self.host}:{self._requested_port}") from exc
+        self._server = server
+        self._port = _bound_port(server, self._requested_port)
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._refresher = self._tasks.create_task(self._refresh_loop(), name="sim-modbus-refresh")
+        logger.info(
+            "simulated building serving",
+            extra={"host": self.host, "port": self._port, "units": sorted(self.meters)},
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._refresher is not None:
+                self._refresher.cancel()
+            if self._tasks is not None:
+                await self._tasks.__aexit__(None, None, None)
+        finally:
+            self._tasks = self._refresher = None
+            if self._server is not None:
+                await self._server.shutdown()  # type: ignore[no-untyped-call]
+                self._server = None
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.update_interval_s)
+            self.refresh()
+
+    def _registers(self, count: int) -> SimData:
+        return SimData(address=0, count=count, values=0, datatype=DataType.REGISTERS)
+
+    def _device(self, unit: int) -> SimDevice:
+        size = max(len(image) for image in self._images[unit].values())
+        return SimDevice(id=unit, simdata=[self._registers(size)], action=self._action(unit))
+
+    def _action(self, unit: int) -> _Action:
+        """The hook pymodbus calls per request: copy the unit's current image into its registers."""
+
+        async def serve(
+            function_code: int,
+            start_address: int,
+            address: int,
+            count: int,
+            registers: list[int],
+            set_values: list[int] | list[bool] | None,
+        ) -> ExcCodes | None:
+            function = _FUNCTION_CODES.get(function_code)
+            if set_values is not None or function is None:
+                return ExcCodes.ILLEGAL_FUNCTION
+            image = self._images[unit].get(function)
+            if image is None or address + count > len(image):
+                return ExcCodes.ILLEGAL_ADDRESS
+            offset = address - start_address
+            registers[offset : offset + count] = image[address : address + count]
+            return None
+
+        return serve
+
+
+async def _unit_not_served(
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    """Device 0 catches every unit id not served: answer 0x0B, as a TCP gateway does."""
+    return ExcCodes.GATEWAY_NO_RESPONSE
+
+
+async def _unit_silent(
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    """Device 0 catches every unit id not served: pymodbus then stays mute (ignore_missing)."""
+    raise NoSuchIdException("unit id not served")
+
+
+def _bound_port(server: ModbusTcpServer, requested: int) -> int:
+    sockets = getattr(server.transport, "sockets", None) or ()
+    for sock in sockets:
+        return int(sock.getsockname()[1])
+    return requested
+
+
+async def serve_building(
+    meters: int | Mapping[int, SimulatedMeter] = 1,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    update_interval_s: float = 1.0,
+    unknown_units: Literal["exception", "silent"] = "exception",
+    time_scale: float = 1.0,
+    voltage_event_every_s: float | None = None,
+    seed: int = 0,
+    on_ready: Callable[[SimulatedBuilding], None] | None = None,
+) -> None:
+    """Serve until cancelled; ``on_ready`` is called once the server listens.
+
+    ``meters`` is either the meters to serve by unit id, or a count N: N SDM630 meters on unit ids
+    1..N with the residential load profile, where ``voltage_event_every_s`` (if set and > 0)
+    puts L1 at 262 V for a tenth of each period (at most 30 s), first after one period.
+    """
+    if isinstance(meters, int):
+        events: list[VoltageEvent] = []
+        if voltage_event_every_s:
+            every = voltage_event_every_s
+            events.append(VoltageEvent(every, min(30.0, every / 10), SWELL_V, period_s=every))
+        profile = load_profile("eastron_sdm630")
+        start = datetime.now()  # naive local time: the load profile reads the building's clock
+        meters = {
+            unit: SimulatedMeter(
+                profile,
+                ResidentialLoadProfile(noise=0.05, seed=seed),
+                start=start,
+                seed=seed * 1000 + unit,
+                voltage_events=events,
+            )
+            for unit in range(1, meters + 1)
+        }
+    elif voltage_event_every_s:
+        raise ValueError("voltage_event_every_s applies to generated meters; give yours events")
+    async with SimulatedBuilding(
+        meters,
+        host=host,
+        port=port,
+        update_interval_s=update_interval_s,
+        unknown_units=unknown_units,
+        time_scale=time_scale,
+    ) as building:
+        if on_ready is not None:
+            on_ready(building)
+        await asyncio.Event().wait()
