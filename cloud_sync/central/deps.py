@@ -1,0 +1,76 @@
+"""FastAPI dependencies of the central API: settings, engine, and who is calling.
+
+Two bearer tokens, two schemes in OpenAPI: a gateway token (per gateway, from
+``admin.register_gateway``) to write, and the platform token (from the settings) to read.
+Like the routes, this is the HTTP layer, so it answers with ``HTTPException``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, cast
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from cloud_sync.central import db
+from cloud_sync.central.settings import CentralSettings
+
+_gateway_bearer = HTTPBearer(
+    scheme_name="GatewayToken",
+    description="The token issued when this gateway was registered.",
+    auto_error=False,
+)
+_platform_bearer = HTTPBearer(
+    scheme_name="PlatformToken",
+    description="The platform token of the central API's settings.",
+    auto_error=False,
+)
+
+Credentials = HTTPAuthorizationCredentials | None
+
+
+def get_settings(request: Request) -> CentralSettings:
+    return cast(CentralSettings, request.app.state.settings)
+
+
+def get_engine(request: Request) -> Engine:
+    return cast(Engine, request.app.state.engine)
+
+
+SettingsDep = Annotated[CentralSettings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def get_gateway(
+    engine: EngineDep, credentials: Annotated[Credentials, Depends(_gateway_bearer)]
+) -> db.GatewayIdentity:
+    """The gateway whose token authorises this request (a sync function: FastAPI threads it)."""
+    if credentials is None:
+        raise _unauthorized("a gateway bearer token is required")
+    gateway = db.gateway_for_token(engine, credentials.credentials)
+    if gateway is None:
+        raise _unauthorized("unknown gateway token")
+    return gateway
+
+
+def require_platform(
+    settings: SettingsDep, credentials: Annotated[Credentials, Depends(_platform_bearer)]
+) -> None:
+    """Let the request through only with the platform token (compared in constant time)."""
+    if credentials is None:
+        raise _unauthorized("the platform bearer token is required")
+    expected = settings.platform_token.get_secret_value().encode()
+    if not secrets.compare_digest(credentials.credentials.encode(), expected):
+        raise _unauthorized("wrong platform token")
+
+
+CurrentGateway = Annotated[db.GatewayIdentity, Depends(get_gateway)]
+PlatformAccess = Depends(require_platform)

@@ -1,0 +1,65 @@
+"""The platform's pull feeds: summaries, alert events and active alerts of one site.
+
+A feed is read with a cursor: ``after`` is the ``next_cursor`` of the previous page (0 at first),
+and items come in ``seq`` order, each exactly once. Authenticated with the platform token.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlalchemy import Engine
+
+from cloud_sync.central import db
+from cloud_sync.central.deps import EngineDep, PlatformAccess
+from cloud_sync.central.schemas import ActiveAlerts, AlertItem, AlertPage, SummaryItem, SummaryPage
+
+MAX_PAGE = 1000
+
+router = APIRouter(
+    prefix="/sites/{site_id}",
+    tags=["platform"],
+    dependencies=[PlatformAccess],
+    responses={
+        401: {"description": "Missing or wrong platform token"},
+        404: {"description": "No such site"},
+    },
+)
+
+SiteId = Annotated[str, Path(min_length=1, max_length=64)]
+After = Annotated[int, Query(ge=0, description="The `next_cursor` of the previous page.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most items in the page.")]
+
+
+def _require_site(engine: Engine, site_id: str) -> None:
+    if not db.site_exists(engine, site_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no site {site_id!r}")
+
+
+@router.get("/summaries", summary="Summaries after a cursor")
+def summaries(
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100
+) -> SummaryPage:
+    """Summaries of the site received after ``after``, oldest first."""
+    _require_site(engine, site_id)
+    items = [SummaryItem.from_row(row) for row in db.summaries_after(engine, site_id, after, limit)]
+    return SummaryPage(items=items, next_cursor=items[-1].seq if items else after)
+
+
+@router.get("/alerts", summary="Alert events after a cursor")
+def alerts(site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100) -> AlertPage:
+    """Alert events (raised and cleared) of the site received after ``after``, oldest first."""
+    _require_site(engine, site_id)
+    rows = db.alert_events_after(engine, site_id, after, limit)
+    items = [AlertItem.from_row(row) for row in rows]
+    return AlertPage(items=items, next_cursor=items[-1].seq if items else after)
+
+
+@router.get("/alerts/active", summary="Alerts raised and not cleared")
+def active_alerts(site_id: SiteId, engine: EngineDep) -> ActiveAlerts:
+    """Every alert of the site that is raised and not yet cleared."""
+    _require_site(engine, site_id)
+    return ActiveAlerts(
+        items=[AlertItem.from_row(row) for row in db.active_alerts(engine, site_id)]
+    )

@@ -1,0 +1,76 @@
+"""Response bodies of the central API's platform feeds (the request bodies are the wire schema).
+
+A feed item is the wire record's body flattened, plus where and when it came from: the pull
+cursor ``seq``, ``record_id``, ``site_id``, ``gateway_id``, the record's time fields and when the
+central API received it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from cloud_sync.schemas import AlertBody, SummaryBody
+
+
+class _FeedMeta(BaseModel):
+    """Fields every feed item carries besides the body."""
+
+    seq: Annotated[int, Field(description="Position in the feed; pass the last one as `after`.")]
+    record_id: str
+    site_id: str
+    gateway_id: str
+    wall_time: AwareDatetime
+    boot_id: str
+    monotonic_ns: int
+    clock_synced: bool
+    received_at: AwareDatetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        """Build an item from a database row whose column names are the field names."""
+        return cls.model_validate(dict(row))
+
+
+class SummaryItem(SummaryBody, _FeedMeta):
+    """One hourly (or other period) summary of one point of one device."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlertItem(AlertBody, _FeedMeta):
+    """One change of state of an alert: ``raised`` or ``cleared``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Page(BaseModel):
+    next_cursor: Annotated[
+        int, Field(description="The `after` of the next request; equal to `after` if empty.")
+    ]
+
+
+class SummaryPage(_Page):
+    """A page of the summaries feed, in ``seq`` order."""
+
+    items: list[SummaryItem]
+
+
+class AlertPage(_Page):
+    """A page of the alert events feed, in ``seq`` order."""
+
+    items: list[AlertItem]
+
+
+class ActiveAlerts(BaseModel):
+    """Alerts raised and not yet cleared, each as its latest ``raised`` event."""
+
+    items: list[AlertItem]
+
+
+class Health(BaseModel):
+    """The API is up and its database answers."""
+
+    status: str = "ok"
