@@ -1,0 +1,191 @@
+"""The ``nbedge`` command.
+
+Each command imports what it needs when it runs, so ``nbedge --help`` and ``nbedge config check``
+stay quick and light on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nbedge import __version__
+from nbedge.errors import EX_CONFIG, ConfigError
+
+if TYPE_CHECKING:
+    from cloud_sync.central.settings import CentralSettings
+
+DEFAULT_CONFIG = Path("/etc/nbedge/gateway.toml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"nbedge: configuration error in {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nbedge",
+        description="Gateway software for the buildings of a neighbourhood.",
+    )
+    parser.add_argument("--version", action="version", version=f"nbedge {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the gateway daemon")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="gateway TOML file")
+    run.set_defaults(handler=_run)
+
+    config = commands.add_parser("config", help="work with configuration files")
+    config_commands = config.add_subparsers(title="config commands", metavar="COMMAND")
+    check = config_commands.add_parser("check", help="validate a gateway configuration file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_config_check)
+
+    demo = commands.add_parser(
+        "demo", help="run a whole simulated building, broker, gateway and central API on 127.0.0.1"
+    )
+    demo.add_argument("--state-dir", type=Path, help="where the demo keeps its files (temporary)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.set_defaults(handler=_demo)
+
+    central = commands.add_parser("central", help="the central API service")
+    central_commands = central.add_subparsers(title="central commands", metavar="COMMAND")
+    serve = central_commands.add_parser("serve", help="serve the central API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=_central_serve)
+    add = central_commands.add_parser(
+        "add-gateway", help="register a site's gateway and print its credential"
+    )
+    add.add_argument("--site", required=True)
+    add.add_argument("--gateway", required=True)
+    add.add_argument("--site-name", help="the building's name (default: its id)")
+    add.set_defaults(handler=_central_add_gateway)
+
+    sim = commands.add_parser("sim", help="simulated field devices for trials and tests")
+    sim_commands = sim.add_subparsers(title="sim commands", metavar="COMMAND")
+    building = sim_commands.add_parser(
+        "building", help="serve simulated Eastron SDM630 meters over Modbus TCP"
+    )
+    building.add_argument("--host", default="127.0.0.1")
+    building.add_argument("--port", type=int, default=5020)
+    building.add_argument("--meters", type=int, default=1, help="meters on unit ids 1..N")
+    building.add_argument(
+        "--voltage-event-every",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="push voltage out of the EN 50160 band for 20 s this often (0: never)",
+    )
+    building.set_defaults(handler=_sim_building)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.daemon import run_gateway
+    from edge.logs import configure_logging
+
+    config = load_config(args.config)
+    configure_logging(config.log.level, config.log.format)
+    asyncio.run(run_gateway(config))
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
+    config = load_config(args.file)
+    devices = len(config.modbus.devices)
+    print(
+        f"{args.file}: ok (gateway {config.gateway.id}, site {config.gateway.site}, "
+        f"{devices} Modbus device(s))"
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge.demo import run_demo
+
+    return asyncio.run(run_demo(state_dir=args.state_dir, duration_s=args.duration))
+
+
+def _central_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cloud_sync.central.app import create_app
+
+    settings = _central_settings()
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _central_add_gateway(args: argparse.Namespace) -> int:
+    from cloud_sync.central import admin
+    from cloud_sync.central.db import site_exists
+
+    settings = _central_settings()
+    engine = admin.make_engine(settings.database_url)
+    try:
+        admin.init_db(engine)
+        if args.site_name is not None or not site_exists(engine, args.site):
+            admin.register_site(engine, args.site, args.site_name or args.site)
+        token = admin.register_gateway(engine, args.site, args.gateway)
+    except admin.AdminError as exc:
+        print(f"nbedge: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(token)
+    return 0
+
+
+def _central_settings() -> CentralSettings:
+    from pydantic import ValidationError
+
+    from cloud_sync.central.settings import CentralSettings
+    from edge.config import issues_from_validation
+
+    try:
+        return CentralSettings()  # type: ignore[call-arg]  # read from the environment
+    except ValidationError as exc:
+        raise ConfigError(
+            "central settings (NBEDGE_CENTRAL_*)", issues_from_validation(exc)
+        ) from exc
+
+
+def _sim_building(args: argparse.Namespace) -> int:
+    from sim.modbus_server import serve_building
+
+    print(
+        f"simulated building: {args.meters} SDM630 meter(s) on {args.host}:{args.port}, "
+        f"unit ids 1..{args.meters}; Ctrl-C to stop",
+        flush=True,
+    )
+    asyncio.run(
+        serve_building(
+            host=args.host,
+            port=args.port,
+            meters=args.meters,
+            voltage_event_every_s=args.voltage_event_every,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

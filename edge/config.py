@@ -1,0 +1,81 @@
+"""Load and check the gateway's configuration file.
+
+``load_config`` reads TOML, validates it against ``edge.schemas.GatewayConfig`` and resolves each
+Modbus device's profile. It reports every problem at once, each with the path of the field and what
+is wrong, as a ``ConfigError`` (the CLI exits 78 on it).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge.schemas import GatewayConfig
+from nbedge.errors import ConfigError, ConfigIssue
+
+_SECRET_WORDS = ("token", "password", "secret", "key")
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read, validate and return the configuration in ``path``, or raise ``ConfigError``."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [ConfigIssue("(file)", f"cannot read: {exc.strerror}")]) from exc
+    return parse_config(text, source=source)
+
+
+def parse_config(text: str, *, source: str = "<config>") -> GatewayConfig:
+    """Validate configuration ``text`` (TOML), or raise ``ConfigError`` listing every issue."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("(syntax)", str(exc))]) from exc
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, issues_from_validation(exc)) from exc
+    issues = _check_profiles(config)
+    if issues:
+        raise ConfigError(source, issues)
+    return config
+
+
+def issues_from_validation(exc: ValidationError) -> list[ConfigIssue]:
+    """One ``ConfigIssue`` per pydantic error, with a path such as ``modbus.devices.0.port``."""
+    issues = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        secret = any(word in path for word in _SECRET_WORDS)
+        issues.append(ConfigIssue(path, _explain(error, show_input=not secret)))
+    return issues
+
+
+def _explain(error: Any, *, show_input: bool) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling against docs/configuration.md)"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    if show_input and "input" in error and kind not in {"model_type", "dict_type"}:
+        return f"{message} (got {error['input']!r})"
+    return message
+
+
+def _check_profiles(config: GatewayConfig) -> list[ConfigIssue]:
+    from firmware_bridge.modbus.profiles import load_profile
+
+    issues = []
+    for index, device in enumerate(config.modbus.devices):
+        try:
+            load_profile(device.profile)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                detail = issue.message if issue.path in {"", "(file)"} else str(issue)
+                issues.append(ConfigIssue(f"modbus.devices.{index}.profile", detail))
+    return issues

@@ -1,0 +1,263 @@
+"""The gateway daemon: one root task group of services, started and stopped in order.
+
+Start: open the store, load the active alerts, then start the store writer, the local publisher,
+the sync client, the summariser, the local web app and, last, acquisition (the field-bus owners).
+Stop (SIGTERM or Ctrl-C): acquisition first, then the writer flushes what is queued, then the rest
+is cancelled; the whole stop is bounded by ``SHUTDOWN_TIMEOUT_S``. What was committed to the store
+is never lost: the outbox is on disk and the sync client resumes it at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+
+from cloud_sync.client import SyncClient
+from edge import systemd
+from edge.alerts import Alert, AlertBook
+from edge.asgi import serve_app
+from edge.mqtt import AlertPublisher
+from edge.pipeline import Pipeline
+from edge.rules import VoltageRule
+from edge.schemas import GatewayConfig, ModbusDeviceSection, UplinkSection
+from edge.store import Store
+from edge.web import create_local_app
+from firmware_bridge.modbus.bus import DeviceSpec, ModbusTcpBus
+from firmware_bridge.modbus.profiles import load_profile
+from firmware_bridge.readings import Reading
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 8.0
+SUMMARY_GRACE_S = 5.0
+
+
+class Gateway:
+    """A running gateway. ``run`` returns once ``stop`` is set and everything is flushed."""
+
+    def __init__(
+        self, config: GatewayConfig, *, uplink_transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """``uplink_transport`` replaces the sync client's network transport (fault injection)."""
+        self.config = config
+        self._uplink_transport = uplink_transport
+        self.started_at = time.time()
+        self.ready = asyncio.Event()
+        self._store: Store | None = None
+        self._book = AlertBook()
+        self._pipeline: Pipeline | None = None
+        self._publisher: AlertPublisher | None = None
+        self._buses: list[ModbusTcpBus] = []
+        self._sync: SyncClient | None = None
+
+    # --- what the local web app sees (edge.web.GatewayView) --------------------------------
+
+    def active_alerts(self) -> list[Alert]:
+        return self._book.active()
+
+    async def latest_readings(self) -> list[dict[str, Any]]:
+        return [] if self._store is None else await self._store.latest_readings()
+
+    async def status(self) -> dict[str, Any]:
+        cfg = self.config.gateway
+        return {
+            "gateway": cfg.id,
+            "site": cfg.site,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "ready": self.ready.is_set(),
+            "modbus": [bus.status() for bus in self._buses],
+            "pipeline": None if self._pipeline is None else asdict(self._pipeline.stats()),
+            "store": None if self._store is None else asdict(await self._store.stats()),
+            "mqtt": None if self._publisher is None else asdict(self._publisher.status()),
+            "uplink": None if self._sync is None else asdict(self._sync.status()),
+            "active_alerts": len(self._book.active()),
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self.config
+        async with Store(config.database_path, gateway_id=config.gateway.id) as store:
+            self._store = store
+            self._book = AlertBook(await store.active_alerts())
+            if config.mqtt.enabled:
+                self._publisher = AlertPublisher(
+                    config.mqtt,
+                    site=config.gateway.site,
+                    gateway=config.gateway.id,
+                    active_alerts=self._book.active,
+                )
+            rules = [VoltageRule(config.rules.voltage)] if config.rules.voltage.enabled else []
+            self._pipeline = pipeline = Pipeline(
+                store,
+                rules=rules,
+                book=self._book,
+                on_alert=self._publisher.publish if self._publisher else _ignore,
+                queue_size=config.store.queue_size,
+                batch_max_items=config.store.batch_max_items,
+                batch_max_delay_s=config.store.batch_max_delay_s,
+            )
+            self._buses = build_buses(config.modbus.devices, pipeline.submit)
+            if config.uplink is not None and config.uplink.enabled:
+                self._sync = build_sync_client(
+                    config, store, config.uplink, transport=self._uplink_transport
+                )
+
+            async with asyncio.TaskGroup() as tasks:
+                writer = tasks.create_task(pipeline.run(), name="store-writer")
+                services = [tasks.create_task(self._summarise_forever(), name="summariser")]
+                if self._publisher is not None:
+                    services.append(tasks.create_task(self._publisher.run(), name="mqtt"))
+                if self._sync is not None:
+                    services.append(tasks.create_task(self._sync.run(), name="uplink"))
+                if config.local_api.enabled:
+                    web_started = asyncio.Event()
+                    services.append(
+                        tasks.create_task(
+                            serve_app(
+                                create_local_app(self),
+                                host=config.local_api.host,
+                                port=config.local_api.port,
+                                started=web_started,
+                            ),
+                            name="local-api",
+                        )
+                    )
+                    await _wait_or_fail(web_started, services[-1])
+                watchdog = systemd.watchdog_interval_s()
+                if watchdog is not None:
+                    services.append(tasks.create_task(systemd.keep_watchdog_fed(watchdog)))
+                acquisition = [
+                    tasks.create_task(bus.run(), name=f"modbus {bus.host}:{bus.port}")
+                    for bus in self._buses
+                ]
+                self.ready.set()
+                systemd.notify("READY=1")
+                log.info(
+                    "gateway running",
+                    extra={"gateway": config.gateway.id, "devices": len(config.modbus.devices)},
+                )
+
+                await stop.wait()
+                systemd.notify("STOPPING=1")
+                log.info("gateway stopping")
+                try:
+                    async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                        await _cancel_and_wait(acquisition)
+                        pipeline.close()
+                        await writer
+                except TimeoutError:
+                    flushed = False
+                    writer.cancel()
+                else:
+                    flushed = True
+                if not flushed:
+                    log.error("store flush did not finish in time; queued readings are lost")
+                await _cancel_and_wait(services)
+        stats = pipeline.stats()
+        log.info("gateway stopped", extra={"written": stats.written, "dropped": stats.dropped})
+
+    async def _summarise_forever(self) -> None:
+        store = self._store
+        assert store is not None  # set by run() before this starts
+        interval = self.config.store.summary_interval_s
+        while True:
+            now = time.time()
+            try:
+                await store.summarise(now=now, interval_s=interval, grace_s=SUMMARY_GRACE_S)
+                await store.prune(now=now, retention_s=self.config.store.reading_retention_s)
+            except Exception:
+                log.exception("summarising failed; will try again")
+            next_run = (now // interval + 1) * interval + SUMMARY_GRACE_S
+            await asyncio.sleep(min(60.0, max(0.5, next_run - time.time())))
+
+
+def build_buses(
+    devices: Sequence[ModbusDeviceSection], sink: Callable[[Reading], None]
+) -> list[ModbusTcpBus]:
+    """One bus owner per Modbus TCP endpoint, serving every device configured on it."""
+    by_endpoint: dict[tuple[str, int], list[ModbusDeviceSection]] = {}
+    for device in devices:
+        by_endpoint.setdefault((device.host, device.port), []).append(device)
+    buses = []
+    for (host, port), group in by_endpoint.items():
+        specs = [
+            DeviceSpec(
+                name=d.name,
+                unit_id=d.unit_id,
+                profile=load_profile(d.profile),
+                poll_interval_s=d.poll_interval_s,
+            )
+            for d in group
+        ]
+        timeout = max(d.timeout_s for d in group)
+        buses.append(ModbusTcpBus(host, port, specs, sink, timeout_s=timeout))
+    return buses
+
+
+def build_sync_client(
+    config: GatewayConfig,
+    store: Store,
+    uplink: UplinkSection,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> SyncClient:
+    if uplink.token is not None:
+        token = uplink.token
+    else:
+        assert uplink.token_file is not None  # the schema requires one of the two
+        token = uplink.token_file.read_text().strip()
+    return SyncClient(
+        store,
+        base_url=str(uplink.url).rstrip("/"),
+        token=token,
+        gateway_id=config.gateway.id,
+        site_id=config.gateway.site,
+        batch_max_records=uplink.batch_max_records,
+        interval_s=uplink.interval_s,
+        timeout_s=uplink.timeout_s,
+        backoff_max_s=uplink.backoff_max_s,
+        transport=transport,
+    )
+
+
+def _ignore(_: Alert) -> None:
+    return None
+
+
+async def _wait_or_fail(event: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Wait for a service to say it started; if its task ends first, its error surfaces."""
+    while not event.is_set():
+        if task.done():
+            await task
+            raise RuntimeError(f"{task.get_name()} stopped before it started")
+        await asyncio.sleep(0.02)
+
+
+async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def run_gateway(config: GatewayConfig) -> None:
+    """Run a gateway until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await Gateway(config).run(stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

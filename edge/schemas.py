@@ -1,0 +1,167 @@
+"""The gateway's configuration file: one TOML file, validated in full at start-up.
+
+Every key is documented in ``docs/configuration.md``; a test keeps the two in step. Unknown keys are
+errors, so a misspelt key never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+]
+"""Names of sites, gateways and devices: safe in URLs, MQTT topics, record ids and file names."""
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(_Section):
+    id: Identifier
+    """This gateway's id, unique in the fleet (record ids and MQTT topics carry it)."""
+    site: Identifier
+    """The building (site) this gateway belongs to."""
+    state_dir: Path = Path("/var/lib/nbedge")
+    """Folder for the database and credentials; created if missing."""
+
+
+class StoreSection(_Section):
+    path: Path | None = None
+    """SQLite database file; default ``<state_dir>/gateway.db``."""
+    queue_size: Annotated[int, Field(ge=10, le=1_000_000)] = 10_000
+    """Readings held in memory between the field bus and the store; when full, the oldest
+    reading is dropped and counted."""
+    batch_max_items: Annotated[int, Field(ge=1, le=100_000)] = 500
+    """At most this many readings per store transaction."""
+    batch_max_delay_s: Annotated[float, Field(gt=0, le=60)] = 0.2
+    """A reading waits at most this long before it is written."""
+    summary_interval_s: Annotated[int, Field(ge=10, le=86_400)] = 3600
+    """Length of a summary period; must divide a day (3600 = hourly summaries)."""
+    reading_retention_s: Annotated[int, Field(ge=60)] = 7 * 86_400
+    """Raw readings older than this are deleted once summarised."""
+
+    @model_validator(mode="after")
+    def _period_divides_a_day(self) -> StoreSection:
+        if 86_400 % self.summary_interval_s:
+            raise ValueError("summary_interval_s must divide a day (86400 s) evenly")
+        return self
+
+
+class MqttSection(_Section):
+    enabled: bool = True
+    """Publish alerts and the gateway's status to the local broker."""
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65_535)] = 1883
+    username: str | None = None
+    password: str | None = None
+    topic_prefix: Identifier = "nbedge"
+    """Topics are ``<topic_prefix>/<site>/<gateway>/...``."""
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+
+
+class UplinkSection(_Section):
+    enabled: bool = True
+    """Sync the outbox to the central API."""
+    url: HttpUrl
+    """Base URL of the central API, e.g. ``https://central.example.org``."""
+    token: str | None = None
+    """The gateway's credential. Prefer ``token_file``; one of the two is required."""
+    token_file: Path | None = None
+    """File holding the gateway's credential (mode 0600)."""
+    batch_max_records: Annotated[int, Field(ge=1, le=1000)] = 500
+    interval_s: PositiveSeconds = 2.0
+    """Pause between syncs when the outbox is empty."""
+    timeout_s: PositiveSeconds = 10.0
+    backoff_max_s: PositiveSeconds = 300.0
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> UplinkSection:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("set exactly one of token and token_file")
+        return self
+
+
+class VoltageRuleSection(_Section):
+    enabled: bool = True
+    nominal_v: Annotated[float, Field(gt=0, le=1000)] = 230.0
+    tolerance_pct: Annotated[float, Field(gt=0, le=50)] = 10.0
+    """EN 50160: supply voltage within nominal +-10 %."""
+    hysteresis_pct: Annotated[float, Field(ge=0, le=10)] = 1.0
+    """An alert clears only once the voltage is this far back inside the band."""
+    points: list[Identifier] = ["voltage", "voltage_l1", "voltage_l2", "voltage_l3"]
+    """Names of the points this rule watches."""
+
+
+class RulesSection(_Section):
+    voltage: VoltageRuleSection = VoltageRuleSection()
+
+
+class ModbusDeviceSection(_Section):
+    name: Identifier
+    """Device name, unique on this gateway."""
+    profile: str
+    """Device profile: a packaged name such as ``eastron_sdm630`` or a path to a TOML file."""
+    host: str
+    port: Annotated[int, Field(ge=1, le=65_535)] = 502
+    unit_id: Annotated[int, Field(ge=0, le=247)] = 1
+    poll_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+
+class ModbusSection(_Section):
+    devices: list[ModbusDeviceSection] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ModbusSection:
+        names = [device.name for device in self.devices]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"device names must be unique: {', '.join(duplicates)}")
+        return self
+
+
+class LocalApiSection(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Address of the local status page and API; use the LAN address to reach it on site."""
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8080
+
+
+class LogSection(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+
+
+class GatewayConfig(_Section):
+    """The whole gateway configuration (``/etc/nbedge/gateway.toml``)."""
+
+    gateway: GatewaySection
+    store: StoreSection = StoreSection()
+    mqtt: MqttSection = MqttSection()
+    uplink: UplinkSection | None = None
+    rules: RulesSection = RulesSection()
+    modbus: ModbusSection = ModbusSection()
+    local_api: LocalApiSection = LocalApiSection()
+    log: LogSection = LogSection()
+
+    @property
+    def database_path(self) -> Path:
+        return self.store.path or self.gateway.state_dir / "gateway.db"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names this machine only (used to warn about exposed services)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

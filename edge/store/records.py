@@ -1,0 +1,75 @@
+"""Wire records (``cloud_sync.schemas``) built from what the store holds.
+
+Each record is validated against the wire schema once, when it is made, and kept in the outbox as
+JSON text; the sync client sends that text as it is.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cloud_sync.schemas import AlertBody, AlertRecord, RecordTime, SummaryBody, SummaryRecord
+from edge.alerts import Alert
+from edge.clock import Stamp
+
+PRIORITY = {"alert": 0, "access": 1, "summary": 2, "bulk": 3}
+"""Outbox priorities: lower is sent first."""
+
+
+def utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def record_time(stamp: Stamp) -> RecordTime:
+    return RecordTime(
+        wall_time=utc(stamp.wall_time),
+        boot_id=stamp.boot_id,
+        monotonic_ns=stamp.monotonic_ns,
+        clock_synced=stamp.clock_synced,
+    )
+
+
+def alert_record(record_id: str, stamp: Stamp, alert: Alert) -> str:
+    body = AlertBody(
+        alert_id=alert.alert_id,
+        rule=alert.rule,
+        device=alert.device,
+        point=alert.point,
+        state=alert.state,
+        severity=alert.severity,
+        message=alert.message,
+        value=alert.value,
+        raised_at=utc(alert.raised_at),
+        cleared_at=None if alert.cleared_at is None else utc(alert.cleared_at),
+    )
+    return AlertRecord(record_id=record_id, time=record_time(stamp), body=body).model_dump_json()
+
+
+def summary_record(
+    record_id: str,
+    stamp: Stamp,
+    *,
+    device: str,
+    point: str,
+    unit: str,
+    period_start: float,
+    period_end: float,
+    count: int,
+    minimum: float,
+    maximum: float,
+    mean: float,
+    last: float,
+) -> str:
+    body = SummaryBody(
+        device=device,
+        point=point,
+        unit=unit,
+        period_start=utc(period_start),
+        period_end=utc(period_end),
+        count=count,
+        min=minimum,
+        max=maximum,
+        mean=mean,
+        last=last,
+    )
+    return SummaryRecord(record_id=record_id, time=record_time(stamp), body=body).model_dump_json()

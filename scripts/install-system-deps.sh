@@ -1,0 +1,26 @@
+#!/bin/sh
+# Install the Debian packages nbedge's demo and tests need, only those that are missing.
+# Uses sudo when not run as root. Safe to run again: it does nothing when all are present.
+set -eu
+
+missing=""
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
+command -v mosquitto_sub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=""
+elif command -v sudo >/dev/null 2>&1; then
+    as_root="sudo"
+else
+    echo "nbedge: please install these Debian packages as root:$missing" >&2
+    exit 1
+fi
+
+echo "nbedge: installing Debian packages:$missing"
+$as_root apt-get update -qq
+# shellcheck disable=SC2086  # the list is meant to split into words
+DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends $missing
+# Debian starts a system-wide mosquitto on port 1883; the demo and the tests start their own.

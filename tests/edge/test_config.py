@@ -1,0 +1,143 @@
+"""The configuration file: validation, every error with its field path, exit 78, docs in step."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from edge.cli import main
+from edge.config import load_config, parse_config
+from edge.schemas import GatewayConfig
+from nbedge.errors import EX_CONFIG, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MINIMAL = """
+[gateway]
+id = "gw-1"
+site = "site-1"
+"""
+
+
+def test_the_example_config_is_valid() -> None:
+    config = load_config(ROOT / "examples" / "gateway.toml")
+    assert config.gateway.id == "gw-0001"
+    assert config.modbus.devices[0].profile == "eastron_sdm630"
+    assert config.uplink is not None
+    assert config.uplink.token_file == Path("/var/lib/nbedge/credential")
+
+
+def test_a_minimal_config_takes_documented_defaults() -> None:
+    config = parse_config(MINIMAL)
+    assert config.store.summary_interval_s == 3600
+    assert config.mqtt.port == 1883
+    assert config.rules.voltage.tolerance_pct == 10.0
+    assert config.uplink is None
+    assert config.database_path == Path("/var/lib/nbedge/gateway.db")
+
+
+def test_wrong_type_and_unknown_key_give_two_errors_with_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(MINIMAL + '\n[mqtt]\nport = "eighteen"\n\n[store]\nbatch_size = 10\n')
+
+    status = main(["config", "check", str(path)])
+
+    err = capsys.readouterr().err
+    assert status == EX_CONFIG == 78
+    assert "2 error(s)" in err
+    assert re.search(r"mqtt\.port: .*valid integer.*'eighteen'", err)
+    assert re.search(r"store\.batch_size: unknown key", err)
+
+
+def test_every_issue_is_reported_not_just_the_first() -> None:
+    text = """
+[gateway]
+id = "has space"
+
+[[modbus.devices]]
+name = "m1"
+profile = "no_such_meter"
+host = "127.0.0.1"
+unit_id = 300
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    paths = {issue.path for issue in caught.value.issues}
+    assert {"gateway.id", "gateway.site", "modbus.devices.0.unit_id"} <= paths
+
+
+def test_unknown_profile_names_the_field(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[[modbus.devices]]\nname = "m1"\nprofile = "no_such_meter"\nhost = "h"\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert [issue.path for issue in caught.value.issues] == ["modbus.devices.0.profile"]
+
+
+def test_toml_syntax_error_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("[gateway\nid = 1")
+    assert caught.value.issues[0].path == "(syntax)"
+
+
+def test_missing_file_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", str(tmp_path / "absent.toml")]) == EX_CONFIG
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_uplink_needs_exactly_one_credential() -> None:
+    text = MINIMAL + '\n[uplink]\nurl = "http://127.0.0.1:9"\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert "exactly one of token and token_file" in str(caught.value)
+
+
+def test_duplicate_device_names_are_refused() -> None:
+    device = '\n[[modbus.devices]]\nname = "m1"\nprofile = "eastron_sdm630"\nhost = "h"\n'
+    with pytest.raises(ConfigError, match="device names must be unique: m1"):
+        parse_config(MINIMAL + device + device)
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        nested = [
+            a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if nested:
+            keys.extend(_keys(nested[0], path + "."))
+        else:
+            keys.append(path)
+    return keys
+
+
+def test_every_config_key_is_documented_and_every_documented_key_exists() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", doc, flags=re.MULTILINE))
+    in_code = set(_keys(GatewayConfig))
+    assert in_code - documented == set(), "keys missing from docs/configuration.md"
+    assert documented - in_code == set(), "docs/configuration.md names keys the code lacks"
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "config", "demo", "central", "sim"):
+        assert re.search(rf"^\s+{command}\s", out, flags=re.MULTILINE), command
+
+
+def test_errors_never_echo_a_secret() -> None:
+    text = MINIMAL + "\n[mqtt]\npassword = 12345\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert "mqtt.password" in str(caught.value)
+    assert "12345" not in str(caught.value)

@@ -1,0 +1,38 @@
+"""``nbedge demo`` as a new user runs it: data and the voltage alert reach the central API."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_shows_summaries_and_the_voltage_alert_within_a_minute(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "demo",
+            "--duration",
+            "45",
+            "--state-dir",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"mosquitto_sub -h 127\.0\.0\.1 -p \d+ -t 'nbedge/#' -v", out)
+    assert re.search(r"curl -H 'Authorization: Bearer \S+' http://127\.0\.0\.1:\d+/v1/sites/", out)
+    raised = re.search(r"\+\s*(\d+) s\s+alert raised\s+main-meter/voltage_l1: overvoltage", out)
+    summary = re.search(r"\+\s*(\d+) s\s+summary main-meter/voltage_l1", out)
+    assert raised, out
+    assert summary, out
+    assert int(summary.group(1)) <= 60
+    assert (tmp_path / "demo" / "central.db").exists()
+    assert "Traceback" not in result.stderr

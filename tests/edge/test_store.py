@@ -1,0 +1,185 @@
+"""The SQLite store on real files: atomic writes with the outbox, summaries, claim/ack/lease."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge.alerts import AlertBook
+from edge.store import Store
+from firmware_bridge.readings import Reading
+
+T0 = 1_700_000_000.0  # a whole hour (and minute): 2023-11-14T22:13:20Z is not; use buckets below
+
+
+def reading(point: str, value: float, at: float, device: str = "m1") -> Reading:
+    return Reading(device, point, value, "V", at, int(at * 1e9))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    async with Store(tmp_path / "gw.db", gateway_id="gw-1") as opened:
+        yield opened
+
+
+async def test_readings_and_alert_outbox_rows_are_written_together(store: Store) -> None:
+    book = AlertBook()
+    alert = book.raise_(
+        rule="voltage",
+        device="m1",
+        point="voltage_l1",
+        severity="warning",
+        message="overvoltage",
+        value=260.0,
+        at=T0,
+    )
+    assert alert is not None
+    await store.write([reading("voltage_l1", 260.0, T0)], [alert])
+
+    stats = await store.stats()
+    assert stats.readings == 1
+    assert stats.active_alerts == 1
+    assert stats.outbox == {"alert": 1}
+    [record] = await store.claim(10, lease_s=30)
+    payload = json.loads(record.payload)
+    assert payload["kind"] == "alert"
+    assert payload["record_id"] == record.record_id
+    assert record.record_id.startswith(f"gw-1:{store.store_id}:")
+    assert payload["body"]["alert_id"] == alert.alert_id
+    assert payload["body"]["state"] == "raised"
+
+
+async def test_summaries_match_the_readings_of_each_closed_period(store: Store) -> None:
+    start = 1_800_000_000.0 // 60 * 60  # a period boundary
+    values = [229.0, 231.5, 230.0, 233.0]
+    await store.write([reading("voltage_l1", v, start + i * 10) for i, v in enumerate(values)])
+    await store.write([reading("voltage_l1", 240.0, start + 65)])  # next period, still open
+
+    written = await store.summarise(now=start + 100, interval_s=60, grace_s=5)
+
+    assert written == 1
+    [record] = await store.claim(10, lease_s=30)
+    body = json.loads(record.payload)["body"]
+    assert body["count"] == 4
+    assert body["min"] == 229.0
+    assert body["max"] == 233.0
+    assert body["mean"] == pytest.approx(sum(values) / 4)
+    assert body["last"] == 233.0
+    assert body["period_end"].startswith("2027-01-15T08:01:00")
+    # Summarising again adds nothing: each period is summarised once.
+    assert await store.summarise(now=start + 100, interval_s=60, grace_s=5) == 0
+
+
+async def test_claim_leases_ack_deletes_release_frees(store: Store) -> None:
+    book = AlertBook()
+    alerts = [
+        book.raise_(
+            rule="voltage",
+            device=f"m{i}",
+            point="voltage_l1",
+            severity="warning",
+            message="x",
+            value=260.0,
+            at=T0,
+        )
+        for i in range(5)
+    ]
+    await store.write([], [a for a in alerts if a is not None])
+
+    first = await store.claim(3, lease_s=30)
+    second = await store.claim(3, lease_s=30)
+    assert len(first) == 3
+    assert len(second) == 2
+    assert not {r.record_id for r in first} & {r.record_id for r in second}
+    assert await store.claim(3, lease_s=30) == []
+
+    await store.ack([r.record_id for r in first])
+    await store.release([r.record_id for r in second])
+    again = await store.claim(10, lease_s=30)
+    assert [r.record_id for r in again] == [r.record_id for r in second]
+
+
+async def test_alerts_are_claimed_before_summaries(store: Store) -> None:
+    start = 1_800_000_000.0 // 60 * 60
+    await store.write([reading("voltage_l1", 230.0, start)])
+    await store.summarise(now=start + 100, interval_s=60, grace_s=5)
+    book = AlertBook()
+    alert = book.raise_(
+        rule="voltage",
+        device="m1",
+        point="voltage_l1",
+        severity="warning",
+        message="x",
+        value=260.0,
+        at=start + 90,
+    )
+    assert alert is not None
+    await store.write([], [alert])
+
+    kinds = [r.kind for r in await store.claim(10, lease_s=30)]
+    assert kinds == ["alert", "summary"]
+
+
+async def test_leases_end_with_the_process_and_records_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    book = AlertBook()
+    alert = book.raise_(
+        rule="voltage",
+        device="m1",
+        point="voltage_l1",
+        severity="warning",
+        message="x",
+        value=260.0,
+        at=T0,
+    )
+    assert alert is not None
+    async with Store(path, gateway_id="gw-1") as store:
+        await store.write([reading("voltage_l1", 260.0, T0)], [alert])
+        [leased] = await store.claim(10, lease_s=3600)
+        store_id = store.store_id
+    async with Store(path, gateway_id="gw-1") as store:
+        assert store.store_id == store_id
+        [again] = await store.claim(10, lease_s=30)
+        assert again.record_id == leased.record_id
+        assert [a.alert_id for a in await store.active_alerts()] == [alert.alert_id]
+
+
+async def test_record_ids_are_never_reused_after_ack(tmp_path: Path) -> None:
+    async with Store(tmp_path / "gw.db", gateway_id="gw-1") as store:
+        seen: set[str] = set()
+        for i in range(3):
+            book = AlertBook()
+            alert = book.raise_(
+                rule="voltage",
+                device="m1",
+                point=f"p{i}",
+                severity="warning",
+                message="x",
+                value=1.0,
+                at=T0 + i,
+            )
+            assert alert is not None
+            await store.write([], [alert])
+            [record] = await store.claim(10, lease_s=30)
+            assert record.record_id not in seen
+            seen.add(record.record_id)
+            await store.ack([record.record_id])
+
+
+async def test_database_is_in_wal_mode(store: Store, tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "gw.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+async def test_prune_keeps_readings_not_yet_summarised(store: Store) -> None:
+    start = 1_800_000_000.0 // 60 * 60
+    await store.write([reading("voltage_l1", 230.0, start + i) for i in range(3)])
+    assert await store.prune(now=start + 10_000, retention_s=60) == 0
+    await store.summarise(now=start + 100, interval_s=60, grace_s=5)
+    assert await store.prune(now=start + 10_000, retention_s=60) == 3
