@@ -64,6 +64,19 @@ class AlertBody(_Wire):
     cleared_at: AwareDatetime | None = None
 
 
+class EvictionBody(_Wire):
+    """Records a gateway deleted before they were synced, to stay within its disk quota.
+
+    An eviction is never silent: the gateway reports what it dropped, how many and from when.
+    """
+
+    evicted: Literal["reading", "summary", "alert", "access"]
+    count: Annotated[int, Field(ge=1)]
+    oldest: AwareDatetime
+    newest: AwareDatetime
+    reason: Literal["quota", "disk_full", "retention"]
+
+
 class SummaryRecord(_Wire):
     kind: Literal["summary"] = "summary"
     record_id: Annotated[str, Field(min_length=1, max_length=128)]
@@ -78,7 +91,14 @@ class AlertRecord(_Wire):
     body: AlertBody
 
 
-Record = Annotated[SummaryRecord | AlertRecord, Field(discriminator="kind")]
+class EvictionRecord(_Wire):
+    kind: Literal["eviction"] = "eviction"
+    record_id: Annotated[str, Field(min_length=1, max_length=128)]
+    time: RecordTime
+    body: EvictionBody
+
+
+Record = Annotated[SummaryRecord | AlertRecord | EvictionRecord, Field(discriminator="kind")]
 
 
 class IngestBatch(_Wire):
