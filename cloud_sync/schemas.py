@@ -8,17 +8,38 @@ counter of that boot, and whether the clock was synchronised when it was taken.
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Final = 1
 MAX_RECORDS_PER_BATCH = 1000
+INT64_MAX: Final = 2**63 - 1
 
-Identifier = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-]
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
 """Names of sites, gateways, devices and points: safe in URLs, MQTT topics and file names."""
+
+_NO_NUL = r"^[^\x00]*$"
+"""Free text may hold anything but NUL, which PostgreSQL cannot store in a text column."""
+
+Counter64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""A count or counter that fits a signed 64-bit column."""
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+"""A measured value: a real number, never NaN or infinite."""
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:00-05:00 is past year 9999 in UTC
+        raise ValueError("the time is out of range once converted to UTC") from exc
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""An instant with its UTC offset (``Z`` or ``+01:00``); read as UTC."""
 
 
 class _Wire(BaseModel):
@@ -28,9 +49,9 @@ class _Wire(BaseModel):
 class RecordTime(_Wire):
     """When a record was taken, in a form that survives a gateway without a real-time clock."""
 
-    wall_time: AwareDatetime
-    boot_id: Annotated[str, Field(min_length=1, max_length=64)]
-    monotonic_ns: Annotated[int, Field(ge=0)]
+    wall_time: Timestamp
+    boot_id: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+    monotonic_ns: Counter64
     clock_synced: bool
 
 
@@ -39,14 +60,14 @@ class SummaryBody(_Wire):
 
     device: Identifier
     point: Identifier
-    unit: Annotated[str, Field(max_length=16)]
-    period_start: AwareDatetime
-    period_end: AwareDatetime
-    count: Annotated[int, Field(ge=1)]
-    min: float
-    max: float
-    mean: float
-    last: float
+    unit: Annotated[str, Field(max_length=16, pattern=_NO_NUL)]
+    period_start: Timestamp
+    period_end: Timestamp
+    count: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    min: Finite
+    max: Finite
+    mean: Finite
+    last: Finite
 
 
 class AlertBody(_Wire):
@@ -58,10 +79,10 @@ class AlertBody(_Wire):
     point: Identifier
     state: Literal["raised", "cleared"]
     severity: Literal["info", "warning", "critical"]
-    message: Annotated[str, Field(max_length=500)]
-    value: float
-    raised_at: AwareDatetime
-    cleared_at: AwareDatetime | None = None
+    message: Annotated[str, Field(max_length=500, pattern=_NO_NUL)]
+    value: Finite
+    raised_at: Timestamp
+    cleared_at: Timestamp | None = None
 
 
 class EvictionBody(_Wire):
@@ -71,29 +92,44 @@ class EvictionBody(_Wire):
     """
 
     evicted: Literal["reading", "summary", "alert", "access"]
-    count: Annotated[int, Field(ge=1)]
-    oldest: AwareDatetime
-    newest: AwareDatetime
+    count: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    oldest: Timestamp
+    newest: Timestamp
     reason: Literal["quota", "disk_full", "retention"]
 
 
-class SummaryRecord(_Wire):
+def _kind_required(schema: dict[str, Any]) -> None:
+    """Say in the JSON Schema what validation demands: ``kind`` picks the record type."""
+    required: list[str] = schema.setdefault("required", [])
+    if "kind" not in required:
+        required.insert(0, "kind")
+
+
+class _WireRecord(_Wire):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_kind_required)
+
+
+RecordId = Annotated[str, Field(min_length=1, max_length=128, pattern=_NO_NUL)]
+"""A record's stable id, chosen by its gateway: unique per gateway."""
+
+
+class SummaryRecord(_WireRecord):
     kind: Literal["summary"] = "summary"
-    record_id: Annotated[str, Field(min_length=1, max_length=128)]
+    record_id: RecordId
     time: RecordTime
     body: SummaryBody
 
 
-class AlertRecord(_Wire):
+class AlertRecord(_WireRecord):
     kind: Literal["alert"] = "alert"
-    record_id: Annotated[str, Field(min_length=1, max_length=128)]
+    record_id: RecordId
     time: RecordTime
     body: AlertBody
 
 
-class EvictionRecord(_Wire):
+class EvictionRecord(_WireRecord):
     kind: Literal["eviction"] = "eviction"
-    record_id: Annotated[str, Field(min_length=1, max_length=128)]
+    record_id: RecordId
     time: RecordTime
     body: EvictionBody
 
@@ -115,3 +151,29 @@ class IngestResult(_Wire):
 
     accepted: int
     duplicates: int
+
+
+ClaimCode = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[0-9A-Za-z -]+$",
+        description="The one-time code, as typed: case, spaces and dashes do not matter.",
+        examples=["7KQ2-M9XD-4HRT-B3WN"],
+    ),
+]
+
+
+class ClaimRequest(_Wire):
+    """What a new gateway posts to ``POST /v1/claim``: the one-time code an operator gave."""
+
+    code: ClaimCode
+
+
+class ClaimResponse(_Wire):
+    """The gateway's identity and credential, given once in exchange for a claim code."""
+
+    gateway_id: Identifier
+    site_id: Identifier
+    token: Annotated[str, Field(min_length=16, description="The gateway's bearer token.")]

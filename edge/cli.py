@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cloud_sync.central.settings import CentralSettings
 
 DEFAULT_CONFIG = Path("/etc/nbedge/gateway.toml")
+DEFAULT_TOKEN_FILE = Path("/var/lib/nbedge/credential")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +76,28 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--gateway", required=True)
     add.add_argument("--site-name", help="the building's name (default: its id)")
     add.set_defaults(handler=_central_add_gateway)
+
+    code = central_commands.add_parser(
+        "claim-code", help="make a one-time code with which a gateway claims its credential"
+    )
+    code.add_argument("--site", required=True)
+    code.add_argument("--gateway", required=True)
+    code.add_argument("--site-name", help="the building's name, when the site is new")
+    code.add_argument("--ttl", type=float, default=86400, help="seconds the code stays valid")
+    code.set_defaults(handler=_central_claim_code)
+
+    provision = commands.add_parser(
+        "provision", help="claim this gateway at the central API with a one-time code"
+    )
+    provision.add_argument("--central", required=True, help="base URL of the central API")
+    provision.add_argument("--code", required=True, help="the one-time claim code")
+    provision.add_argument(
+        "--token-file",
+        type=Path,
+        default=DEFAULT_TOKEN_FILE,
+        help=f"where to keep the credential (mode 0600; default {DEFAULT_TOKEN_FILE})",
+    )
+    provision.set_defaults(handler=_provision)
 
     sim = commands.add_parser("sim", help="simulated field devices for trials and tests")
     sim_commands = sim.add_subparsers(title="sim commands", metavar="COMMAND")
@@ -152,6 +175,60 @@ def _central_add_gateway(args: argparse.Namespace) -> int:
         engine.dispose()
     print(token)
     return 0
+
+
+def _central_claim_code(args: argparse.Namespace) -> int:
+    from cloud_sync.central import admin
+    from cloud_sync.central.db import site_exists
+
+    settings = _central_settings()
+    engine = admin.make_engine(settings.database_url)
+    try:
+        admin.init_db(engine)
+        if args.site_name is not None or not site_exists(engine, args.site):
+            admin.register_site(engine, args.site, args.site_name or args.site)
+        code = admin.create_claim_code(engine, args.site, args.gateway, ttl_s=args.ttl)
+    except admin.AdminError as exc:
+        print(f"nbedge: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(code)
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from cloud_sync.provision import claim_gateway
+    from nbedge.errors import UplinkRejected, UplinkUnavailable
+
+    try:
+        credential = asyncio.run(claim_gateway(args.central.rstrip("/"), args.code))
+    except (UplinkRejected, UplinkUnavailable) as exc:
+        print(f"nbedge: the central API did not give a credential: {exc}", file=sys.stderr)
+        return 1
+    write_secret(args.token_file, credential.token)
+    print(
+        f"claimed gateway {credential.gateway_id} of site {credential.site_id}; "
+        f"credential written to {args.token_file}\n\n"
+        "In /etc/nbedge/gateway.toml:\n"
+        f'[gateway]\nid = "{credential.gateway_id}"\nsite = "{credential.site_id}"\n\n'
+        f'[uplink]\nurl = "{args.central}"\ntoken_file = "{args.token_file}"'
+    )
+    return 0
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Write ``secret`` to ``path`` with mode 0600, atomically (never a half-written file)."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def _central_settings() -> CentralSettings:

@@ -7,6 +7,13 @@ missing=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_sub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
+# The central API's tests start throw-away PostgreSQL clusters with initdb and pg_ctl, which
+# Debian keeps out of PATH, under /usr/lib/postgresql/<version>/bin.
+has_postgres=""
+for bin in /usr/lib/postgresql/*/bin; do
+    [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ] && has_postgres=yes
+done
+[ -n "$has_postgres" ] || missing="$missing postgresql"
 
 [ -z "$missing" ] && exit 0
 
@@ -23,4 +30,5 @@ echo "nbedge: installing Debian packages:$missing"
 $as_root apt-get update -qq
 # shellcheck disable=SC2086  # the list is meant to split into words
 DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends $missing
-# Debian starts a system-wide mosquitto on port 1883; the demo and the tests start their own.
+# Debian starts a system-wide mosquitto on port 1883 and a PostgreSQL cluster on 5432 where
+# systemd runs; the demo and the tests start their own, on free ports.

@@ -2,10 +2,14 @@
 
 - ``create_app(settings)``: the FastAPI application (``app``, ``routes/``, ``deps``).
 - ``CentralSettings``: configuration from ``NBEDGE_CENTRAL_*`` environment variables.
-- ``admin``: create the database, register sites and gateways (used by the CLI).
-- ``db``: tables and queries (SQLAlchemy Core); ``schemas``: the feeds' response bodies.
+- ``admin``: create the database, register sites and gateways, make claim codes (the CLI's).
+- ``claims``: one-time claim codes, redeemed at ``POST /v1/claim`` for a gateway's token.
+- ``tables``: the schema (SQLAlchemy Core); ``migrations``: Alembic revisions that build it.
+- ``db``: engine and queries, and why feed cursors never skip (its docstring).
+- ``metrics``: Prometheus metrics per process; ``schemas``: the feeds' response bodies.
 
-Needs the ``central`` extra (SQLAlchemy); the gateway never imports this package.
+Needs the ``central`` extra (SQLAlchemy, Alembic, psycopg, prometheus-client); the gateway never
+imports this package.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Operator actions on the central database: create it, register sites and gateways.
 
-This is what ``nbedge central ...`` and the demo call. A gateway's token is shown once, when it
-is made; the database keeps only its SHA-256. Claim codes (a one-time code exchanged by the
-gateway for its token) will build on ``register_gateway``.
+This is what ``nbedge central ...`` and the demo call. A gateway gets its token either from
+``register_gateway`` (shown once to the operator, who copies it to the gateway) or, better, by
+claiming a one-time code from ``create_claim_code`` (see ``claims``). The database keeps only the
+SHA-256 of tokens and codes.
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ from datetime import UTC, datetime
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, select, update
 
-from cloud_sync.central.db import gateways, hash_token, init_db, make_engine, sites
+from cloud_sync.central import claims
+from cloud_sync.central.db import gateways, hash_token, init_db, make_engine, site_exists, sites
 from cloud_sync.schemas import Identifier
 from nbedge.errors import NbedgeError
 
-__all__ = ["AdminError", "init_db", "make_engine", "register_gateway", "register_site"]
+__all__ = [
+    "AdminError",
+    "create_claim_code",
+    "init_db",
+    "make_engine",
+    "register_gateway",
+    "register_site",
+]
 
 TOKEN_BYTES = 32
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
@@ -80,3 +89,32 @@ def register_gateway(engine: Engine, site_id: str, gateway_id: str) -> str:
                 .values(token_hash=token_hash)
             )
     return token
+
+
+def create_claim_code(
+    engine: Engine,
+    site_id: str,
+    gateway_id: str,
+    ttl_s: float = 86400,
+    *,
+    now: datetime | None = None,
+) -> str:
+    """A one-time code with which gateway ``gateway_id`` of ``site_id`` claims its token.
+
+    The code (``XXXX-XXXX-XXXX-XXXX``) is shown once; the database keeps its SHA-256. It works
+    once, within ``ttl_s`` seconds (a day by default). The gateway need not be registered yet:
+    claiming registers it; if it is, claiming rotates its token. ``now`` is for tests.
+    """
+    _check_identifier("site id", site_id)
+    _check_identifier("gateway id", gateway_id)
+    if not ttl_s > 0:
+        raise AdminError(f"a claim code must live a while: ttl_s={ttl_s!r}")
+    if not site_exists(engine, site_id):
+        raise AdminError(f"no site {site_id!r}: register the site first")
+    with engine.connect() as conn:
+        current = conn.execute(
+            select(gateways.c.site_id).where(gateways.c.gateway_id == gateway_id)
+        ).first()
+    if current is not None and current.site_id != site_id:
+        raise AdminError(f"gateway {gateway_id!r} belongs to site {current.site_id!r}")
+    return claims.create(engine, site_id, gateway_id, ttl_s, now)

@@ -1,8 +1,10 @@
 """The central API as a FastAPI application: ``create_app(settings)``.
 
-Stateless apart from the database, so it runs as many uvicorn workers or hosts as needed. Routes
-are sync functions where they only touch the database (FastAPI runs them in its thread pool) and
-async where they read a request body.
+Stateless apart from the database, so it runs as many uvicorn workers or hosts as needed, e.g.
+``uvicorn --factory cloud_sync.central.app:app_from_environment --workers 4`` (settings from
+``NBEDGE_CENTRAL_*``). Routes are sync functions where they only touch the database (FastAPI runs
+them in its thread pool) and async where they read a request body. Metrics are per process
+(``metrics``).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic.json_schema import models_json_schema
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 import nbedge
 from cloud_sync.central.db import init_db, make_engine
+from cloud_sync.central.metrics import CONTENT_TYPE, CentralMetrics, MetricsMiddleware
 from cloud_sync.central.routes import api_router
 from cloud_sync.central.settings import CentralSettings
 from cloud_sync.schemas import IngestBatch
@@ -37,6 +40,15 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         {"detail": "the database is unavailable; retry later"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(RETRY_AFTER_DB_BUSY_S)},
+    )
+
+
+async def _value_not_storable(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refuses (out of range, not encodable): the client's fault, 422."""
+    log.info("refused a value during %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "a value in the request cannot be stored"},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
 
 
@@ -62,8 +74,7 @@ def create_app(settings: CentralSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # create_all until migrations (Alembic) arrive with PostgreSQL.
-        await run_in_threadpool(init_db, engine)
+        await run_in_threadpool(init_db, engine)  # migrations; a no-op when up to date
         try:
             yield
         finally:
@@ -75,9 +86,30 @@ def create_app(settings: CentralSettings) -> FastAPI:
         description="Gateways deliver records; the neighbourhood platform pulls feeds by cursor.",
         lifespan=lifespan,
     )
+    metrics = CentralMetrics()
     app.state.settings = settings
     app.state.engine = engine
+    app.state.metrics = metrics
     app.include_router(api_router)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(DataError, _value_not_storable)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics of this process",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Text exposition"}},
+    )
+    def prometheus_metrics() -> Response:
+        """Counters and latency histograms of this process only (scrape every worker)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     app.openapi = lambda: _openapi_with_wire_schemas(app)  # type: ignore[method-assign]
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """``create_app`` with settings from ``NBEDGE_CENTRAL_*``: uvicorn's ``--factory`` target."""
+    return create_app(CentralSettings())  # type: ignore[call-arg]  # read from the environment

@@ -1,13 +1,32 @@
-"""The central API's storage: tables, engine and queries, in SQLAlchemy Core (no ORM).
+"""The central API's storage: engine, schema upgrades and queries, in SQLAlchemy Core (no ORM).
 
-SQLite (WAL, busy timeout) by default, PostgreSQL in production. ``summaries`` and
-``alert_events`` each carry an autoincrement ``seq``, the pull cursor of the platform's feeds.
+SQLite (WAL, busy timeout) by default, PostgreSQL (``postgresql+psycopg://``) in production. The
+tables are in ``tables``; ``init_db`` brings a database to the latest schema with the Alembic
+migrations of ``migrations/``.
 
-Why the cursor never skips on SQLite: SQLite has one writer at a time, so ``seq`` values are
-assigned and committed in the same order, and a reader never sees ``seq = n + 1`` before ``n``.
-On PostgreSQL, concurrent transactions can commit sequence values out of order; the feeds there
-need a visibility horizon (e.g. only rows older than the oldest running transaction) - to do
-with the PostgreSQL work.
+Why a feed's cursor never skips nor repeats, while any number of API processes ingest
+-------------------------------------------------------------------------------------
+A feed returns a site's rows with ``seq > after`` in ``seq`` order, and the platform's next
+``after`` is the last ``seq`` it got. That is safe only if no row of the site with a smaller
+``seq`` can become visible after a reader has seen a larger one. ``seq`` comes from a sequence
+(PostgreSQL) or the single-writer rowid (SQLite):
+
+- SQLite has one writer at a time: ``seq`` values are assigned and committed in the same order.
+- PostgreSQL hands out sequence values to concurrent transactions, which may commit in any
+  order: T1 takes 7, T2 takes 8, T2 commits, a reader sees 8 and moves its cursor to 8, then T1
+  commits 7, which that reader never sees. So ``store_batch`` first takes a transaction-scoped
+  advisory lock on the site (``pg_advisory_xact_lock(hashtext(site_id))``) and only then draws
+  ``seq`` values. Two ingest transactions of one site therefore run one after the other: the
+  second draws its values after the first has committed, so they are larger, and PostgreSQL
+  releases a transaction's locks only after its commit is visible to new snapshots. Hence, for
+  any snapshot, the visible rows of a site are exactly those with ``seq`` up to some value (plus
+  gaps that no commit will ever fill: values drawn by rolled-back inserts or skipped duplicates).
+  A reader that has seen ``seq = n`` of a site has seen every row of that site with ``seq < n``
+  that will ever exist.
+
+The lock is per site (different sites still ingest in parallel; a hash collision only makes two
+sites wait for each other) and held for one batch's insert, a few milliseconds. It holds across
+processes and hosts because it lives in the database.
 
 Nothing here raises ``HTTPException``: the routes translate.
 """
@@ -20,135 +39,39 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Dialect,
-    Double,
-    Engine,
-    ForeignKey,
-    Index,
-    Insert,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    exists,
-    func,
-    select,
-    text,
-)
+from sqlalchemy import Engine, Insert, Table, create_engine, event, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.types import TypeDecorator
 
-from cloud_sync.schemas import AlertRecord, IngestBatch, IngestResult, SummaryRecord
+from cloud_sync.central import migrations
+from cloud_sync.central.tables import (
+    alert_events,
+    claim_codes,
+    evictions,
+    gateways,
+    metadata,
+    record_tables,
+    sites,
+    summaries,
+)
+from cloud_sync.schemas import IngestBatch, IngestResult, Record
+
+__all__ = [
+    "GatewayIdentity",
+    "alert_events",
+    "claim_codes",
+    "evictions",
+    "gateways",
+    "hash_token",
+    "init_db",
+    "make_engine",
+    "metadata",
+    "sites",
+    "store_batch",
+    "summaries",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """An aware datetime stored in UTC; read back aware (SQLite itself keeps no time zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("refusing to store a naive datetime")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# BIGINT on PostgreSQL; SQLite autoincrements only an INTEGER PRIMARY KEY.
-_Seq = BigInteger().with_variant(Integer(), "sqlite")
-
-metadata = MetaData()
-
-sites = Table(
-    "sites",
-    metadata,
-    Column("site_id", String(64), primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-)
-
-gateways = Table(
-    "gateways",
-    metadata,
-    Column("gateway_id", String(64), primary_key=True),
-    Column("site_id", String(64), ForeignKey("sites.site_id"), nullable=False, index=True),
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("created_at", UTCDateTime(), nullable=False),
-)
-
-
-def _record_columns() -> list[Column[Any]]:
-    """Columns shared by every stored record: cursor, identity, origin and the time contract."""
-    return [
-        Column("seq", _Seq, primary_key=True, autoincrement=True),
-        Column("record_id", String(128), nullable=False),
-        Column("site_id", String(64), ForeignKey("sites.site_id"), nullable=False),
-        Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), nullable=False),
-        Column("wall_time", UTCDateTime(), nullable=False),
-        Column("boot_id", String(64), nullable=False),
-        Column("monotonic_ns", BigInteger(), nullable=False),
-        Column("clock_synced", Boolean(), nullable=False),
-        Column("received_at", UTCDateTime(), nullable=False),
-    ]
-
-
-# A record id is unique per gateway: a gateway cannot pre-empt (and so hide) another's records.
-summaries = Table(
-    "summaries",
-    metadata,
-    *_record_columns(),
-    Column("device", String(64), nullable=False),
-    Column("point", String(64), nullable=False),
-    Column("unit", String(16), nullable=False),
-    Column("period_start", UTCDateTime(), nullable=False),
-    Column("period_end", UTCDateTime(), nullable=False),
-    Column("count", BigInteger(), nullable=False),
-    Column("min", Double(), nullable=False),
-    Column("max", Double(), nullable=False),
-    Column("mean", Double(), nullable=False),
-    Column("last", Double(), nullable=False),
-    UniqueConstraint("gateway_id", "record_id", name="uq_summaries_record"),
-    Index("ix_summaries_site_seq", "site_id", "seq"),
-    sqlite_autoincrement=True,  # never reuse a seq, even after rows are deleted
-)
-
-alert_events = Table(
-    "alert_events",
-    metadata,
-    *_record_columns(),
-    Column("alert_id", String(64), nullable=False),
-    Column("rule", String(64), nullable=False),
-    Column("device", String(64), nullable=False),
-    Column("point", String(64), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("severity", String(16), nullable=False),
-    Column("message", Text(), nullable=False),
-    Column("value", Double(), nullable=False),
-    Column("raised_at", UTCDateTime(), nullable=False),
-    Column("cleared_at", UTCDateTime(), nullable=True),
-    UniqueConstraint("gateway_id", "record_id", name="uq_alert_events_record"),
-    Index("ix_alert_events_site_seq", "site_id", "seq"),
-    Index("ix_alert_events_alert", "gateway_id", "alert_id", "state"),
-    sqlite_autoincrement=True,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +108,12 @@ def make_engine(database_url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create missing tables. Idempotent. Schema migrations (Alembic) replace this later."""
-    metadata.create_all(engine)
+    """Bring the database to the latest schema (Alembic migrations). Idempotent.
+
+    Safe to call from several processes at once on PostgreSQL (they take turns on a lock). A
+    database made by the first release, before migrations, is recognised and upgraded.
+    """
+    migrations.upgrade(engine)
 
 
 def ping(engine: Engine) -> None:
@@ -230,13 +157,13 @@ def _insert_ignoring_duplicates(
             )
         case other:
             raise NotImplementedError(f"no ON CONFLICT DO NOTHING for the {other} dialect")
-    # executemany: the DB-API sums the rows each statement changed; skipped rows change none.
-    return int(conn.execute(stmt, list(rows)).rowcount)
+    # RETURNING names exactly the rows inserted, whatever a driver's executemany rowcount says;
+    # SQLAlchemy sends the rows as multi-row INSERTs ("insertmanyvalues").
+    return len(conn.execute(stmt.returning(table.c.seq), list(rows)).all())
 
 
-def _time_columns(
-    record: SummaryRecord | AlertRecord, batch: IngestBatch, now: datetime
-) -> dict[str, Any]:
+def record_row(record: Record, batch: IngestBatch, now: datetime) -> dict[str, Any]:
+    """The row of one record: origin, time contract, and its body flattened into columns."""
     return {
         "record_id": record.record_id,
         "site_id": batch.site_id,
@@ -246,21 +173,36 @@ def _time_columns(
         "monotonic_ns": record.time.monotonic_ns,
         "clock_synced": record.time.clock_synced,
         "received_at": now,
-    }
+    } | record.body.model_dump()
+
+
+def lock_site_feeds(conn: Connection, site_id: str) -> None:
+    """Hold, until ``conn``'s transaction ends, the lock that orders a site's ``seq`` commits.
+
+    PostgreSQL only (see the module's docstring); SQLite serialises writers by itself.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(site_id))))
+
+
+def insert_batch(conn: Connection, batch: IngestBatch) -> IngestResult:
+    """Insert a batch's new records within ``conn``'s transaction, after locking its site."""
+    now = datetime.now(UTC)
+    rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in record_tables}
+    for record in batch.records:
+        rows[record.kind].append(record_row(record, batch, now))
+    lock_site_feeds(conn, batch.site_id)
+    accepted = sum(
+        _insert_ignoring_duplicates(conn, record_tables[kind], kind_rows)
+        for kind, kind_rows in rows.items()
+    )
+    return IngestResult(accepted=accepted, duplicates=len(batch.records) - accepted)
 
 
 def store_batch(engine: Engine, batch: IngestBatch) -> IngestResult:
     """Store a validated, authorised batch in one transaction; records already held are counted."""
-    now = datetime.now(UTC)
-    summary_rows: list[dict[str, Any]] = []
-    alert_rows: list[dict[str, Any]] = []
-    for record in batch.records:
-        row = _time_columns(record, batch, now) | record.body.model_dump()
-        (summary_rows if isinstance(record, SummaryRecord) else alert_rows).append(row)
     with engine.begin() as conn:
-        accepted = _insert_ignoring_duplicates(conn, summaries, summary_rows)
-        accepted += _insert_ignoring_duplicates(conn, alert_events, alert_rows)
-    return IngestResult(accepted=accepted, duplicates=len(batch.records) - accepted)
+        return insert_batch(conn, batch)
 
 
 def summaries_after(engine: Engine, site_id: str, after: int, limit: int) -> list[dict[str, Any]]:
@@ -273,6 +215,11 @@ def alert_events_after(
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` alert events (raised and cleared) of a site with ``seq > after``."""
     return _page(engine, alert_events, site_id, after, limit)
+
+
+def evictions_after(engine: Engine, site_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` eviction reports of a site with ``seq > after``, in ``seq`` order."""
+    return _page(engine, evictions, site_id, after, limit)
 
 
 def _page(

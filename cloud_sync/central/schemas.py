@@ -12,7 +12,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud_sync.schemas import AlertBody, SummaryBody
+from cloud_sync.schemas import AlertBody, EvictionBody, SummaryBody
 
 
 class _FeedMeta(BaseModel):
@@ -46,6 +46,12 @@ class AlertItem(AlertBody, _FeedMeta):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class EvictionItem(EvictionBody, _FeedMeta):
+    """A gateway's report of records it deleted unsent, to stay within its disk quota."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class _Page(BaseModel):
     next_cursor: Annotated[
         int, Field(description="The `after` of the next request; equal to `after` if empty.")
@@ -62,6 +68,12 @@ class AlertPage(_Page):
     """A page of the alert events feed, in ``seq`` order."""
 
     items: list[AlertItem]
+
+
+class EvictionPage(_Page):
+    """A page of the evictions feed, in ``seq`` order."""
+
+    items: list[EvictionItem]
 
 
 class ActiveAlerts(BaseModel):

@@ -1,4 +1,4 @@
-"""The central API over real HTTP (uvicorn) on a real SQLite file: ingest, auth, feeds, cursor."""
+"""The central API over real HTTP (uvicorn), on SQLite and on PostgreSQL: ingest, auth, feeds."""
 
 from __future__ import annotations
 
@@ -14,14 +14,28 @@ from pydantic import SecretStr, ValidationError
 
 from cloud_sync.central import CentralSettings
 from cloud_sync.central.admin import AdminError, register_gateway, register_site
-from cloud_sync.schemas import AlertRecord, SummaryRecord
+from cloud_sync.schemas import AlertRecord, EvictionRecord, SummaryRecord
 from tests.cloud_sync.conftest import (
+    DATABASES,
     Central,
     alert_record,
     batch_json,
+    eviction_record,
     stored_count,
     summary_record,
 )
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """Every test of this module that uses the central API runs on both databases."""
+    return str(request.param)
+
+
+@pytest.fixture
+def central(fresh_central: Central) -> Central:
+    """One server per module and database; each test starts from empty tables."""
+    return fresh_central
 
 
 @pytest.fixture
@@ -54,15 +68,16 @@ def pull_all(http: httpx.Client, central: Central, feed: str, limit: int) -> lis
 
 
 def test_ingested_records_appear_in_the_feeds(http: httpx.Client, central: Central) -> None:
-    records: list[SummaryRecord | AlertRecord] = [
+    records: list[SummaryRecord | AlertRecord | EvictionRecord] = [
         summary_record(1),
         summary_record(2),
         alert_record(3, "a1"),
+        eviction_record(5),
         summary_record(4),
     ]
     reply = ingest(http, central, batch_json(records))
     assert reply.status_code == 200
-    assert reply.json() == {"accepted": 4, "duplicates": 0}
+    assert reply.json() == {"accepted": 5, "duplicates": 0}
 
     summaries = pull_all(http, central, "summaries", limit=100)
     assert [item["record_id"] for item in summaries] == ["gw-1:s:1", "gw-1:s:2", "gw-1:s:4"]
@@ -82,14 +97,23 @@ def test_ingested_records_appear_in_the_feeds(http: httpx.Client, central: Centr
     assert [(a["alert_id"], a["state"], a["record_id"]) for a in alerts] == [
         ("a1", "raised", "gw-1:a:3")
     ]
+    [eviction] = pull_all(http, central, "evictions", limit=100)
+    assert (eviction["record_id"], eviction["evicted"], eviction["count"]) == (
+        "gw-1:e:5",
+        "reading",
+        500,
+    )
+    assert (eviction["oldest"], eviction["reason"]) == ("2024-03-06T00:00:00Z", "quota")
 
 
 def test_a_batch_posted_twice_is_stored_once(http: httpx.Client, central: Central) -> None:
-    body = batch_json([summary_record(n) for n in range(5)] + [alert_record(9, "a1")])
-    assert ingest(http, central, body).json() == {"accepted": 6, "duplicates": 0}
-    assert ingest(http, central, body).json() == {"accepted": 0, "duplicates": 6}
+    records = [summary_record(n) for n in range(5)] + [alert_record(9, "a1"), eviction_record(1)]
+    body = batch_json(records)
+    assert ingest(http, central, body).json() == {"accepted": 7, "duplicates": 0}
+    assert ingest(http, central, body).json() == {"accepted": 0, "duplicates": 7}
     assert len(pull_all(http, central, "summaries", limit=2)) == 5
     assert len(pull_all(http, central, "alerts", limit=2)) == 1
+    assert len(pull_all(http, central, "evictions", limit=2)) == 1
 
 
 def test_a_gzip_body_is_accepted(http: httpx.Client, central: Central) -> None:
@@ -293,7 +317,7 @@ def test_active_alerts_are_those_raised_and_not_cleared(
     ]
 
 
-@pytest.mark.parametrize("path", ["summaries", "alerts", "alerts/active"])
+@pytest.mark.parametrize("path", ["summaries", "alerts", "alerts/active", "evictions"])
 def test_feeds_need_the_platform_token(http: httpx.Client, central: Central, path: str) -> None:
     url = f"/v1/sites/{central.site_id}/{path}"
     assert http.get(url).status_code == 401

@@ -1,4 +1,4 @@
-"""The platform's pull feeds: summaries, alert events and active alerts of one site.
+"""The platform's pull feeds of one site: summaries, alert events, active alerts, evictions.
 
 A feed is read with a cursor: ``after`` is the ``next_cursor`` of the previous page (0 at first),
 and items come in ``seq`` order, each exactly once. Authenticated with the platform token.
@@ -13,7 +13,16 @@ from sqlalchemy import Engine
 
 from cloud_sync.central import db
 from cloud_sync.central.deps import EngineDep, PlatformAccess
-from cloud_sync.central.schemas import ActiveAlerts, AlertItem, AlertPage, SummaryItem, SummaryPage
+from cloud_sync.central.schemas import (
+    ActiveAlerts,
+    AlertItem,
+    AlertPage,
+    EvictionItem,
+    EvictionPage,
+    SummaryItem,
+    SummaryPage,
+)
+from cloud_sync.schemas import IDENTIFIER_PATTERN
 
 MAX_PAGE = 1000
 
@@ -27,7 +36,7 @@ router = APIRouter(
     },
 )
 
-SiteId = Annotated[str, Path(min_length=1, max_length=64)]
+SiteId = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
 After = Annotated[int, Query(ge=0, description="The `next_cursor` of the previous page.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most items in the page.")]
 
@@ -63,3 +72,14 @@ def active_alerts(site_id: SiteId, engine: EngineDep) -> ActiveAlerts:
     return ActiveAlerts(
         items=[AlertItem.from_row(row) for row in db.active_alerts(engine, site_id)]
     )
+
+
+@router.get("/evictions", summary="Eviction reports after a cursor")
+def evictions(
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100
+) -> EvictionPage:
+    """Reports of records the site's gateways deleted unsent (disk quota), oldest first."""
+    _require_site(engine, site_id)
+    rows = db.evictions_after(engine, site_id, after, limit)
+    items = [EvictionItem.from_row(row) for row in rows]
+    return EvictionPage(items=items, next_cursor=items[-1].seq if items else after)

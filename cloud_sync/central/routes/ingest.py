@@ -9,7 +9,7 @@ gateway or site than the token's (403) store nothing.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud_sync.central import db
 from cloud_sync.central.deps import CurrentGateway, EngineDep, SettingsDep
+from cloud_sync.central.metrics import CentralMetrics
 from cloud_sync.schemas import IngestBatch, IngestResult
 
 router = APIRouter(tags=["gateways"])
@@ -103,7 +104,9 @@ def _decode_batch(raw: bytes, content_encoding: str, limit: int) -> IngestBatch:
         401: {"description": "Missing or unknown gateway token"},
         403: {"description": "The batch names another gateway or site; nothing stored"},
         413: {"description": "Body too large; nothing stored"},
+        415: {"description": "Unsupported Content-Encoding; nothing stored"},
         422: {"description": "The batch violates the wire schema; nothing stored"},
+        503: {"description": "The database is unavailable; retry later"},
     },
 )
 async def ingest(
@@ -122,4 +125,6 @@ async def ingest(
                 f"{gateway.site_id!r}, not to {batch.gateway_id!r} of {batch.site_id!r}"
             ),
         )
-    return await run_in_threadpool(db.store_batch, engine, batch)
+    result = await run_in_threadpool(db.store_batch, engine, batch)
+    cast(CentralMetrics, request.app.state.metrics).stored(result.accepted, result.duplicates)
+    return result

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first: ``r0001_...``, ``r0002_...``."""

@@ -1,0 +1,126 @@
+"""Operating the central API: health, Prometheus metrics, schema migrations; on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import inspect
+
+from cloud_sync.central.admin import (
+    create_claim_code,
+    init_db,
+    register_gateway,
+    register_site,
+)
+from cloud_sync.central.tables import alert_events, gateways, metadata, sites, summaries
+from tests.cloud_sync.conftest import (
+    DATABASES,
+    Central,
+    batch_json,
+    schema_differences,
+    stored_count,
+    summary_record,
+)
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def central(fresh_central: Central) -> Central:
+    return fresh_central
+
+
+@pytest.fixture
+def http(central: Central) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=central.base_url, timeout=10) as client:
+        yield client
+
+
+def samples(http: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of ``GET /metrics``, by name and labels."""
+    reply = http.get("/metrics")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(reply.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_batches_records_and_refusals(http: httpx.Client, central: Central) -> None:
+    before = samples(http)
+    auth = central.gateway_headers()
+    first = batch_json([summary_record(n) for n in range(3)])
+    assert http.post("/v1/ingest", content=first, headers=auth).status_code == 200
+    again = batch_json([summary_record(n) for n in range(2, 6)])  # one duplicate, three new
+    assert http.post("/v1/ingest", content=again, headers=auth).status_code == 200
+    assert http.post("/v1/ingest", content=first).status_code == 401
+    assert http.post("/v1/ingest", content=b"{}", headers=auth).status_code == 422
+    assert http.get("/no/such/path").status_code == 404
+    after = samples(http)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return after[key] - before.get(key, 0.0)
+
+    assert grew("nbedge_central_ingest_batches_total") == 2
+    assert grew("nbedge_central_ingest_records_total", result="accepted") == 6
+    assert grew("nbedge_central_ingest_records_total", result="duplicate") == 1
+    assert grew("nbedge_central_ingest_refused_total", reason="unauthenticated") == 1
+    assert grew("nbedge_central_ingest_refused_total", reason="invalid") == 1
+    assert grew("nbedge_central_ingest_refused_total", reason="forbidden") == 0
+    latency = "nbedge_central_http_request_duration_seconds_count"
+    assert grew(latency, method="POST", route="/v1/ingest", status="200") == 2
+    assert grew(latency, method="GET", route="unmatched", status="404") == 1
+    assert not [key for key in after if "/no/such/path" in str(key)]
+
+
+def test_metrics_count_claims(http: httpx.Client, central: Central) -> None:
+    before = samples(http)
+    code = create_claim_code(central.engine, central.site_id, "gw-7")
+    for _ in range(2):
+        http.post("/v1/claim", json={"code": code})
+    after = samples(http)
+    for result, count in [("claimed", 1), ("used", 1), ("unknown", 0)]:
+        key = ("nbedge_central_claims_total", frozenset({("result", result)}))
+        assert after[key] - before.get(key, 0.0) == count
+
+
+def test_health_needs_no_credential(http: httpx.Client) -> None:
+    reply = http.get("/v1/health")
+    assert (reply.status_code, reply.json()) == (200, {"status": "ok"})
+
+
+def test_the_migrated_schema_is_the_declared_one(central: Central) -> None:
+    assert schema_differences(central.engine) == []
+    init_db(central.engine)  # again: nothing to do, nothing lost
+    assert central.engine.dialect.name in ("sqlite", "postgresql")
+
+
+def test_a_database_of_the_first_release_is_upgraded(central: Central) -> None:
+    """A database created by ``create_all`` before migrations existed keeps its records."""
+    with central.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            table.drop(conn)
+        for name in ("alembic_version",):
+            if inspect(conn).has_table(name):
+                conn.exec_driver_sql(f"DROP TABLE {name}")
+    metadata.create_all(central.engine, tables=[sites, gateways, summaries, alert_events])
+    register_site(central.engine, central.site_id, "Old building")
+    token = register_gateway(central.engine, central.site_id, central.gateway_id)
+    with httpx.Client(base_url=central.base_url, timeout=10) as http:
+        body = batch_json([summary_record(1)])
+        reply = http.post("/v1/ingest", content=body, headers={"Authorization": f"Bearer {token}"})
+        assert reply.status_code == 200
+        init_db(central.engine)
+        assert schema_differences(central.engine) == []
+        assert stored_count(central.engine) == 1
+        code = create_claim_code(central.engine, central.site_id, "gw-new")
+        assert http.post("/v1/claim", json={"code": code}).status_code == 200
