@@ -2,7 +2,29 @@
 
 Every record carries the wall time (UTC), the id of the boot it was taken in, a monotonic counter of
 that boot and whether the system clock was synchronised (NTP) when it was taken. Wall time alone is
-never used to order records.
+never used to order records: the store orders readings by insertion (row id) and the outbox by
+sequence; the monotonic counter orders what happened within one boot.
+
+Correcting records taken before the first synchronisation
+---------------------------------------------------------
+A Pi boots with a wrong clock (1970, or the time ``fake-hwclock`` saved at the last shutdown) and
+steps it once NTP answers. The monotonic clock does not jump. The first time this process sees the
+clock synchronised, ``Clock`` learns ``offset = wall - monotonic`` (``sync_offset``); that offset
+holds for the whole boot, before the step as well as after it. The store's housekeeping then
+rewrites the wall time of this boot's readings that were taken unsynchronised and are *not
+summarised yet*: ``wall_time = monotonic_ns / 1e9 + offset``, and marks them corrected
+(``wall_time_corrected``). Such readings count as well timed: the wire carries nothing new for
+them, and a summary made from well-timed readings only says ``clock_synced: true``.
+
+What cannot be corrected stays flagged: readings summarised before the clock synchronised (their
+summary was already queued), and readings of an earlier boot that ended before any
+synchronisation (its monotonic clock is gone). Summaries made from such readings say
+``clock_synced: false``, and the summariser never mixes well-timed and ill-timed readings in one
+summary. The correction assumes the monotonic clock runs through the boot (no suspend), which
+holds on a gateway.
+
+Clock jumps (forward or backward, synchronised or not) never lose a reading: summaries are made by
+row-id ranges, not by wall-time ranges (see ``edge.store.summaries``).
 """
 
 from __future__ import annotations
@@ -11,6 +33,7 @@ import ctypes
 import ctypes.util
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,20 +75,52 @@ def clock_synchronised() -> bool:
 
 
 class Clock:
-    """Stamps records. Checks clock synchronisation at most every ``recheck_s`` seconds."""
+    """Stamps records. Checks clock synchronisation at most every ``recheck_s`` seconds.
 
-    def __init__(self, *, recheck_s: float = 60.0) -> None:
-        self.boot_id = read_boot_id()
+    The time sources can be replaced (tests use a fake clock): ``wall`` returns seconds since the
+    epoch, ``monotonic_ns`` nanoseconds of this boot, ``synchronised`` whether the wall clock is
+    synchronised.
+    """
+
+    def __init__(
+        self,
+        *,
+        recheck_s: float = 60.0,
+        wall: Callable[[], float] = time.time,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        synchronised: Callable[[], bool] = clock_synchronised,
+        boot_id: str | None = None,
+    ) -> None:
+        self.boot_id = read_boot_id() if boot_id is None else boot_id
+        self._wall = wall
+        self._monotonic_ns = monotonic_ns
+        self._synchronised = synchronised
         self._recheck_ns = int(recheck_s * 1e9)
-        self._synced = clock_synchronised()
-        self._checked_ns = time.monotonic_ns()
+        self._offset: float | None = None
+        self._checked_ns = 0
+        self._synced = False
+        self._check(self._monotonic_ns())
+
+    def _check(self, now_ns: int) -> None:
+        self._synced = self._synchronised()
+        self._checked_ns = now_ns
+        if self._synced and self._offset is None:
+            self._offset = self._wall() - now_ns / 1e9
 
     def synced(self) -> bool:
-        now = time.monotonic_ns()
+        now = self._monotonic_ns()
         if now - self._checked_ns >= self._recheck_ns:
-            self._synced = clock_synchronised()
-            self._checked_ns = now
+            self._check(now)
         return self._synced
 
+    def sync_offset(self) -> float | None:
+        """``wall - monotonic`` (seconds) learnt when the clock was first seen synchronised in
+        this process, or None while it never was. Valid for every record of this boot."""
+        self.synced()
+        return self._offset
+
+    def wall_time(self) -> float:
+        return self._wall()
+
     def stamp(self) -> Stamp:
-        return Stamp(time.time(), self.boot_id, time.monotonic_ns(), self.synced())
+        return Stamp(self._wall(), self.boot_id, self._monotonic_ns(), self.synced())

@@ -28,7 +28,7 @@ from edge.mqtt import AlertPublisher
 from edge.pipeline import Pipeline
 from edge.rules import VoltageRule
 from edge.schemas import GatewayConfig, ModbusDeviceSection, UplinkSection
-from edge.store import Store
+from edge.store import Quota, Retention, Store
 from edge.web import create_local_app
 from firmware_bridge.modbus.bus import DeviceSpec, ModbusTcpBus
 from firmware_bridge.modbus.profiles import load_profile
@@ -85,7 +85,7 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
-        async with Store(config.database_path, gateway_id=config.gateway.id) as store:
+        async with open_store(config) as store:
             self._store = store
             self._book = AlertBook(await store.active_alerts())
             if config.mqtt.enabled:
@@ -166,18 +166,37 @@ class Gateway:
         log.info("gateway stopped", extra={"written": stats.written, "dropped": stats.dropped})
 
     async def _summarise_forever(self) -> None:
+        """Store housekeeping: the quota every ``housekeeping_interval_s``; wall-time correction,
+        summaries and retention once a summary period has closed (or the wall clock jumped)."""
         store = self._store
         assert store is not None  # set by run() before this starts
         interval = self.config.store.summary_interval_s
+        next_summary = 0.0
         while True:
             now = time.time()
             try:
-                await store.summarise(now=now, interval_s=interval, grace_s=SUMMARY_GRACE_S)
-                await store.prune(now=now, retention_s=self.config.store.reading_retention_s)
+                if not next_summary - interval - SUMMARY_GRACE_S <= now < next_summary:
+                    await store.housekeep(now=now, interval_s=interval, grace_s=SUMMARY_GRACE_S)
+                    next_summary = (now // interval + 1) * interval + SUMMARY_GRACE_S
+                else:
+                    await store.enforce_quota()
             except Exception:
-                log.exception("summarising failed; will try again")
-            next_run = (now // interval + 1) * interval + SUMMARY_GRACE_S
-            await asyncio.sleep(min(60.0, max(0.5, next_run - time.time())))
+                log.exception("store housekeeping failed; will try again")
+            await asyncio.sleep(self.config.store.housekeeping_interval_s)
+
+
+def open_store(config: GatewayConfig) -> Store:
+    cfg = config.store
+    return Store(
+        config.database_path,
+        gateway_id=config.gateway.id,
+        quota=Quota(max_bytes=cfg.max_bytes, min_free_bytes=cfg.min_free_bytes),
+        retention=Retention(
+            reading_s=cfg.reading_retention_s,
+            summary_s=cfg.summary_retention_s,
+            cleared_alert_s=cfg.cleared_alert_retention_s,
+        ),
+    )
 
 
 def build_buses(
@@ -222,6 +241,9 @@ def build_sync_client(
         gateway_id=config.gateway.id,
         site_id=config.gateway.site,
         batch_max_records=uplink.batch_max_records,
+        batch_max_bytes=uplink.batch_max_bytes,
+        drain_max_records_per_s=uplink.drain_max_records_per_s or None,  # 0: no limit
+        drain_jitter_s=uplink.drain_jitter_s,
         interval_s=uplink.interval_s,
         timeout_s=uplink.timeout_s,
         backoff_max_s=uplink.backoff_max_s,

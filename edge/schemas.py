@@ -47,6 +47,18 @@ class StoreSection(_Section):
     """Length of a summary period; must divide a day (3600 = hourly summaries)."""
     reading_retention_s: Annotated[int, Field(ge=60)] = 7 * 86_400
     """Raw readings older than this are deleted once summarised."""
+    summary_retention_s: Annotated[int, Field(ge=3600)] = 90 * 86_400
+    """The local copy of a summary is deleted this long after its period ended (the outbox keeps
+    its record until the central API has it)."""
+    cleared_alert_retention_s: Annotated[int, Field(ge=3600)] = 90 * 86_400
+    """A cleared alert leaves the local history this long after it cleared."""
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
+    """The database (with its WAL) on disk, at most; beyond it records are evicted in the
+    documented order, and every eviction is reported."""
+    min_free_bytes: Annotated[int, Field(ge=0)] = 64 << 20
+    """Free space the filesystem holding the database must keep; below it records are evicted."""
+    housekeeping_interval_s: Annotated[float, Field(ge=0.5, le=600)] = 5.0
+    """How often the quota and the free-disk watermark are checked."""
 
     @model_validator(mode="after")
     def _period_divides_a_day(self) -> StoreSection:
@@ -77,6 +89,13 @@ class UplinkSection(_Section):
     token_file: Path | None = None
     """File holding the gateway's credential (mode 0600)."""
     batch_max_records: Annotated[int, Field(ge=1, le=1000)] = 500
+    batch_max_bytes: Annotated[int, Field(ge=1000, le=8 * 1024 * 1024)] = 1_000_000
+    """Bytes of JSON per batch before compression; a larger single record is sent alone."""
+    drain_max_records_per_s: Annotated[float, Field(ge=0, le=1_000_000)] = 5000.0
+    """Rate limit while draining a backlog; 0: no limit."""
+    drain_jitter_s: Annotated[float, Field(ge=0, le=3600)] = 20.0
+    """After a long outage, or at start with a backlog, the drain starts after a random delay
+    of up to this long, so a fleet coming back online does not arrive all at once."""
     interval_s: PositiveSeconds = 2.0
     """Pause between syncs when the outbox is empty."""
     timeout_s: PositiveSeconds = 10.0

@@ -7,25 +7,37 @@ JSON text; the sync client sends that text as it is.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
-from cloud_sync.schemas import AlertBody, AlertRecord, RecordTime, SummaryBody, SummaryRecord
+from cloud_sync.schemas import (
+    AlertBody,
+    AlertRecord,
+    EvictionBody,
+    EvictionRecord,
+    RecordTime,
+    SummaryBody,
+    SummaryRecord,
+)
 from edge.alerts import Alert
 from edge.clock import Stamp
 
-PRIORITY = {"alert": 0, "access": 1, "summary": 2, "bulk": 3}
-"""Outbox priorities: lower is sent first."""
+PRIORITY = {"alert": 0, "eviction": 1, "access": 2, "summary": 3, "bulk": 4}
+"""Outbox priorities: lower is sent first. Schema migration 2 renumbered stored rows to these."""
+
+EvictedKind = Literal["reading", "summary", "alert", "access"]
+EvictionReason = Literal["quota", "disk_full", "retention"]
 
 
 def utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
-def record_time(stamp: Stamp) -> RecordTime:
+def record_time(stamp: Stamp, *, clock_synced: bool | None = None) -> RecordTime:
     return RecordTime(
         wall_time=utc(stamp.wall_time),
         boot_id=stamp.boot_id,
         monotonic_ns=stamp.monotonic_ns,
-        clock_synced=stamp.clock_synced,
+        clock_synced=stamp.clock_synced if clock_synced is None else clock_synced,
     )
 
 
@@ -59,7 +71,10 @@ def summary_record(
     maximum: float,
     mean: float,
     last: float,
+    clock_synced: bool,
 ) -> str:
+    """A summary; ``clock_synced`` says whether the wall time of every reading in it was trusted
+    (taken synchronised, or corrected since: see ``edge.clock``)."""
     body = SummaryBody(
         device=device,
         point=point,
@@ -72,4 +87,21 @@ def summary_record(
         mean=mean,
         last=last,
     )
-    return SummaryRecord(record_id=record_id, time=record_time(stamp), body=body).model_dump_json()
+    time = record_time(stamp, clock_synced=stamp.clock_synced and clock_synced)
+    return SummaryRecord(record_id=record_id, time=time, body=body).model_dump_json()
+
+
+def eviction_record(
+    record_id: str,
+    stamp: Stamp,
+    *,
+    evicted: EvictedKind,
+    count: int,
+    oldest: float,
+    newest: float,
+    reason: EvictionReason,
+) -> str:
+    body = EvictionBody(
+        evicted=evicted, count=count, oldest=utc(oldest), newest=utc(newest), reason=reason
+    )
+    return EvictionRecord(record_id=record_id, time=record_time(stamp), body=body).model_dump_json()

@@ -2,14 +2,24 @@
 
 ``PRAGMA user_version`` holds the schema version. Each migration is a list of statements applied in
 one transaction, so a power cut in the middle of an upgrade leaves the old schema intact.
+Migration 1 is the walking skeleton and is never edited; later ones rebuild what they change.
+
+Space is reclaimed with ``auto_vacuum = INCREMENTAL``: a new file gets it before its first table; an
+older file gets it with one ``VACUUM`` after migrating (``ensure_incremental_vacuum``), which is
+retried at every start until it succeeds (it needs free disk about the size of the database).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+
+_READING_COLUMNS = "id, device, point, value, unit, wall_time, boot_id, monotonic_ns, clock_synced"
 
 MIGRATIONS: list[list[str]] = [
     # 1: the walking skeleton
@@ -66,6 +76,61 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX outbox_by_priority ON outbox (priority, seq)",
     ],
+    # 2: store and forward that loses nothing. Readings get AUTOINCREMENT ids (an id is never
+    # reused, even after every reading was evicted: summaries follow id ranges) and a flag for
+    # wall times corrected after the clock synchronised; ``summary_last_id`` replaces
+    # ``summary_until``; a period may have several summaries (one per summarising run that saw
+    # readings of it); evictions get the outbox priority right after alerts.
+    [
+        """CREATE TABLE readings_v2 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            point TEXT NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT NOT NULL,
+            wall_time REAL NOT NULL,
+            boot_id TEXT NOT NULL,
+            monotonic_ns INTEGER NOT NULL,
+            clock_synced INTEGER NOT NULL,
+            wall_time_corrected INTEGER NOT NULL DEFAULT 0
+        )""",
+        f"INSERT INTO readings_v2 ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} FROM readings",  # noqa: S608 (constant)
+        # Schema 1 summarised every reading whose wall time was before summary_until.
+        """INSERT INTO meta (key, value) SELECT 'summary_last_id', CAST(COALESCE(
+            CASE WHEN (SELECT value FROM meta WHERE key = 'summary_until') IS NULL THEN 0
+                 ELSE (SELECT MIN(id) - 1 FROM readings WHERE wall_time >= CAST(
+                     (SELECT value FROM meta WHERE key = 'summary_until') AS REAL))
+            END, (SELECT MAX(id) FROM readings), 0) AS TEXT)""",
+        "DELETE FROM meta WHERE key = 'summary_until'",
+        "DROP TABLE readings",
+        "ALTER TABLE readings_v2 RENAME TO readings",
+        "CREATE INDEX readings_by_time ON readings (wall_time)",
+        """CREATE TABLE summaries_v2 (
+            id INTEGER PRIMARY KEY,
+            device TEXT NOT NULL,
+            point TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            period_start REAL NOT NULL,
+            period_end REAL NOT NULL,
+            count INTEGER NOT NULL,
+            min REAL NOT NULL,
+            max REAL NOT NULL,
+            mean REAL NOT NULL,
+            last REAL NOT NULL,
+            clock_synced INTEGER NOT NULL DEFAULT 1,
+            readings_after INTEGER NOT NULL DEFAULT 0,
+            readings_upto INTEGER NOT NULL DEFAULT 0
+        )""",
+        "INSERT INTO summaries_v2 (id, device, point, unit, period_start, period_end, count, min,"
+        " max, mean, last) SELECT id, device, point, unit, period_start, period_end, count, min,"
+        " max, mean, last FROM summaries",
+        "DROP TABLE summaries",
+        "ALTER TABLE summaries_v2 RENAME TO summaries",
+        "CREATE INDEX summaries_by_period ON summaries (device, point, period_start)",
+        "CREATE INDEX alerts_by_clearing ON alerts (cleared_at) WHERE state = 'cleared'",
+        """UPDATE outbox SET priority = CASE kind WHEN 'alert' THEN 0 WHEN 'eviction' THEN 1
+            WHEN 'access' THEN 2 WHEN 'summary' THEN 3 ELSE 4 END""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -89,6 +154,25 @@ def migrate(conn: sqlite3.Connection) -> int:
                 )
             conn.execute(f"PRAGMA user_version = {version + 1}")
     return before
+
+
+def prepare_new_file(conn: sqlite3.Connection) -> None:
+    """Ask for incremental auto-vacuum; takes effect only on a file with no table yet."""
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+
+
+def ensure_incremental_vacuum(conn: sqlite3.Connection) -> bool:
+    """Switch an older file to incremental auto-vacuum (one VACUUM); True when it is on."""
+    if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:
+        return True
+    try:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:  # e.g. not enough free disk for the copy
+        log.warning("could not switch the store to incremental vacuum", extra={"error": str(exc)})
+        return False
+    log.info("store switched to incremental vacuum")
+    return int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2
 
 
 @contextmanager

@@ -4,12 +4,21 @@ Every method runs on the store's own thread, in submission order, so there is ex
 and the event loop never blocks on disk. A batch of readings and the alerts they caused are written
 in one transaction together with the outbox rows that must be synced, so a record is either stored
 and queued for the central API, or neither. The outbox is the ``cloud_sync.outbox.Outbox``.
+
+Housekeeping (``housekeep``, every few seconds from the daemon) corrects wall times once the clock
+synchronised (``edge.clock``), summarises closed periods by row-id ranges (``summaries``), applies
+retention per kind (``retention``) and enforces the byte quota and free-disk watermark, evicting in
+the written order and reporting every eviction (``quota``, whose docstring holds the order). The
+write path does no per-row work beyond building tuples; the quota is also checked after every
+``Quota.check_every_rows`` readings written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -23,28 +32,19 @@ import sqlite_utils
 from cloud_sync.outbox import OutboxRecord
 from edge.alerts import Alert
 from edge.clock import Clock, Stamp
-from edge.store import records
-from edge.store.schema import migrate, transaction
+from edge.store import outbox, quota, records, retention, summaries
+from edge.store.quota import DiskUsage, Quota, QuotaReport
+from edge.store.retention import Pruned, Retention
+from edge.store.schema import (
+    ensure_incremental_vacuum,
+    migrate,
+    prepare_new_file,
+    transaction,
+)
 from firmware_bridge.readings import Reading
 
 T = TypeVar("T")
-
-_SUMMARY_SQL = """
-WITH ranked AS (
-    SELECT device, point, unit, value, CAST(wall_time / :interval AS INTEGER) AS bucket,
-           ROW_NUMBER() OVER (
-               PARTITION BY device, point, CAST(wall_time / :interval AS INTEGER)
-               ORDER BY id DESC
-           ) AS newest
-    FROM readings
-    WHERE wall_time >= :start AND wall_time < :end
-)
-SELECT device, point, MAX(unit) AS unit, bucket, COUNT(*) AS count, MIN(value) AS min,
-       MAX(value) AS max, AVG(value) AS mean, MAX(CASE WHEN newest = 1 THEN value END) AS last
-FROM ranked
-GROUP BY device, point, bucket
-ORDER BY bucket, device, point
-"""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +54,45 @@ class StoreStats:
     active_alerts: int
     outbox: dict[str, int]
     bytes: int
+    """Database plus WAL on disk."""
+    evicted: dict[str, int]
+    """Records evicted by the quota since the database was created, per kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class Housekeeping:
+    corrected: int
+    """Readings whose wall time was corrected after the clock synchronised."""
+    summaries: int
+    pruned: Pruned
+    quota: QuotaReport
 
 
 class Store:
     """The gateway's SQLite store. Use as ``async with Store(...) as store``."""
 
-    def __init__(self, path: Path, *, gateway_id: str, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        gateway_id: str,
+        clock: Clock | None = None,
+        quota: Quota | None = None,
+        retention: Retention | None = None,
+        disk_usage: DiskUsage = shutil.disk_usage,
+    ) -> None:
         self.path = path
         self.gateway_id = gateway_id
         self.clock = clock or Clock()
+        self.quota = quota or Quota()
+        self.retention = retention or Retention()
         self.store_id = ""
+        self._disk_usage = disk_usage
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite_utils.Database | None = None
         self._monotonic: Callable[[], float] = time.monotonic
+        self._rows_since_check = 0
+        self._corrected_upto = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -95,11 +121,17 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 5000")
+        prepare_new_file(conn)  # before WAL: a new file must have no page written yet
         db = sqlite_utils.Database(conn)
         db.enable_wal()
         conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across power cuts
+        # Keep the WAL small against the quota: checkpoint and truncate it early.
+        wal_limit = max(64 * 1024, min(self.quota.max_bytes // 8, 64 * quota.MiB))
+        conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, min(1000, wal_limit // 4096))}")
         migrate(conn)
-        self.store_id = self._meta(conn, "store_id")
+        ensure_incremental_vacuum(conn)
+        self.store_id = outbox.meta(conn, "store_id")
         # Leases belong to the process that took them; after a restart every record is free.
         conn.execute("UPDATE outbox SET lease_until = 0 WHERE lease_until != 0")
         self._db = db
@@ -115,11 +147,6 @@ class Store:
         if self._db is None:
             raise RuntimeError("the store is not open")
         return self._db.conn
-
-    @staticmethod
-    def _meta(conn: sqlite3.Connection, key: str) -> str:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return "" if row is None else str(row[0])
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -173,84 +200,75 @@ class Store:
                 "alert",
                 [functools.partial(records.alert_record, stamp=stamp, alert=a) for a in alerts],
             )
+        self._rows_since_check += len(readings)
+        if self._rows_since_check >= self.quota.check_every_rows:
+            self._enforce_quota(stamp)
 
     def _enqueue(self, kind: str, builders: Sequence[Callable[[str], str]]) -> None:
         """Append outbox rows inside the caller's transaction; ids are gateway:store:sequence."""
-        if not builders:
-            return
-        conn = self._conn
-        seq = int(self._meta(conn, "outbox_seq"))
-        now = time.time()
-        rows = []
-        for build in builders:
-            seq += 1
-            record_id = f"{self.gateway_id}:{self.store_id}:{seq}"
-            rows.append((seq, record_id, kind, records.PRIORITY[kind], build(record_id), now))
-        conn.executemany(
-            "INSERT INTO outbox (seq, record_id, kind, priority, payload, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            rows,
+        outbox.enqueue(self._conn, f"{self.gateway_id}:{self.store_id}", kind, builders)
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    async def housekeep(self, *, now: float, interval_s: int, grace_s: float = 5.0) -> Housekeeping:
+        """Correct wall times, summarise closed periods, apply retention, enforce the quota."""
+        corrected = await self.correct_wall_times()
+        written = await self.summarise(now=now, interval_s=interval_s, grace_s=grace_s)
+        pruned = await self._run(retention.apply, self._conn, self.retention, now=now)
+        report = await self.enforce_quota()
+        return Housekeeping(corrected, written, pruned, report)
+
+    async def correct_wall_times(self) -> int:
+        """Once the clock is synchronised, correct this boot's readings taken before (see
+        ``edge.clock``); returns how many were corrected."""
+        offset = self.clock.sync_offset()
+        if offset is None:
+            return 0
+        return await self._run(self._correct_wall_times, self.clock.boot_id, offset)
+
+    def _correct_wall_times(self, boot_id: str, offset: float) -> int:
+        count, self._corrected_upto = summaries.correct_wall_times(
+            self._conn, boot_id=boot_id, offset=offset, after_id=self._corrected_upto
         )
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'outbox_seq'", (str(seq),))
+        if count:
+            log.info("corrected wall times taken before the clock synchronised", extra={"n": count})
+        return count
 
     async def summarise(self, *, now: float, interval_s: int, grace_s: float = 5.0) -> int:
-        """Summarise every period that ended at least ``grace_s`` ago; returns how many rows."""
-        return await self._run(self._summarise, now, interval_s, grace_s, self.clock.stamp())
-
-    def _summarise(self, now: float, interval_s: int, grace_s: float, stamp: Stamp) -> int:
-        conn = self._conn
-        end = (now - grace_s) // interval_s * interval_s
-        start = float(self._meta(conn, "summary_until") or 0.0)
-        if end <= start:
-            return 0
-        with transaction(conn):
-            rows = conn.execute(
-                _SUMMARY_SQL, {"interval": interval_s, "start": start, "end": end}
-            ).fetchall()
-            builders = []
-            for device, point, unit, bucket, count, lo, hi, mean, last in rows:
-                period_start = float(bucket * interval_s)
-                period_end = period_start + interval_s
-                conn.execute(
-                    "INSERT INTO summaries (device, point, unit, period_start, period_end, count,"
-                    " min, max, mean, last) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (device, point, unit, period_start, period_end, count, lo, hi, mean, last),
-                )
-                builders.append(
-                    functools.partial(
-                        records.summary_record,
-                        stamp=stamp,
-                        device=device,
-                        point=point,
-                        unit=unit,
-                        period_start=period_start,
-                        period_end=period_end,
-                        count=count,
-                        minimum=lo,
-                        maximum=hi,
-                        mean=mean,
-                        last=last,
-                    )
-                )
-            self._enqueue("summary", builders)
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('summary_until', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (repr(end),),
-            )
-        return len(rows)
+        """Summarise the readings not yet summarised whose periods have ended at least
+        ``grace_s`` ago (see ``edge.store.summaries``); returns how many summaries."""
+        return await self._run(
+            summaries.summarise,
+            self._conn,
+            self._enqueue,
+            now=now,
+            interval_s=interval_s,
+            grace_s=grace_s,
+            stamp=self.clock.stamp(),
+        )
 
     async def prune(self, *, now: float, retention_s: float) -> int:
         """Delete raw readings older than ``retention_s`` that are already summarised."""
-        return await self._run(self._prune, now, retention_s)
+        return await self._run(
+            retention.prune_readings, self._conn, now=now, retention_s=retention_s
+        )
 
-    def _prune(self, now: float, retention_s: float) -> int:
-        conn = self._conn
-        summarised = float(self._meta(conn, "summary_until") or 0.0)
-        cutoff = min(summarised, now - retention_s)
-        with transaction(conn):
-            cursor = conn.execute("DELETE FROM readings WHERE wall_time < ?", (cutoff,))
-        return cursor.rowcount
+    async def enforce_quota(self) -> QuotaReport:
+        """Evict, in the written order, until the store is within its byte quota and the disk
+        keeps its free-space watermark; reports every eviction in the outbox."""
+        return await self._run(self._enforce_quota, self.clock.stamp())
+
+    def _enforce_quota(self, stamp: Stamp) -> QuotaReport:
+        self._rows_since_check = 0
+        return quota.enforce(
+            self._conn,
+            self.path,
+            self.quota,
+            self._disk_usage,
+            enqueue=self._enqueue,
+            stamp=stamp,
+            lease_now=self._monotonic(),
+        )
 
     # --- outbox (cloud_sync.outbox.Outbox) -------------------------------------------------
 
@@ -319,13 +337,18 @@ class Store:
         def scalar(sql: str) -> int:
             return int(conn.execute(sql).fetchone()[0])
 
-        outbox = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
+        queued = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
+        evicted = {
+            key.removeprefix("evicted."): int(value)
+            for key, value in conn.execute(
+                "SELECT key, value FROM meta WHERE key LIKE 'evicted.%' ORDER BY key"
+            )
+        }
         return StoreStats(
             readings=scalar("SELECT COUNT(*) FROM readings"),
             summaries=scalar("SELECT COUNT(*) FROM summaries"),
             active_alerts=scalar("SELECT COUNT(*) FROM alerts WHERE state = 'raised'"),
-            outbox=outbox,
-            bytes=scalar(
-                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
-            ),
+            outbox=queued,
+            bytes=quota.measure(conn, self.path, self._disk_usage).file_bytes,
+            evicted=evicted,
         )

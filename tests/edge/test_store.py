@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.alerts import AlertBook
-from edge.store import Store
+from edge.store import Retention, Store
 from firmware_bridge.readings import Reading
 
 T0 = 1_700_000_000.0  # a whole hour (and minute): 2023-11-14T22:13:20Z is not; use buckets below
@@ -183,3 +183,49 @@ async def test_prune_keeps_readings_not_yet_summarised(store: Store) -> None:
     assert await store.prune(now=start + 10_000, retention_s=60) == 0
     await store.summarise(now=start + 100, interval_s=60, grace_s=5)
     assert await store.prune(now=start + 10_000, retention_s=60) == 3
+
+
+async def test_retention_per_kind_keeps_what_is_not_safe_elsewhere(tmp_path: Path) -> None:
+    start = 1_800_000_000.0 // 60 * 60
+    day = 86_400.0
+    keep = Retention(reading_s=day, summary_s=7 * day, cleared_alert_s=30 * day)
+    async with Store(tmp_path / "gw.db", gateway_id="gw-1", retention=keep) as store:
+        book = AlertBook()
+        raised = book.raise_(
+            rule="voltage",
+            device="m1",
+            point="voltage_l1",
+            severity="warning",
+            message="x",
+            value=260.0,
+            at=start,
+        )
+        assert raised is not None
+        cleared = book.clear(raised.key, message="ok", value=230.0, at=start + 1)
+        active = book.raise_(
+            rule="voltage",
+            device="m1",
+            point="voltage_l2",
+            severity="warning",
+            message="x",
+            value=260.0,
+            at=start,
+        )
+        assert cleared is not None
+        assert active is not None
+        await store.write([reading("voltage_l1", 230.0, start + i) for i in range(3)], [raised])
+        await store.write([], [cleared, active])
+
+        at_2_days = await store.housekeep(now=start + 2 * day, interval_s=60)
+        assert (at_2_days.summaries, at_2_days.pruned.readings) == (1, 3)
+        assert at_2_days.pruned.summaries == at_2_days.pruned.cleared_alerts == 0
+        at_8_days = await store.housekeep(now=start + 8 * day, interval_s=60)
+        assert (at_8_days.pruned.summaries, at_8_days.pruned.cleared_alerts) == (1, 0)
+        at_31_days = await store.housekeep(now=start + 31 * day, interval_s=60)
+        assert at_31_days.pruned.cleared_alerts == 1
+
+        stats = await store.stats()
+        assert (stats.readings, stats.summaries, stats.active_alerts) == (0, 0, 1)
+        # Retention never touches the outbox: every record still goes to the central API.
+        assert stats.outbox == {"alert": 3, "summary": 1}
+        assert stats.evicted == {}

@@ -1,0 +1,192 @@
+"""What the store evicts when over its quota or short of disk, in which order, and the report.
+
+The store may use at most ``max_bytes`` on disk (database file plus its WAL, measured on the files,
+less the free pages inside them), and the filesystem holding it must keep ``min_free_bytes`` free.
+Housekeeping checks both every few seconds and after every ``check_every_rows`` readings written;
+never per write. When either limit is crossed the store evicts, in this order, oldest first by
+insertion order (row id or outbox sequence, never by wall time), until it is a tenth of the limit
+below it:
+
+1. raw readings already summarised;
+2. raw readings not yet summarised (they will be missing from every summary);
+3. local copies of summaries (the outbox still holds every summary not yet synced);
+4. cleared alerts in the local history (likewise, their outbox records are kept);
+5. summaries not yet synced (outbox records);
+6. last resort: alert records not yet synced (outbox records; access events will join them).
+
+Never evicted: active alerts, eviction records, the store's own bookkeeping; records leased by the
+sync client at that moment (being sent) are skipped. Every eviction is counted per kind
+(``StoreStats.evicted``, kept across restarts). Steps 1, 2, 5 and 6 lose something the central API
+will never see, so each is also reported as an ``EvictionRecord`` (one per kind per pass: count,
+oldest and newest time, reason ``quota`` or ``disk_full``), queued with the priority right after
+alerts, in the same transaction as the deletion. Steps 3 and 4 only drop local copies and are
+counted, not reported. Space is then given back to the filesystem for real: ``PRAGMA
+incremental_vacuum`` and a ``wal_checkpoint(TRUNCATE)``, and the files are measured again.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from edge.clock import Stamp
+from edge.store import records
+from edge.store.outbox import meta, set_meta
+from edge.store.records import PRIORITY, EvictedKind, EvictionReason
+
+_MAX_ROWS_PER_CHUNK = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Evicted:
+    kind: str
+    """``reading``, ``summary_copy``, ``cleared_alert``, ``summary`` or ``alert``."""
+    count: int
+    oldest: float
+    newest: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    kind: str
+    reported: EvictedKind | None
+    select: str
+    """Returns count, oldest, newest, last key of the next (at most :n) rows to evict."""
+    delete: str
+    """Deletes those rows (up to :upto)."""
+    bytes_per_row: float
+    """A first guess, refined as rows are deleted."""
+    iso_times: bool = False
+
+
+def _outbox_step(kind: EvictedKind, time_path: str, bytes_per_row: float) -> _Step:
+    # Built from constants of this module only, never from input.
+    where = f"priority = {PRIORITY[kind]} AND lease_until <= :lease_now"
+    return _Step(
+        kind=kind,
+        reported=kind,
+        select=(
+            "SELECT COUNT(*), MIN(t), MAX(t), MAX(seq) FROM (SELECT seq,"  # noqa: S608
+            f" json_extract(payload, '{time_path}') AS t FROM outbox WHERE {where}"
+            " ORDER BY seq LIMIT :n)"
+        ),
+        delete=f"DELETE FROM outbox WHERE {where} AND seq <= :upto",  # noqa: S608
+        bytes_per_row=bytes_per_row,
+        iso_times=True,
+    )
+
+
+STEPS: tuple[_Step, ...] = (
+    _Step(
+        "reading",
+        "reading",
+        "SELECT COUNT(*), MIN(wall_time), MAX(wall_time), MAX(id) FROM (SELECT id, wall_time"
+        " FROM readings WHERE id <= :last ORDER BY id LIMIT :n)",
+        "DELETE FROM readings WHERE id <= :upto",
+        120,
+    ),
+    _Step(
+        "reading",
+        "reading",
+        "SELECT COUNT(*), MIN(wall_time), MAX(wall_time), MAX(id) FROM (SELECT id, wall_time"
+        " FROM readings WHERE id > :last ORDER BY id LIMIT :n)",
+        "DELETE FROM readings WHERE id > :last AND id <= :upto",
+        120,
+    ),
+    _Step(
+        "summary_copy",
+        None,
+        "SELECT COUNT(*), MIN(period_start), MAX(period_start), MAX(id) FROM (SELECT id,"
+        " period_start FROM summaries ORDER BY id LIMIT :n)",
+        "DELETE FROM summaries WHERE id <= :upto",
+        120,
+    ),
+    _Step(
+        "cleared_alert",
+        None,
+        "SELECT COUNT(*), MIN(cleared_at), MAX(cleared_at), MAX(rowid) FROM (SELECT rowid,"
+        " cleared_at FROM alerts WHERE state = 'cleared' ORDER BY rowid LIMIT :n)",
+        "DELETE FROM alerts WHERE state = 'cleared' AND rowid <= :upto",
+        250,
+    ),
+    _outbox_step("summary", "$.body.period_start", 600),
+    _outbox_step("alert", "$.time.wall_time", 700),
+)
+
+
+def evict(
+    conn: sqlite3.Connection, need_bytes: int, *, last_summarised: int, lease_now: float
+) -> list[Evicted]:
+    """Delete, in ``STEPS`` order, until ``need_bytes`` of pages are free (inside the caller's
+    transaction); returns what went, one entry per step that deleted anything."""
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+    def free_pages() -> int:
+        return int(conn.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
+
+    base = free_pages()
+    params: dict[str, Any] = {"last": last_summarised, "lease_now": lease_now}
+    evicted: list[Evicted] = []
+    for step in STEPS:
+        per_row = step.bytes_per_row
+        count, oldest, newest = 0, math.inf, -math.inf
+        while (freed := free_pages() - base) < need_bytes:
+            n = min(_MAX_ROWS_PER_CHUNK, max(64, math.ceil((need_bytes - freed) / per_row)))
+            found, lo, hi, upto = conn.execute(step.select, params | {"n": n}).fetchone()
+            if not found:
+                break
+            conn.execute(step.delete, params | {"upto": upto})
+            count += found
+            oldest = min(oldest, _seconds(lo, step.iso_times))
+            newest = max(newest, _seconds(hi, step.iso_times))
+            gained = free_pages() - base - freed
+            per_row = max(gained / found, per_row / 4) if gained > 0 else per_row / 2
+        if count:
+            evicted.append(Evicted(step.kind, count, oldest, newest))
+    return evicted
+
+
+def _seconds(value: Any, iso: bool) -> float:
+    if iso:
+        return datetime.fromisoformat(str(value)).timestamp()
+    return float(value)
+
+
+def report(
+    conn: sqlite3.Connection,
+    enqueue: Callable[[str, Sequence[Callable[[str], str]]], None],
+    evicted: Sequence[Evicted],
+    reason: EvictionReason,
+    stamp: Stamp,
+) -> None:
+    """Count evictions (``meta``) and queue one eviction record per reported kind, inside the
+    transaction that deleted them."""
+    merged: dict[EvictedKind, tuple[int, float, float]] = {}
+    for item in evicted:
+        key = f"evicted.{item.kind}"
+        set_meta(conn, key, str(int(meta(conn, key) or 0) + item.count))
+        reported = next(step.reported for step in STEPS if step.kind == item.kind)
+        if reported is None:
+            continue
+        n, lo, hi = merged.get(reported, (0, item.oldest, item.newest))
+        merged[reported] = (n + item.count, min(lo, item.oldest), max(hi, item.newest))
+    enqueue(
+        "eviction",
+        [
+            functools.partial(
+                records.eviction_record,
+                stamp=stamp,
+                evicted=kind,
+                count=n,
+                oldest=lo,
+                newest=hi,
+                reason=reason,
+            )
+            for kind, (n, lo, hi) in merged.items()
+        ],
+    )

@@ -1,0 +1,139 @@
+"""Summaries by row-id ranges, and the correction of wall times once the clock synchronised.
+
+Why id ranges: a wall clock that jumps back would put new readings into periods that were already
+summarised, and with a wall-time watermark (schema 1's ``summary_until``) they were never
+summarised. Here ``meta.summary_last_id`` is the last reading id summarised. A run takes the
+readings with ``last < id <= upto``, buckets them by the wall time they carry and writes one summary
+per (device, point, period, well-timed or not) with its outbox row, then sets ``summary_last_id =
+upto``, all in one transaction. Every reading is in exactly one summary, whatever the clock did.
+
+``upto`` stops just before the first reading (in id order) whose period is still open: its wall
+time is at or after the last closed period boundary (``now - grace`` rounded down) but less than one
+period ahead of ``now``. Readings stamped further ahead than that (the clock was ahead and was set
+back) are summarised at once, since their period would not close for a long time. So in steady
+operation each period gets one summary. After a jump back, readings of a period already summarised
+get a second summary for that period carrying only the new readings: the central side adds them
+up (counts and sums add; ``min``/``max`` combine; ``last`` is the one with the later record).
+
+A jump forward creates no empty periods: summaries exist only for buckets that hold readings.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edge.clock import Stamp
+from edge.store import records
+from edge.store.outbox import meta, set_meta
+from edge.store.schema import transaction
+
+Enqueue = Callable[[str, Sequence[Callable[[str], str]]], None]
+
+_SUMMARY_SQL = """
+WITH bucketed AS (
+    SELECT id, device, point, unit, value, CAST(wall_time / :interval AS INTEGER) AS bucket,
+           (clock_synced OR wall_time_corrected) AS timed
+    FROM readings
+    WHERE id > :after AND id <= :upto
+), ranked AS (
+    SELECT *, ROW_NUMBER() OVER (
+        PARTITION BY device, point, bucket, timed ORDER BY id DESC
+    ) AS newest
+    FROM bucketed
+)
+SELECT device, point, MAX(unit) AS unit, bucket, timed, COUNT(*) AS count, MIN(value) AS min,
+       MAX(value) AS max, AVG(value) AS mean, MAX(CASE WHEN newest = 1 THEN value END) AS last
+FROM ranked
+GROUP BY device, point, bucket, timed
+ORDER BY bucket, device, point, timed
+"""
+
+
+def summarise(
+    conn: sqlite3.Connection,
+    enqueue: Enqueue,
+    *,
+    now: float,
+    interval_s: int,
+    grace_s: float,
+    stamp: Stamp,
+) -> int:
+    """Summarise the readings not yet summarised whose periods are closed; returns how many
+    summaries were written."""
+    closed_end = (now - grace_s) // interval_s * interval_s
+    with transaction(conn):
+        last = int(meta(conn, "summary_last_id") or 0)
+        blocker = conn.execute(
+            "SELECT MIN(id) FROM readings WHERE id > ? AND wall_time >= ? AND wall_time < ?",
+            (last, closed_end, now + interval_s),
+        ).fetchone()[0]
+        if blocker is not None:
+            upto = int(blocker) - 1
+        else:
+            upto = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM readings").fetchone()[0])
+        if upto <= last:
+            return 0
+        rows = conn.execute(
+            _SUMMARY_SQL, {"interval": interval_s, "after": last, "upto": upto}
+        ).fetchall()
+        builders = []
+        for device, point, unit, bucket, timed, count, lo, hi, mean, last_value in rows:
+            period_start = float(bucket * interval_s)
+            period_end = period_start + interval_s
+            conn.execute(
+                "INSERT INTO summaries (device, point, unit, period_start, period_end, count,"
+                " min, max, mean, last, clock_synced, readings_after, readings_upto)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *(
+                        device,
+                        point,
+                        unit,
+                        period_start,
+                        period_end,
+                        count,
+                        lo,
+                        hi,
+                        mean,
+                        last_value,
+                    ),
+                    *(bool(timed), last, upto),
+                ),
+            )
+            fields: dict[str, Any] = {
+                "device": device,
+                "point": point,
+                "unit": unit,
+                "period_start": period_start,
+                "period_end": period_end,
+                "count": count,
+                "minimum": lo,
+                "maximum": hi,
+                "mean": mean,
+                "last": last_value,
+                "clock_synced": bool(timed),
+            }
+            builders.append(functools.partial(records.summary_record, stamp=stamp, **fields))
+        enqueue("summary", builders)
+        set_meta(conn, "summary_last_id", str(upto))
+    return len(rows)
+
+
+def correct_wall_times(
+    conn: sqlite3.Connection, *, boot_id: str, offset: float, after_id: int
+) -> tuple[int, int]:
+    """Rewrite the wall time of this boot's unsynchronised readings that are not summarised yet
+    (``wall = monotonic + offset``); returns (how many, the highest reading id looked at)."""
+    with transaction(conn):
+        start = max(after_id, int(meta(conn, "summary_last_id") or 0))
+        upto = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM readings").fetchone()[0])
+        cursor = conn.execute(
+            "UPDATE readings SET wall_time = monotonic_ns / 1e9 + ?, wall_time_corrected = 1"
+            " WHERE id > ? AND id <= ? AND boot_id = ? AND clock_synced = 0"
+            " AND wall_time_corrected = 0",
+            (offset, start, upto, boot_id),
+        )
+    return cursor.rowcount, max(upto, after_id)
