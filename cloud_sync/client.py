@@ -1,8 +1,19 @@
 """The sync client: drains a gateway's outbox to the central API, at least once.
 
-One loop (``SyncClient.run``) claims a batch from the ``Outbox``, posts it gzip-compressed to
-``POST /v1/ingest``, acknowledges it on 2xx and releases it otherwise. The central API
-de-duplicates on ``record_id``, so a batch whose answer was lost is simply sent again.
+One loop (``SyncClient.run``) claims a batch from the ``Outbox`` in the store's priority order
+(alerts, then evictions, then summaries; oldest first), posts it gzip-compressed to
+``POST /v1/ingest``, acknowledges it when the central API's answer accounts for every record
+and releases it otherwise. The central API de-duplicates on ``record_id``, so a batch whose answer
+was lost or garbled is simply sent again.
+
+A batch holds at most ``batch_max_records`` records and ``batch_max_bytes`` bytes of JSON before
+compression; the records that do not fit go back to the outbox for the next batch. A record larger
+than ``batch_max_bytes`` on its own is still sent, alone.
+
+A backlog is drained at no more than ``drain_max_records_per_s`` (a token bucket holding one
+second's worth), and after a long outage (or at start, when the outbox already holds a backlog)
+the drain starts after a random delay of up to ``drain_jitter_s``: a fleet coming back online
+together reaches the central API spread out, not all at once.
 
 Failures are grouped as ``nbedge.errors`` says: ``UplinkUnavailable`` (no connection, timeout,
 408, 429, 5xx; carries ``Retry-After``) and ``UplinkRejected`` (any other 4xx). ``run`` meets
@@ -24,6 +35,7 @@ import json
 import logging
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,10 +48,10 @@ import httpx
 
 import nbedge
 from cloud_sync.outbox import Outbox, OutboxRecord
-from cloud_sync.schemas import MAX_RECORDS_PER_BATCH, SCHEMA_VERSION
+from cloud_sync.schemas import MAX_RECORDS_PER_BATCH, SCHEMA_VERSION, IngestResult
 from nbedge.errors import UplinkRejected, UplinkUnavailable
 
-__all__ = ["Sleep", "SyncClient", "SyncStatus", "UplinkState"]
+__all__ = ["Clock", "Sleep", "SyncClient", "SyncStatus", "UplinkState"]
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +60,14 @@ BACKOFF_INITIAL_S = 1.0
 RETRY_AFTER_CAP_S = 3600.0
 """A ``Retry-After`` longer than this is taken as this: a typo on the server must not stall us."""
 GZIP_LEVEL = 6
+LONG_OUTAGE_S = 60.0
+"""Failing for this long makes an outage long: the drain after it starts after a random delay."""
+DRAIN_BURST_S = 1.0
+"""The drain's token bucket holds this many seconds' worth of records."""
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 
 Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
 
 
 class UplinkState(StrEnum):
@@ -78,9 +95,11 @@ class SyncStatus:
 class SyncClient:
     """Drains ``outbox`` to the central API at ``base_url`` as gateway ``gateway_id``.
 
-    ``transport`` replaces httpx's network transport (tests inject faults with it); ``sleep``
-    replaces ``asyncio.sleep`` for every wait of ``run``. Use one ``sync_once`` or ``run`` at a
-    time per client.
+    ``drain_max_records_per_s=None`` drains as fast as the central API answers;
+    ``drain_jitter_s=0`` starts a drain at once. ``transport`` replaces httpx's network transport
+    (tests inject faults with it); ``sleep`` replaces ``asyncio.sleep`` for every wait of ``run``
+    and ``clock`` (seconds, monotonic) the clock of the rate limit and of outage lengths;
+    ``rng`` makes the jitter reproducible. Use one ``sync_once`` or ``run`` at a time per client.
     """
 
     def __init__(
@@ -92,29 +111,48 @@ class SyncClient:
         gateway_id: str,
         site_id: str,
         batch_max_records: int = 500,
+        batch_max_bytes: int = 1_000_000,
+        drain_max_records_per_s: float | None = 5000.0,
+        drain_jitter_s: float = 20.0,
         lease_s: float = 30,
         interval_s: float = 2.0,
         timeout_s: float = 10.0,
         backoff_max_s: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         if not 1 <= batch_max_records <= MAX_RECORDS_PER_BATCH:
             raise ValueError(f"batch_max_records must be within 1..{MAX_RECORDS_PER_BATCH}")
-        if min(lease_s, interval_s, timeout_s, backoff_max_s) <= 0:
-            raise ValueError("lease_s, interval_s, timeout_s and backoff_max_s must be positive")
+        if min(batch_max_bytes, lease_s, interval_s, timeout_s, backoff_max_s) <= 0:
+            raise ValueError(
+                "batch_max_bytes, lease_s, interval_s, timeout_s and backoff_max_s must be positive"
+            )
+        if drain_max_records_per_s is not None and drain_max_records_per_s <= 0:
+            raise ValueError("drain_max_records_per_s must be positive (None: no limit)")
+        if drain_jitter_s < 0:
+            raise ValueError("drain_jitter_s must not be negative")
         self._outbox = outbox
         self._base_url = base_url
         self._token = token
-        self._batch_head = _batch_head(gateway_id, site_id)
+        self._batch_head = _batch_head(gateway_id, site_id).encode()
         self._batch_max_records = batch_max_records
+        self._batch_max_bytes = batch_max_bytes
+        self._drain_jitter_s = drain_jitter_s
         self._lease_s = lease_s
         self._interval_s = interval_s
         self._timeout_s = timeout_s
         self._backoff_max_s = backoff_max_s
         self._transport = transport
         self._sleep = sleep
-        self._random = random.Random()
+        self._clock = clock
+        self._random = rng or random.Random()
+        self._bucket = (
+            None
+            if drain_max_records_per_s is None
+            else _TokenBucket(drain_max_records_per_s, DRAIN_BURST_S, clock, sleep)
+        )
         self._http: httpx.AsyncClient | None = None
         self._status = SyncStatus(UplinkState.UNKNOWN, 0, 0, 0, None, None)
 
@@ -139,44 +177,78 @@ class SyncClient:
         return self._status
 
     async def run(self) -> None:
-        """Sync until cancelled: drain while there is work, wait ``interval_s`` when idle."""
+        """Sync until cancelled: drain while there is work, wait ``interval_s`` when idle.
+
+        Failures back off (jittered, exponential, at least ``Retry-After``). A backlog is drained
+        at the rate limit; after a long outage, and at start, its drain begins after a random
+        delay of up to ``drain_jitter_s`` (the first batch has gone by then: it is the probe).
+        """
         async with self._connection():
             failures_in_a_row = 0
+            down_since: float | None = None
+            start_delay_due = True  # at start, the outage before it is of unknown length
             while True:
                 try:
-                    sent = await self.sync_once()
+                    sent, backlog = await self._deliver()
                 except (UplinkUnavailable, UplinkRejected) as exc:
                     failures_in_a_row += 1
+                    now = self._clock()
+                    if down_since is None:
+                        down_since = now
+                    if now - down_since >= LONG_OUTAGE_S:
+                        start_delay_due = True
                     delay = self._backoff_s(failures_in_a_row)
                     if isinstance(exc, UplinkUnavailable) and exc.retry_after_s is not None:
                         delay = max(delay, exc.retry_after_s)
                     await self._sleep(delay)
                     continue
                 failures_in_a_row = 0
-                if sent < self._batch_max_records:  # a short batch: the outbox is drained
+                down_since = None
+                if not backlog:  # the outbox is drained
+                    start_delay_due = False
                     await self._sleep(self._interval_s)
+                    continue
+                if start_delay_due:
+                    start_delay_due = False
+                    await self._delay_drain_start()
+                if self._bucket is not None:
+                    await self._bucket.take(sent)
 
     async def sync_once(self) -> int:
         """Deliver one batch; return how many records the central API acknowledged (0: none due).
 
-        Raises ``UplinkUnavailable`` or ``UplinkRejected`` after releasing the batch.
+        Raises ``UplinkUnavailable`` or ``UplinkRejected`` after releasing the batch. Not rate
+        limited: the limit belongs to ``run``.
         """
-        records = await self._outbox.claim(self._batch_max_records, self._lease_s)
-        if not records:
-            return 0
-        record_ids = [record.record_id for record in records]
+        sent, _ = await self._deliver()
+        return sent
+
+    async def _deliver(self) -> tuple[int, bool]:
+        """Deliver one batch: (records acknowledged, whether more records are waiting)."""
+        claimed = await self._outbox.claim(self._batch_max_records, self._lease_s)
+        if not claimed:
+            return 0, False
         try:
-            body = self._encode(records)
+            count, body = self._encode(claimed)
+            if count < len(claimed):  # over the byte bound: the rest waits for the next batch
+                await self._outbox.release([record.record_id for record in claimed[count:]])
             async with self._connection() as http:
-                await self._post(http, body)
+                await self._post(http, body, count)
         except BaseException as exc:
             if isinstance(exc, UplinkUnavailable | UplinkRejected):
                 self._failed(exc)
-            await self._release(record_ids)
+            await self._release([record.record_id for record in claimed])
             raise
-        await self._outbox.ack(record_ids)
-        self._succeeded(len(records))
-        return len(records)
+        await self._outbox.ack([record.record_id for record in claimed[:count]])
+        self._succeeded(count)
+        return count, count < len(claimed) or len(claimed) == self._batch_max_records
+
+    async def _delay_drain_start(self) -> None:
+        if self._drain_jitter_s <= 0:
+            return
+        delay = self._random.uniform(0, self._drain_jitter_s)
+        log.info("a backlog is waiting; its drain starts in %.1f s", delay)
+        await self._sleep(delay)
 
     def _new_http_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -202,17 +274,34 @@ class SyncClient:
             self._http = None
             await http.aclose()
 
-    def _encode(self, records: Sequence[OutboxRecord]) -> bytes:
-        """The gzip-compressed ``IngestBatch``, joined from the stored payload texts.
+    def _encode(self, records: Sequence[OutboxRecord]) -> tuple[int, bytes]:
+        """How many of ``records`` fit in one batch, and that ``IngestBatch`` gzip-compressed.
 
-        The payloads were validated when the gateway made them; the central API validates again.
+        The batch is joined from the stored payload texts, in claim order, up to
+        ``batch_max_bytes`` of JSON; the first record goes even if it alone is larger. The
+        payloads were validated when the gateway made them; the central API validates again.
         Compressing a few hundred kB takes a few ms, acceptable on the event loop.
         """
-        text = self._batch_head + ",".join(record.payload for record in records) + "]}"
-        return gzip.compress(text.encode(), compresslevel=GZIP_LEVEL)
+        tail = b"]}"
+        size = len(self._batch_head) + len(tail)
+        parts: list[bytes] = []
+        for record in records:
+            part = record.payload.encode()
+            grown = size + len(part) + (1 if parts else 0)
+            if parts and grown > self._batch_max_bytes:
+                break
+            parts.append(part)
+            size = grown
+        text = self._batch_head + b",".join(parts) + tail
+        return len(parts), gzip.compress(text, compresslevel=GZIP_LEVEL)
 
-    async def _post(self, http: httpx.AsyncClient, body: bytes) -> None:
-        """Post one batch; return on 2xx, raise ``UplinkUnavailable``/``UplinkRejected`` else."""
+    async def _post(self, http: httpx.AsyncClient, body: bytes, count: int) -> None:
+        """Post one batch of ``count`` records; return once the central API accounted for all.
+
+        A 2xx whose body is not an ``IngestResult`` counting ``count`` records (a proxy's page,
+        a truncated answer) is not an acknowledgement: ``UplinkUnavailable``, and sent again.
+        Raises ``UplinkUnavailable`` or ``UplinkRejected`` on any other answer.
+        """
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await http.post(
@@ -226,6 +315,17 @@ class SyncClient:
             raise UplinkUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         status = response.status_code
         if response.is_success:
+            try:
+                result = IngestResult.model_validate_json(response.content)
+            except ValueError as exc:
+                raise UplinkUnavailable(
+                    f"central API answered {status} with a body that is not an IngestResult"
+                ) from exc
+            if result.accepted + result.duplicates != count:
+                raise UplinkUnavailable(
+                    f"central API accounted for {result.accepted + result.duplicates} of"
+                    f" {count} records"
+                )
             return
         detail = _detail(response)
         if status >= 500 or status in _RETRYABLE_4XX:
@@ -273,6 +373,32 @@ class SyncClient:
             last_error=str(exc),
             last_success=old.last_success,
         )
+
+
+class _TokenBucket:
+    """At most ``rate`` records a second on average, in bursts of up to ``burst_s`` seconds' worth.
+
+    ``take`` is paid after the fact: a batch is sent, then its records are taken, going into
+    debt if need be, and the debt is waited off before the next batch is claimed, so no lease
+    is held while waiting. Records sent by time t never exceed ``rate * (t + burst_s)`` plus
+    the last batch.
+    """
+
+    def __init__(self, rate: float, burst_s: float, clock: Clock, sleep: Sleep) -> None:
+        self._rate = rate
+        self._capacity = rate * burst_s
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self._capacity
+        self._last = clock()
+
+    async def take(self, count: int) -> None:
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        self._tokens -= count
+        if self._tokens < 0:
+            await self._sleep(-self._tokens / self._rate)
 
 
 def _batch_head(gateway_id: str, site_id: str) -> str:

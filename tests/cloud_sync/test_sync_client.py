@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import gzip
+import itertools
+import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,13 +19,15 @@ import pytest
 
 from cloud_sync.client import SyncClient, UplinkState
 from cloud_sync.outbox import OutboxRecord
-from cloud_sync.schemas import AlertRecord, SummaryRecord
+from cloud_sync.schemas import AlertBody, AlertRecord, SummaryRecord
 from nbedge.errors import UplinkRejected, UplinkUnavailable
 from tests.cloud_sync.conftest import Central, alert_record, stored_count, summary_record
 
+PRIORITY = {"alert": 0, "eviction": 1, "summary": 2}  # as the gateway's store claims them
+
 
 class MemoryOutbox:
-    """The ``Outbox`` protocol over a dict: leases, alerts first, oldest first."""
+    """The ``Outbox`` protocol over a dict: leases, alerts then evictions first, oldest first."""
 
     def __init__(self, records: Sequence[OutboxRecord]) -> None:
         self.pending = {record.record_id: record for record in records}
@@ -29,7 +37,7 @@ class MemoryOutbox:
     async def claim(self, max_records: int, lease_s: float) -> list[OutboxRecord]:
         now = time.monotonic()
         due = [r for r in self.pending.values() if self.leased_until.get(r.record_id, 0) <= now]
-        due.sort(key=lambda record: record.kind != "alert")  # stable: oldest first within kind
+        due.sort(key=lambda record: PRIORITY[record.kind])  # stable: oldest first within kind
         claimed = due[:max_records]
         for record in claimed:
             self.leased_until[record.record_id] = now + lease_s
@@ -59,17 +67,25 @@ def outbox_of(n_summaries: int, n_alerts: int = 0) -> MemoryOutbox:
 class FaultyTransport(httpx.AsyncBaseTransport):
     """The real transport, with one planned fault per request until the plan runs out."""
 
-    def __init__(self, plan: Sequence[str] = ()) -> None:
+    def __init__(
+        self, plan: Sequence[str] = (), clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.plan = list(plan)
         self.requests = 0
+        self.clock = clock
+        self.sent: list[tuple[float, bytes]] = []
+        """(clock, JSON body) of every request that reached the central API and was stored."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
         fault = self.plan.pop(0) if self.plan else "none"
         match fault:
             case "none":
-                return await self.inner.handle_async_request(request)
+                response = await self.inner.handle_async_request(request)
+                if response.status_code == 200:
+                    self.sent.append((self.clock(), gzip.decompress(request.content)))
+                return response
             case "lose-response":  # the server stored the batch; its answer never arrives
                 response = await self.inner.handle_async_request(request)
                 await response.aread()
@@ -80,6 +96,19 @@ class FaultyTransport(httpx.AsyncBaseTransport):
             case "429":
                 headers = {"Retry-After": "2"}
                 return httpx.Response(429, headers=headers, json={"detail": "slow down"})
+            case "429-7s":
+                headers = {"Retry-After": "7"}
+                return httpx.Response(429, headers=headers, json={"detail": "slow down"})
+            case "503-in-2-min":  # Retry-After as an HTTP date
+                when = datetime.now(UTC) + timedelta(seconds=120)
+                headers = {"Retry-After": email.utils.format_datetime(when, usegmt=True)}
+                return httpx.Response(503, headers=headers, text="maintenance")
+            case "503-bad-retry-after":
+                return httpx.Response(503, headers={"Retry-After": "soon"}, text="maintenance")
+            case "garbage-200":  # a captive portal or broken proxy: 200, but not our answer
+                return httpx.Response(200, text="<html>welcome</html>", request=request)
+            case "short-count-200":  # the answer accounts for fewer records than were sent
+                return httpx.Response(200, json={"accepted": 1, "duplicates": 0})
             case "timeout":
                 raise httpx.ReadTimeout("timed out", request=request)
             case "refused":
@@ -90,6 +119,29 @@ class FaultyTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class FakeTime:
+    """A monotonic clock that only ``sleep`` moves; every delay is remembered."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.delays: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.delays.append(delay)
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+class Ceiling(random.Random):
+    """Jitter at its ceiling, so that waits are known in advance."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
 
 
 class RecordingSleep:
@@ -117,7 +169,7 @@ def sync_client(
         gateway_id=central.gateway_id,
         site_id=central.site_id,
         transport=transport or FaultyTransport(),
-        **options,
+        **{"drain_jitter_s": 0.0} | options,
     )
 
 
@@ -287,3 +339,209 @@ def test_options_are_checked() -> None:
         SyncClient(outbox, batch_max_records=1001, **common)
     with pytest.raises(ValueError, match="must be positive"):
         SyncClient(outbox, timeout_s=0, **common)
+    with pytest.raises(ValueError, match="must be positive"):
+        SyncClient(outbox, batch_max_bytes=0, **common)
+    with pytest.raises(ValueError, match="drain_max_records_per_s"):
+        SyncClient(outbox, drain_max_records_per_s=0, **common)
+    with pytest.raises(ValueError, match="drain_jitter_s"):
+        SyncClient(outbox, drain_jitter_s=-1, **common)
+
+
+def batch_records(body: bytes) -> list[str]:
+    return [record["record_id"] for record in json.loads(body)["records"]]
+
+
+async def test_batches_follow_the_claim_order(central: Central) -> None:
+    """The client sends what the outbox hands out, in that order: the store's priorities hold."""
+    outbox = outbox_of(3, n_alerts=4)
+    transport = FaultyTransport()
+    async with sync_client(central, outbox, transport, batch_max_records=2) as client:
+        while await client.sync_once():
+            pass
+    batches = [batch_records(body) for _, body in transport.sent]
+    assert batches == [
+        ["gw-1:a:10000", "gw-1:a:10001"],
+        ["gw-1:a:10002", "gw-1:a:10003"],
+        ["gw-1:s:0", "gw-1:s:1"],
+        ["gw-1:s:2"],
+    ]
+
+
+async def test_batches_stay_within_the_byte_bound(central: Central) -> None:
+    outbox = outbox_of(60, n_alerts=5)
+    bound = 2000
+    transport = FaultyTransport()
+    async with sync_client(central, outbox, transport, batch_max_bytes=bound) as client:
+        for _ in range(100):
+            if not await client.sync_once():
+                break
+    bodies = [body for _, body in transport.sent]
+    assert all(len(body) <= bound for body in bodies)
+    sent = [record_id for body in bodies for record_id in batch_records(body)]
+    assert sorted(sent) == sorted(outbox.acked)
+    assert len(sent) == len(set(sent)) == 65
+    assert stored_count(central.engine) == 65
+    assert sent[:5] == [f"gw-1:a:{10_000 + n}" for n in range(5)]  # alerts still first
+    # Greedy: each batch is full, the next record would not have fitted.
+    for body, following in itertools.pairwise(bodies):
+        first_of_next = json.dumps(json.loads(following)["records"][0], separators=(",", ":"))
+        assert len(body) + 1 + len(first_of_next) > bound
+    assert outbox.leased() == 0
+
+
+async def test_a_record_larger_than_the_byte_bound_goes_alone(central: Central) -> None:
+    big = alert_record(1, "big")
+    big = big.model_copy(
+        update={"body": AlertBody(**big.body.model_dump() | {"message": "x" * 500})}
+    )
+    records = [OutboxRecord(big.record_id, "alert", big.model_dump_json())]
+    records += [
+        OutboxRecord(s.record_id, "summary", s.model_dump_json())
+        for s in (summary_record(n) for n in range(4))
+    ]
+    outbox = MemoryOutbox(records)
+    bound = len(records[0].payload) - 50  # the alert alone is too large; two summaries fit
+    assert 70 + 2 + 2 * len(records[1].payload) + 1 <= bound
+    transport = FaultyTransport()
+    async with sync_client(central, outbox, transport, batch_max_bytes=bound) as client:
+        assert [await client.sync_once() for _ in range(4)] == [1, 2, 2, 0]
+    assert batch_records(transport.sent[0][1]) == ["gw-1:a:1"]
+    assert len(transport.sent[0][1]) > bound
+    assert stored_count(central.engine) == 5
+
+
+async def test_the_drain_rate_limit_holds(central: Central) -> None:
+    outbox = outbox_of(3000)
+    fake = FakeTime()
+    rate, batch = 500.0, 250
+    transport = FaultyTransport(clock=fake.clock)
+    client = sync_client(
+        central,
+        outbox,
+        transport,
+        batch_max_records=batch,
+        drain_max_records_per_s=rate,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(client.run())
+        await eventually(lambda: not outbox.pending, timeout_s=20)
+        task.cancel()
+    assert stored_count(central.engine) == 3000
+    # Before each batch left, the records already sent were within one second's worth (the
+    # bucket) plus the rate times the (fake) time since the client started.
+    sent_before = 0
+    for at, body in transport.sent:
+        assert sent_before <= rate * 1.0 + rate * at + 1e-6
+        sent_before += len(batch_records(body))
+    last_at = transport.sent[-1][0]
+    assert last_at >= (3000 - batch - rate * 1.0) / rate  # 4.5 s at least, not a flash flood
+    assert last_at <= 3000 / rate + 1.0  # and no slower than the limit needs
+
+
+async def test_without_a_rate_limit_a_backlog_goes_at_once(central: Central) -> None:
+    outbox = outbox_of(1200)
+    fake = FakeTime()
+    client = sync_client(
+        central,
+        outbox,
+        batch_max_records=200,
+        drain_max_records_per_s=None,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(client.run())
+        await eventually(lambda: not outbox.pending and fake.delays != [])
+        task.cancel()
+    assert set(fake.delays) == {2.0}  # only the idle wait once drained
+    assert stored_count(central.engine) == 1200
+
+
+@pytest.mark.parametrize(
+    ("failures", "delayed"),
+    [(0, True), (2, False), (8, True)],
+    ids=["at-start", "after-a-short-outage", "after-a-long-outage"],
+)
+async def test_the_drain_after_a_long_outage_starts_after_a_random_delay(
+    central: Central, failures: int, delayed: bool
+) -> None:
+    """At start with a backlog, or once back after a minute or more of failures, the client
+    sends one batch (the probe), then waits a random while (here the ceiling: 45 s) before
+    draining the rest; after a short outage it drains at once."""
+    fake = FakeTime()
+    outbox = outbox_of(10 if failures else 600)
+    jitter = 45.0
+    transport = FaultyTransport(clock=fake.clock)
+    client = sync_client(
+        central,
+        outbox,
+        transport,
+        batch_max_records=200,
+        backoff_max_s=16,
+        drain_jitter_s=jitter,
+        sleep=fake.sleep,
+        clock=fake.clock,
+        rng=Ceiling(),
+    )
+    delays_before = sent_before = 0
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(client.run())
+        if failures:  # the client has drained and idles: then the uplink fails, work piles up
+            await eventually(lambda: not outbox.pending and fake.delays != [])
+            delays_before, sent_before = len(fake.delays), len(transport.sent)
+            transport.plan = ["500"] * failures
+            backlog = [summary_record(n) for n in range(10, 600)]
+            outbox.pending |= {
+                r.record_id: OutboxRecord(r.record_id, r.kind, r.model_dump_json()) for r in backlog
+            }
+        await eventually(lambda: not outbox.pending)
+        task.cancel()
+    delays = fake.delays[delays_before:]
+    # Backoffs at their ceilings: 1, 2, 4, 8, 16, 16, 16, 16 s (63 s of failures in all).
+    assert delays[:failures] == [1, 2, 4, 8, 16, 16, 16, 16][:failures]
+    assert (jitter in delays) is delayed
+    probe, after_probe = transport.sent[sent_before][0], transport.sent[sent_before + 1][0]
+    assert (after_probe - probe >= jitter) is delayed  # the probe went before the delay
+    assert stored_count(central.engine) == 600
+
+
+async def test_429_and_503_retry_after_is_honoured_over_a_shorter_backoff(
+    central: Central,
+) -> None:
+    outbox = outbox_of(5)
+    fake = FakeTime()
+    plan = ["429-7s", "503-in-2-min", "503-bad-retry-after"]
+    client = sync_client(
+        central,
+        outbox,
+        FaultyTransport(plan),
+        backoff_max_s=1,
+        sleep=fake.sleep,
+        clock=fake.clock,
+        rng=Ceiling(),
+    )
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(client.run())
+        await eventually(lambda: not outbox.pending)
+        task.cancel()
+    waits = fake.delays[:3]
+    assert waits[0] == 7  # 429, Retry-After in seconds
+    assert 115 <= waits[1] <= 120  # 503, Retry-After as an HTTP date two minutes ahead
+    assert waits[2] == 1  # an unreadable Retry-After: the backoff alone
+    assert stored_count(central.engine) == 5
+
+
+@pytest.mark.parametrize("fault", ["garbage-200", "short-count-200"])
+async def test_a_success_that_does_not_account_for_the_batch_is_no_ack(
+    central: Central, fault: str
+) -> None:
+    outbox = outbox_of(5)
+    async with sync_client(central, outbox, FaultyTransport([fault])) as client:
+        with pytest.raises(UplinkUnavailable, match=r"IngestResult|accounted for 1 of 5"):
+            await client.sync_once()
+        assert len(outbox.pending) == 5
+        assert outbox.leased() == 0
+        assert await client.sync_once() == 5
+    assert stored_count(central.engine) == 5
