@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,8 @@ from nbedge import __version__
 from nbedge.errors import EX_CONFIG, ConfigError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from cloud_sync.central.settings import CentralSettings
 
 DEFAULT_CONFIG = Path("/etc/nbedge/gateway.toml")
@@ -159,25 +161,23 @@ def _central_serve(args: argparse.Namespace) -> int:
 
 def _central_add_gateway(args: argparse.Namespace) -> int:
     from cloud_sync.central import admin
-    from cloud_sync.central.db import site_exists
 
-    settings = _central_settings()
-    engine = admin.make_engine(settings.database_url)
-    try:
-        admin.init_db(engine)
-        if args.site_name is not None or not site_exists(engine, args.site):
-            admin.register_site(engine, args.site, args.site_name or args.site)
-        token = admin.register_gateway(engine, args.site, args.gateway)
-    except admin.AdminError as exc:
-        print(f"nbedge: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    print(token)
-    return 0
+    return _for_site_gateway(
+        args, lambda engine: admin.register_gateway(engine, args.site, args.gateway)
+    )
 
 
 def _central_claim_code(args: argparse.Namespace) -> int:
+    from cloud_sync.central import admin
+
+    return _for_site_gateway(
+        args,
+        lambda engine: admin.create_claim_code(engine, args.site, args.gateway, ttl_s=args.ttl),
+    )
+
+
+def _for_site_gateway(args: argparse.Namespace, action: Callable[[Engine], str]) -> int:
+    """Open the central database, make sure the site exists, run ``action``, print its answer."""
     from cloud_sync.central import admin
     from cloud_sync.central.db import site_exists
 
@@ -187,13 +187,13 @@ def _central_claim_code(args: argparse.Namespace) -> int:
         admin.init_db(engine)
         if args.site_name is not None or not site_exists(engine, args.site):
             admin.register_site(engine, args.site, args.site_name or args.site)
-        code = admin.create_claim_code(engine, args.site, args.gateway, ttl_s=args.ttl)
+        answer = action(engine)
     except admin.AdminError as exc:
         print(f"nbedge: {exc}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
-    print(code)
+    print(answer)
     return 0
 
 

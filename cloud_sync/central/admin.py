@@ -15,7 +15,14 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, select, update
 
 from cloud_sync.central import claims
-from cloud_sync.central.db import gateways, hash_token, init_db, make_engine, site_exists, sites
+from cloud_sync.central.db import (
+    gateways,
+    init_db,
+    make_engine,
+    set_gateway_token,
+    site_exists,
+    sites,
+)
 from cloud_sync.schemas import Identifier
 from nbedge.errors import NbedgeError
 
@@ -64,30 +71,12 @@ def register_gateway(engine: Engine, site_id: str, gateway_id: str) -> str:
     """
     _check_identifier("gateway id", gateway_id)
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    token_hash = hash_token(token)
     with engine.begin() as conn:
         if conn.execute(select(sites.c.site_id).where(sites.c.site_id == site_id)).first() is None:
             raise AdminError(f"no site {site_id!r}: register the site first")
-        current = conn.execute(
-            select(gateways.c.site_id).where(gateways.c.gateway_id == gateway_id)
-        ).first()
-        if current is None:
-            conn.execute(
-                gateways.insert().values(
-                    gateway_id=gateway_id,
-                    site_id=site_id,
-                    token_hash=token_hash,
-                    created_at=datetime.now(UTC),
-                )
-            )
-        elif current.site_id != site_id:
-            raise AdminError(f"gateway {gateway_id!r} belongs to site {current.site_id!r}")
-        else:
-            conn.execute(
-                update(gateways)
-                .where(gateways.c.gateway_id == gateway_id)
-                .values(token_hash=token_hash)
-            )
+        other_site = set_gateway_token(conn, site_id, gateway_id, token, datetime.now(UTC))
+        if other_site is not None:
+            raise AdminError(f"gateway {gateway_id!r} belongs to site {other_site!r}")
     return token
 
 

@@ -21,8 +21,8 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, select, update
 
-from cloud_sync.central.db import hash_token
-from cloud_sync.central.tables import claim_codes, gateways
+from cloud_sync.central.db import set_gateway_token
+from cloud_sync.central.tables import claim_codes
 from nbedge.errors import NbedgeError
 
 __all__ = ["ClaimProblem", "ClaimRefused", "ClaimedGateway", "create", "normalise", "redeem"]
@@ -128,24 +128,6 @@ def redeem(engine: Engine, code: str) -> ClaimedGateway:
                 raise ClaimRefused(ClaimProblem.UNKNOWN)
             raise ClaimRefused(ClaimProblem.USED if known.used_at else ClaimProblem.EXPIRED)
         site_id, gateway_id = claimed.site_id, claimed.gateway_id
-        current = conn.execute(
-            select(gateways.c.site_id).where(gateways.c.gateway_id == gateway_id)
-        ).first()
-        if current is None:
-            conn.execute(
-                gateways.insert().values(
-                    gateway_id=gateway_id,
-                    site_id=site_id,
-                    token_hash=hash_token(token),
-                    created_at=now,
-                )
-            )
-        elif current.site_id != site_id:
+        if set_gateway_token(conn, site_id, gateway_id, token, now) is not None:
             raise ClaimRefused(ClaimProblem.CONFLICT)  # rolls back: the code stays unused
-        else:
-            conn.execute(
-                update(gateways)
-                .where(gateways.c.gateway_id == gateway_id)
-                .values(token_hash=hash_token(token))
-            )
     return ClaimedGateway(gateway_id=gateway_id, site_id=site_id, token=token)

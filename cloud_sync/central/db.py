@@ -39,7 +39,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Insert, Table, create_engine, event, exists, func, select, text
+from sqlalchemy import (
+    Engine,
+    Insert,
+    Table,
+    create_engine,
+    event,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
@@ -85,6 +96,34 @@ class GatewayIdentity:
 def hash_token(token: str) -> str:
     """The stored form of a gateway token: SHA-256, hex. Tokens are random, so no salt is needed."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def set_gateway_token(
+    conn: Connection, site_id: str, gateway_id: str, token: str, now: datetime
+) -> str | None:
+    """Register ``gateway_id`` in ``site_id`` with ``token``, or rotate the token of a gateway
+    already there. Returns the other site when the gateway belongs to one (nothing changes)."""
+    current = conn.execute(
+        select(gateways.c.site_id).where(gateways.c.gateway_id == gateway_id)
+    ).first()
+    if current is None:
+        conn.execute(
+            gateways.insert().values(
+                gateway_id=gateway_id,
+                site_id=site_id,
+                token_hash=hash_token(token),
+                created_at=now,
+            )
+        )
+    elif current.site_id != site_id:
+        return str(current.site_id)
+    else:
+        conn.execute(
+            update(gateways)
+            .where(gateways.c.gateway_id == gateway_id)
+            .values(token_hash=hash_token(token))
+        )
+    return None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

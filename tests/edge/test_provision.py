@@ -43,6 +43,17 @@ def test_claim_code_then_provision_then_the_code_is_spent(tmp_path: Path) -> Non
     code = made.stdout.strip()
     assert len(code.replace("-", "")) >= 12
 
+    added = subprocess.run(
+        [*NBEDGE, "central", "add-gateway", "--site", "maple-12", "--gateway", "gw-8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    direct_token = added.stdout.strip()
+
     port = free_port()
     central = subprocess.Popen(
         [*NBEDGE, "central", "serve", "--port", str(port)],
@@ -88,6 +99,13 @@ def test_claim_code_then_provision_then_the_code_is_spent(tmp_path: Path) -> Non
             timeout=10,
         )
         assert response.status_code == 401
+        # A credential made directly with add-gateway authenticates too.
+        direct = {"Authorization": f"Bearer {direct_token}"}
+        response = httpx.post(
+            f"{url}/v1/ingest", json={**batch, "gateway_id": "gw-8"}, headers=direct, timeout=10
+        )
+        assert response.status_code == 422  # authenticated (writes to other sites: 403, see
+        # tests/cloud_sync/central/test_security.py)
 
         # ... and the code cannot be used a second time.
         again = subprocess.run(

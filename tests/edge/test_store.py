@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.alerts import AlertBook
+from edge.alerts import Alert, AlertBook
 from edge.store import Retention, Store
 from firmware_bridge.readings import Reading
 
@@ -19,6 +19,27 @@ def reading(point: str, value: float, at: float, device: str = "m1") -> Reading:
     return Reading(device, point, value, "V", at, int(at * 1e9))
 
 
+def raise_alert(
+    book: AlertBook,
+    *,
+    device: str = "m1",
+    point: str = "voltage_l1",
+    value: float = 260.0,
+    at: float = T0,
+) -> Alert:
+    alert = book.raise_(
+        rule="voltage",
+        device=device,
+        point=point,
+        severity="warning",
+        message="overvoltage",
+        value=value,
+        at=at,
+    )
+    assert alert is not None
+    return alert
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> Store:
     async with Store(tmp_path / "gw.db", gateway_id="gw-1") as opened:
@@ -27,16 +48,7 @@ async def store(tmp_path: Path) -> Store:
 
 async def test_readings_and_alert_outbox_rows_are_written_together(store: Store) -> None:
     book = AlertBook()
-    alert = book.raise_(
-        rule="voltage",
-        device="m1",
-        point="voltage_l1",
-        severity="warning",
-        message="overvoltage",
-        value=260.0,
-        at=T0,
-    )
-    assert alert is not None
+    alert = raise_alert(book)
     await store.write([reading("voltage_l1", 260.0, T0)], [alert])
 
     stats = await store.stats()
@@ -75,19 +87,8 @@ async def test_summaries_match_the_readings_of_each_closed_period(store: Store) 
 
 async def test_claim_leases_ack_deletes_release_frees(store: Store) -> None:
     book = AlertBook()
-    alerts = [
-        book.raise_(
-            rule="voltage",
-            device=f"m{i}",
-            point="voltage_l1",
-            severity="warning",
-            message="x",
-            value=260.0,
-            at=T0,
-        )
-        for i in range(5)
-    ]
-    await store.write([], [a for a in alerts if a is not None])
+    alerts = [raise_alert(book, device=f"m{i}") for i in range(5)]
+    await store.write([], alerts)
 
     first = await store.claim(3, lease_s=30)
     second = await store.claim(3, lease_s=30)
@@ -107,16 +108,7 @@ async def test_alerts_are_claimed_before_summaries(store: Store) -> None:
     await store.write([reading("voltage_l1", 230.0, start)])
     await store.summarise(now=start + 100, interval_s=60, grace_s=5)
     book = AlertBook()
-    alert = book.raise_(
-        rule="voltage",
-        device="m1",
-        point="voltage_l1",
-        severity="warning",
-        message="x",
-        value=260.0,
-        at=start + 90,
-    )
-    assert alert is not None
+    alert = raise_alert(book, at=start + 90)
     await store.write([], [alert])
 
     kinds = [r.kind for r in await store.claim(10, lease_s=30)]
@@ -126,16 +118,7 @@ async def test_alerts_are_claimed_before_summaries(store: Store) -> None:
 async def test_leases_end_with_the_process_and_records_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "gw.db"
     book = AlertBook()
-    alert = book.raise_(
-        rule="voltage",
-        device="m1",
-        point="voltage_l1",
-        severity="warning",
-        message="x",
-        value=260.0,
-        at=T0,
-    )
-    assert alert is not None
+    alert = raise_alert(book)
     async with Store(path, gateway_id="gw-1") as store:
         await store.write([reading("voltage_l1", 260.0, T0)], [alert])
         [leased] = await store.claim(10, lease_s=3600)
@@ -152,16 +135,7 @@ async def test_record_ids_are_never_reused_after_ack(tmp_path: Path) -> None:
         seen: set[str] = set()
         for i in range(3):
             book = AlertBook()
-            alert = book.raise_(
-                rule="voltage",
-                device="m1",
-                point=f"p{i}",
-                severity="warning",
-                message="x",
-                value=1.0,
-                at=T0 + i,
-            )
-            assert alert is not None
+            alert = raise_alert(book, point=f"p{i}", value=1.0, at=T0 + i)
             await store.write([], [alert])
             [record] = await store.claim(10, lease_s=30)
             assert record.record_id not in seen
@@ -191,28 +165,10 @@ async def test_retention_per_kind_keeps_what_is_not_safe_elsewhere(tmp_path: Pat
     keep = Retention(reading_s=day, summary_s=7 * day, cleared_alert_s=30 * day)
     async with Store(tmp_path / "gw.db", gateway_id="gw-1", retention=keep) as store:
         book = AlertBook()
-        raised = book.raise_(
-            rule="voltage",
-            device="m1",
-            point="voltage_l1",
-            severity="warning",
-            message="x",
-            value=260.0,
-            at=start,
-        )
-        assert raised is not None
+        raised = raise_alert(book, at=start)
         cleared = book.clear(raised.key, message="ok", value=230.0, at=start + 1)
-        active = book.raise_(
-            rule="voltage",
-            device="m1",
-            point="voltage_l2",
-            severity="warning",
-            message="x",
-            value=260.0,
-            at=start,
-        )
+        active = raise_alert(book, point="voltage_l2", at=start)
         assert cleared is not None
-        assert active is not None
         await store.write([reading("voltage_l1", 230.0, start + i) for i in range(3)], [raised])
         await store.write([], [cleared, active])
 

@@ -22,20 +22,10 @@ from schemathesis import GenerationMode
 
 from cloud_sync.central import CentralSettings, create_app
 from cloud_sync.central.admin import create_claim_code, register_gateway, register_site
-from tests.cloud_sync.conftest import DATABASES, Central, batch_json, stored_count, summary_record
+from tests.cloud_sync.conftest import Central, batch_json, stored_count, summary_record
 
 MAX_EXAMPLES = 20
 _schemas: dict[str, Any] = {}
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def database_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def central(fresh_central: Central) -> Central:
-    return fresh_central
 
 
 def _operations() -> list[tuple[str, str, GenerationMode]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -21,25 +20,8 @@ from cloud_sync.central.claims import ALPHABET
 from cloud_sync.central.db import claim_codes, gateways
 from cloud_sync.provision import Credential, claim_gateway
 from nbedge.errors import UplinkRejected, UplinkUnavailable
-from tests.cloud_sync.conftest import DATABASES, Central, batch_json, stored_count, summary_record
+from tests.cloud_sync.conftest import Central, batch_json, stored_count, summary_record
 from tests.conftest import free_port
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def database_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def central(fresh_central: Central) -> Central:
-    """One server per module and database; each test starts from empty tables."""
-    return fresh_central
-
-
-@pytest.fixture
-def http(central: Central) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=central.base_url, timeout=10) as client:
-        yield client
 
 
 def claim(http: httpx.Client, code: str) -> httpx.Response:

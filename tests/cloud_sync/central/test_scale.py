@@ -43,11 +43,6 @@ def database_kind() -> str:
     return "postgresql"
 
 
-@pytest.fixture
-def central(fresh_central: Central) -> Central:
-    return fresh_central
-
-
 def batch(*numbers: int, gateway_id: str = "gw-1", site_id: str = "site-1") -> IngestBatch:
     records = [summary_record(n, gateway_id) for n in numbers]
     return IngestBatch(gateway_id=gateway_id, site_id=site_id, records=list(records))

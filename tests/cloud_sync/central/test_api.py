@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ from cloud_sync.central import CentralSettings
 from cloud_sync.central.admin import AdminError, register_gateway, register_site
 from cloud_sync.schemas import AlertRecord, EvictionRecord, SummaryRecord
 from tests.cloud_sync.conftest import (
-    DATABASES,
     Central,
     alert_record,
     batch_json,
@@ -24,24 +22,6 @@ from tests.cloud_sync.conftest import (
     stored_count,
     summary_record,
 )
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def database_kind(request: pytest.FixtureRequest) -> str:
-    """Every test of this module that uses the central API runs on both databases."""
-    return str(request.param)
-
-
-@pytest.fixture
-def central(fresh_central: Central) -> Central:
-    """One server per module and database; each test starts from empty tables."""
-    return fresh_central
-
-
-@pytest.fixture
-def http(central: Central) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=central.base_url, timeout=10) as client:
-        yield client
 
 
 def ingest(http: httpx.Client, central: Central, body: bytes, **headers: str) -> httpx.Response:

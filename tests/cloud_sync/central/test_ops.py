@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import inspect
 
@@ -17,29 +14,12 @@ from cloud_sync.central.admin import (
 )
 from cloud_sync.central.tables import alert_events, gateways, metadata, sites, summaries
 from tests.cloud_sync.conftest import (
-    DATABASES,
     Central,
     batch_json,
     schema_differences,
     stored_count,
     summary_record,
 )
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def database_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def central(fresh_central: Central) -> Central:
-    return fresh_central
-
-
-@pytest.fixture
-def http(central: Central) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=central.base_url, timeout=10) as client:
-        yield client
 
 
 def samples(http: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
