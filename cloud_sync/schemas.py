@@ -56,7 +56,12 @@ class RecordTime(_Wire):
 
 
 class SummaryBody(_Wire):
-    """Statistics of one point of one device over one period ``[period_start, period_end)``."""
+    """Statistics of one point of one device over one period ``[period_start, period_end)``.
+
+    ``delta`` is set for counters (e.g. energy in kWh) only: the consumption within the period,
+    the sum of the positive steps between consecutive readings (the first compared with the last
+    reading of the previous summary), so that consecutive deltas add up; a reset counts 0.
+    """
 
     device: Identifier
     point: Identifier
@@ -68,6 +73,7 @@ class SummaryBody(_Wire):
     max: Finite
     mean: Finite
     last: Finite
+    delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
 
 class AlertBody(_Wire):
@@ -96,6 +102,27 @@ class EvictionBody(_Wire):
     oldest: Timestamp
     newest: Timestamp
     reason: Literal["quota", "disk_full", "retention"]
+
+
+CREDENTIAL_REF_PATTERN: Final = r"^[A-Za-z0-9_.:+/=-]+$"
+"""A credential reference: a keyed hash or token in hex, base32 or base64, without spaces."""
+
+
+class AccessBody(_Wire):
+    """One event of a door or gate: a credential granted or denied, a door forced or held open,
+    opened or closed.
+
+    ``credential_ref`` names the credential pseudonymously, e.g. a keyed hash (HMAC) of the card
+    or tag id made on the gateway: never the raw card number.
+    """
+
+    device: Identifier
+    event: Literal["granted", "denied", "forced_open", "held_open", "opened", "closed"]
+    credential_ref: (
+        Annotated[str, Field(min_length=1, max_length=64, pattern=CREDENTIAL_REF_PATTERN)] | None
+    ) = None
+    occurred_at: Timestamp
+    detail: Annotated[str, Field(max_length=200, pattern=_NO_NUL)] | None = None
 
 
 def _kind_required(schema: dict[str, Any]) -> None:
@@ -134,7 +161,16 @@ class EvictionRecord(_WireRecord):
     body: EvictionBody
 
 
-Record = Annotated[SummaryRecord | AlertRecord | EvictionRecord, Field(discriminator="kind")]
+class AccessRecord(_WireRecord):
+    kind: Literal["access"] = "access"
+    record_id: RecordId
+    time: RecordTime
+    body: AccessBody
+
+
+Record = Annotated[
+    SummaryRecord | AlertRecord | EvictionRecord | AccessRecord, Field(discriminator="kind")
+]
 
 
 class IngestBatch(_Wire):

@@ -187,6 +187,11 @@ class Gateway:
 
 def open_store(config: GatewayConfig) -> Store:
     cfg = config.store
+    counters = frozenset(
+        (device.name, point)
+        for device in config.modbus.devices
+        for point in load_profile(device.profile).counter_names
+    )
     return Store(
         config.database_path,
         gateway_id=config.gateway.id,
@@ -196,6 +201,7 @@ def open_store(config: GatewayConfig) -> Store:
             summary_s=cfg.summary_retention_s,
             cleared_alert_s=cfg.cleared_alert_retention_s,
         ),
+        counters=counters,
     )
 
 

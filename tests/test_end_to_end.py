@@ -212,6 +212,7 @@ async def test_a_reading_travels_from_the_meter_to_the_platform(
         power = [s for s in summaries if s["point"] == "total_power"]
         assert all(s["min"] == s["max"] == s["mean"] == s["last"] == 1500.0 for s in power)
         assert all(s["count"] >= 1 for s in power)
+        assert {s["delta"] >= 0 for s in summaries if s["point"] == "import_energy"} == {True}
         volts = [s for s in summaries if s["point"] == "voltage_l1"]
         assert max(s["max"] for s in volts) == 262.0
         assert min(s["min"] for s in volts) == 230.0

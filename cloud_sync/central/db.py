@@ -56,6 +56,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from cloud_sync.central import migrations
 from cloud_sync.central.tables import (
+    access_events,
     alert_events,
     claim_codes,
     evictions,
@@ -69,6 +70,7 @@ from cloud_sync.schemas import IngestBatch, IngestResult, Record
 
 __all__ = [
     "GatewayIdentity",
+    "access_events",
     "alert_events",
     "claim_codes",
     "evictions",
@@ -259,6 +261,13 @@ def alert_events_after(
 def evictions_after(engine: Engine, site_id: str, after: int, limit: int) -> list[dict[str, Any]]:
     """Up to ``limit`` eviction reports of a site with ``seq > after``, in ``seq`` order."""
     return _page(engine, evictions, site_id, after, limit)
+
+
+def access_events_after(
+    engine: Engine, site_id: str, after: int, limit: int
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` access events (doors and gates) of a site with ``seq > after``."""
+    return _page(engine, access_events, site_id, after, limit)
 
 
 def _page(

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud_sync.schemas import AlertBody, EvictionBody, SummaryBody
+from cloud_sync.schemas import AccessBody, AlertBody, EvictionBody, SummaryBody
 
 
 class _FeedMeta(BaseModel):
@@ -52,6 +52,12 @@ class EvictionItem(EvictionBody, _FeedMeta):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class AccessItem(AccessBody, _FeedMeta):
+    """One event of a door or gate; the credential is named only by a pseudonymous reference."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class _Page(BaseModel):
     next_cursor: Annotated[
         int, Field(description="The `after` of the next request; equal to `after` if empty.")
@@ -74,6 +80,12 @@ class EvictionPage(_Page):
     """A page of the evictions feed, in ``seq`` order."""
 
     items: list[EvictionItem]
+
+
+class AccessPage(_Page):
+    """A page of the access events feed, in ``seq`` order."""
+
+    items: list[AccessItem]
 
 
 class ActiveAlerts(BaseModel):

@@ -4,8 +4,9 @@
 this metadata exactly, on SQLite and on PostgreSQL. Change both together: edit a table here, then
 add a migration (``alembic revision --autogenerate``, see ``migrations/README``).
 
-Record tables (``summaries``, ``alert_events``, ``evictions``) each carry an autoincrement
-``seq``, the pull cursor of the platform's feeds, and are unique on ``(gateway_id, record_id)``.
+Record tables (``summaries``, ``alert_events``, ``evictions``, ``access_events``) each carry an
+autoincrement ``seq``, the pull cursor of the platform's feeds, and are unique on
+``(gateway_id, record_id)``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "UTCDateTime",
+    "access_events",
     "alert_events",
     "claim_codes",
     "evictions",
@@ -129,6 +131,7 @@ summaries = Table(
     Column("max", Double(), nullable=False),
     Column("mean", Double(), nullable=False),
     Column("last", Double(), nullable=False),
+    Column("delta", Double(), nullable=True),  # counters only: the consumption in the period
     UniqueConstraint("gateway_id", "record_id", name="uq_summaries_record"),
     Index("ix_summaries_site_seq", "site_id", "seq"),
     sqlite_autoincrement=True,  # never reuse a seq, even after rows are deleted
@@ -170,9 +173,25 @@ evictions = Table(
     sqlite_autoincrement=True,
 )
 
+# Events of doors and gates. ``credential_ref`` is pseudonymous (a keyed hash made on the gateway).
+access_events = Table(
+    "access_events",
+    metadata,
+    *_record_columns(),
+    Column("device", String(64), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("credential_ref", String(64), nullable=True),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("detail", Text(), nullable=True),
+    UniqueConstraint("gateway_id", "record_id", name="uq_access_events_record"),
+    Index("ix_access_events_site_seq", "site_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
 record_tables: dict[str, Table] = {
     "summary": summaries,
     "alert": alert_events,
     "eviction": evictions,
+    "access": access_events,
 }
 """The table that stores each wire record ``kind``."""

@@ -71,10 +71,12 @@ def summary_record(
     maximum: float,
     mean: float,
     last: float,
+    delta: float | None = None,
     clock_synced: bool,
 ) -> str:
-    """A summary; ``clock_synced`` says whether the wall time of every reading in it was trusted
-    (taken synchronised, or corrected since: see ``edge.clock``)."""
+    """A summary; ``delta`` is a counter's consumption in it (None for a gauge); ``clock_synced``
+    says whether the wall time of every reading in it was trusted (taken synchronised, or
+    corrected since: see ``edge.clock``)."""
     body = SummaryBody(
         device=device,
         point=point,
@@ -86,6 +88,7 @@ def summary_record(
         max=maximum,
         mean=mean,
         last=last,
+        delta=delta,
     )
     time = record_time(stamp, clock_synced=stamp.clock_synced and clock_synced)
     return SummaryRecord(record_id=record_id, time=time, body=body).model_dump_json()

@@ -131,6 +131,25 @@ MIGRATIONS: list[list[str]] = [
         """UPDATE outbox SET priority = CASE kind WHEN 'alert' THEN 0 WHEN 'eviction' THEN 1
             WHEN 'access' THEN 2 WHEN 'summary' THEN 3 ELSE 4 END""",
     ],
+    # 3: the consumption of counters. Summaries get ``delta`` (NULL for gauges); ``point_last``
+    # keeps the last summarised reading of every point, the one a period's first reading is
+    # compared with (it survives retention and eviction of the reading itself). Seeded from the
+    # readings already summarised (SQLite takes ``value`` from the row of ``MAX(id)``).
+    [
+        "ALTER TABLE summaries ADD COLUMN delta REAL",
+        """CREATE TABLE point_last (
+            device TEXT NOT NULL,
+            point TEXT NOT NULL,
+            reading_id INTEGER NOT NULL,
+            value REAL NOT NULL,
+            PRIMARY KEY (device, point)
+        ) WITHOUT ROWID""",
+        """INSERT INTO point_last (device, point, reading_id, value)
+            SELECT device, point, MAX(id), value FROM readings
+            WHERE id <= CAST(COALESCE(
+                (SELECT value FROM meta WHERE key = 'summary_last_id'), '0') AS INTEGER)
+            GROUP BY device, point""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -80,12 +80,16 @@ class Store:
         quota: Quota | None = None,
         retention: Retention | None = None,
         disk_usage: DiskUsage = shutil.disk_usage,
+        counters: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
+        """``counters`` are the (device, point) pairs whose summaries carry a ``delta`` (the
+        device profiles' ``kind = "counter"`` points)."""
         self.path = path
         self.gateway_id = gateway_id
         self.clock = clock or Clock()
         self.quota = quota or Quota()
         self.retention = retention or Retention()
+        self.counters = counters
         self.store_id = ""
         self._disk_usage = disk_usage
         self._executor: ThreadPoolExecutor | None = None
@@ -245,6 +249,7 @@ class Store:
             interval_s=interval_s,
             grace_s=grace_s,
             stamp=self.clock.stamp(),
+            counters=self.counters,
         )
 
     async def prune(self, *, now: float, retention_s: float) -> int:

@@ -16,6 +16,13 @@ get a second summary for that period carrying only the new readings: the central
 up (counts and sums add; ``min``/``max`` combine; ``last`` is the one with the later record).
 
 A jump forward creates no empty periods: summaries exist only for buckets that hold readings.
+
+Counters (energy registers, ``kind = "counter"`` in the device profile) also get ``delta``, the
+consumption within the summary: the sum of the positive steps between consecutive readings of the
+device and point in id order. A run's first reading of a point is compared with the last one
+summarised before (``point_last``, updated in the same transaction), so the deltas of consecutive
+summaries add up to the counter's whole increase. A step down (the meter was reset or replaced)
+counts 0, never a negative consumption. Gauges get ``delta = NULL``.
 """
 
 from __future__ import annotations
@@ -34,10 +41,15 @@ Enqueue = Callable[[str, Sequence[Callable[[str], str]]], None]
 
 _SUMMARY_SQL = """
 WITH bucketed AS (
-    SELECT id, device, point, unit, value, CAST(wall_time / :interval AS INTEGER) AS bucket,
-           (clock_synced OR wall_time_corrected) AS timed
-    FROM readings
-    WHERE id > :after AND id <= :upto
+    SELECT r.id, r.device, r.point, r.unit, r.value,
+           CAST(r.wall_time / :interval AS INTEGER) AS bucket,
+           (r.clock_synced OR r.wall_time_corrected) AS timed,
+           r.value - LAG(r.value, 1, p.value) OVER (
+               PARTITION BY r.device, r.point ORDER BY r.id
+           ) AS step
+    FROM readings AS r
+    LEFT JOIN point_last AS p ON p.device = r.device AND p.point = r.point
+    WHERE r.id > :after AND r.id <= :upto
 ), ranked AS (
     SELECT *, ROW_NUMBER() OVER (
         PARTITION BY device, point, bucket, timed ORDER BY id DESC
@@ -45,10 +57,19 @@ WITH bucketed AS (
     FROM bucketed
 )
 SELECT device, point, MAX(unit) AS unit, bucket, timed, COUNT(*) AS count, MIN(value) AS min,
-       MAX(value) AS max, AVG(value) AS mean, MAX(CASE WHEN newest = 1 THEN value END) AS last
+       MAX(value) AS max, AVG(value) AS mean, MAX(CASE WHEN newest = 1 THEN value END) AS last,
+       TOTAL(MAX(COALESCE(step, 0.0), 0.0)) AS delta
 FROM ranked
 GROUP BY device, point, bucket, timed
 ORDER BY bucket, device, point, timed
+"""
+
+_POINT_LAST_SQL = """
+INSERT INTO point_last (device, point, reading_id, value)
+SELECT device, point, MAX(id), value FROM readings
+WHERE id > :after AND id <= :upto
+GROUP BY device, point
+ON CONFLICT (device, point) DO UPDATE SET reading_id = excluded.reading_id, value = excluded.value
 """
 
 
@@ -60,9 +81,10 @@ def summarise(
     interval_s: int,
     grace_s: float,
     stamp: Stamp,
+    counters: frozenset[tuple[str, str]] = frozenset(),
 ) -> int:
     """Summarise the readings not yet summarised whose periods are closed; returns how many
-    summaries were written."""
+    summaries were written. ``counters`` are the (device, point) pairs that get a ``delta``."""
     closed_end = (now - grace_s) // interval_s * interval_s
     with transaction(conn):
         last = int(meta(conn, "summary_last_id") or 0)
@@ -80,13 +102,14 @@ def summarise(
             _SUMMARY_SQL, {"interval": interval_s, "after": last, "upto": upto}
         ).fetchall()
         builders = []
-        for device, point, unit, bucket, timed, count, lo, hi, mean, last_value in rows:
+        for device, point, unit, bucket, timed, count, lo, hi, mean, last_value, steps in rows:
             period_start = float(bucket * interval_s)
             period_end = period_start + interval_s
+            delta = float(steps) if (device, point) in counters else None
             conn.execute(
                 "INSERT INTO summaries (device, point, unit, period_start, period_end, count,"
-                " min, max, mean, last, clock_synced, readings_after, readings_upto)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " min, max, mean, last, delta, clock_synced, readings_after, readings_upto)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     *(
                         device,
@@ -99,6 +122,7 @@ def summarise(
                         hi,
                         mean,
                         last_value,
+                        delta,
                     ),
                     *(bool(timed), last, upto),
                 ),
@@ -114,10 +138,12 @@ def summarise(
                 "maximum": hi,
                 "mean": mean,
                 "last": last_value,
+                "delta": delta,
                 "clock_synced": bool(timed),
             }
             builders.append(functools.partial(records.summary_record, stamp=stamp, **fields))
         enqueue("summary", builders)
+        conn.execute(_POINT_LAST_SQL, {"after": last, "upto": upto})
         set_meta(conn, "summary_last_id", str(upto))
     return len(rows)
 

@@ -21,6 +21,8 @@ A profile is data: adding a device model means adding a ``.toml`` file to
     word_order = "big"               # optional: "big" (high word first, default) or "little"
     unit = "V"
     scale = 1.0                      # optional: value = raw * scale
+    kind = "gauge"                   # optional: "gauge" (default: a level such as volts) or
+                                     # "counter" (monotonic, e.g. kWh: summaries carry a delta)
 
 Pydantic checks the file's shape (unknown keys refused); the loader then refuses duplicate point
 names and overlapping registers. Every problem is reported at once as a :class:`ConfigError`
@@ -49,6 +51,8 @@ from firmware_bridge.modbus.plan import (
 from nbedge.errors import ConfigError, ConfigIssue
 
 TypeName = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
+PointKind = Literal["gauge", "counter"]
+"""A gauge is a level (volts, watts); a counter only grows (kWh), but for a reset or a new meter."""
 
 _PACKAGE: Final = "firmware_bridge"
 _FOLDER: Final = "profiles"
@@ -67,6 +71,7 @@ class PointSpec:
     word_order: WordOrder = "big"
     scale: float = 1.0
     description: str = ""
+    kind: PointKind = "gauge"
 
     @property
     def count(self) -> int:
@@ -98,6 +103,11 @@ class DeviceProfile:
         """The points' names, in file order."""
         return tuple(p.name for p in self.points)
 
+    @property
+    def counter_names(self) -> frozenset[str]:
+        """The names of the points that are counters."""
+        return frozenset(p.name for p in self.points if p.kind == "counter")
+
 
 # --- the file's schema (pydantic, at the boundary only) -----------------------------------------
 
@@ -113,6 +123,7 @@ class _PointModel(BaseModel):
     word_order: WordOrder = "big"
     unit: Annotated[str, Field(max_length=16)]
     scale: float = 1.0
+    kind: PointKind = "gauge"
 
     @field_validator("scale", mode="before")
     @classmethod
@@ -215,6 +226,7 @@ def parse_profile(text: str, source: str = "<profile>") -> DeviceProfile:
                 word_order=p.word_order,
                 scale=p.scale,
                 description=p.description,
+                kind=p.kind,
             )
             for p in model.points
         ),

@@ -30,8 +30,10 @@ from sqlalchemy import Engine, func, select
 
 from cloud_sync.central import CentralSettings, create_app
 from cloud_sync.central.admin import init_db, make_engine, register_gateway, register_site
-from cloud_sync.central.db import alert_events, evictions, metadata, summaries
+from cloud_sync.central.db import access_events, alert_events, evictions, metadata, summaries
 from cloud_sync.schemas import (
+    AccessBody,
+    AccessRecord,
     AlertBody,
     AlertRecord,
     EvictionBody,
@@ -235,8 +237,9 @@ def record_time(n: int) -> RecordTime:
     )
 
 
-def summary_record(n: int, gateway_id: str = GATEWAY) -> SummaryRecord:
-    """The ``n``-th hourly summary of a meter, with a record id unique per gateway and ``n``."""
+def summary_record(n: int, gateway_id: str = GATEWAY, delta: float | None = None) -> SummaryRecord:
+    """The ``n``-th hourly summary of a meter, with a record id unique per gateway and ``n``
+    (``delta`` as a counter's summary carries it)."""
     return SummaryRecord(
         record_id=f"{gateway_id}:s:{n}",
         time=record_time(n),
@@ -251,6 +254,7 @@ def summary_record(n: int, gateway_id: str = GATEWAY) -> SummaryRecord:
             max=float(n) + 2,
             mean=float(n) + 1,
             last=float(n) + 2,
+            delta=delta,
         ),
     )
 
@@ -294,8 +298,30 @@ def eviction_record(n: int, count: int = 500, gateway_id: str = GATEWAY) -> Evic
     )
 
 
+def access_record(
+    n: int,
+    event: str = "granted",
+    credential_ref: str | None = "hmac-3f9c2a1b7d4e",
+    gateway_id: str = GATEWAY,
+) -> AccessRecord:
+    """An event of the main door; record id unique per gateway and ``n``."""
+    return AccessRecord(
+        record_id=f"{gateway_id}:x:{n}",
+        time=record_time(n),
+        body=AccessBody.model_validate(
+            {
+                "device": "door-main",
+                "event": event,
+                "credential_ref": credential_ref,
+                "occurred_at": T0 + timedelta(minutes=n),
+                "detail": f"event {n}",
+            }
+        ),
+    )
+
+
 def batch_json(
-    records: Sequence[SummaryRecord | AlertRecord | EvictionRecord],
+    records: Sequence[SummaryRecord | AlertRecord | EvictionRecord | AccessRecord],
     gateway_id: str = GATEWAY,
     site_id: str = SITE,
 ) -> bytes:
@@ -312,9 +338,9 @@ def schema_differences(engine: Engine) -> list[object]:
 
 
 def stored_count(engine: Engine) -> int:
-    """How many records the central database holds: summaries, alert events and evictions."""
+    """How many records the central database holds: summaries, alert, eviction, access events."""
     with engine.connect() as conn:
         return sum(
             int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-            for table in (summaries, alert_events, evictions)
+            for table in (summaries, alert_events, evictions, access_events)
         )

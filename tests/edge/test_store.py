@@ -85,6 +85,40 @@ async def test_summaries_match_the_readings_of_each_closed_period(store: Store) 
     assert await store.summarise(now=start + 100, interval_s=60, grace_s=5) == 0
 
 
+async def test_counter_deltas_add_up_across_periods_and_a_reset_counts_zero(
+    tmp_path: Path,
+) -> None:
+    start = 1_800_000_000.0 // 60 * 60  # a period boundary
+    # kWh per period; the meter is reset (or replaced) at the start of the fourth.
+    energy = [[10.0, 10.5, 11.0], [11.75, 12.0], [12.5, 13.0], [0.0, 0.5, 1.0], [1.25, 2.0]]
+    path, counters = tmp_path / "gw.db", frozenset({("m1", "import_energy")})
+    deltas: list[float] = []
+    for run in (energy[:2], energy[2:]):  # two runs, with a restart: 12.5 follows 12.0
+        async with Store(path, gateway_id="gw-1", counters=counters) as store:
+            offset = len(deltas)
+            for period, values in enumerate(run, start=offset):
+                at = start + period * 60
+                await store.write(
+                    [
+                        Reading("m1", "import_energy", v, "kWh", at + i, int(at + i))
+                        for i, v in enumerate(values)
+                    ]
+                    + [reading("voltage_l1", 230.0, at)]
+                )
+            end = start + (offset + len(run)) * 60
+            assert await store.summarise(now=end + 10, interval_s=60, grace_s=5) == 2 * len(run)
+            claimed = await store.claim(100, lease_s=30)
+            await store.ack([r.record_id for r in claimed])
+            bodies = [json.loads(r.payload)["body"] for r in claimed]
+            assert [b["delta"] for b in bodies if b["point"] == "voltage_l1"] == [None] * len(run)
+            deltas += [b["delta"] for b in bodies if b["point"] == "import_energy"]
+
+    assert deltas == pytest.approx([1.0] * 5)  # the step down from 13.0 to 0.0 counts 0
+    # Consecutive deltas add up to the counter's increase, before and after the reset.
+    assert sum(deltas[:3]) == pytest.approx(energy[2][-1] - energy[0][0])
+    assert sum(deltas[3:]) == pytest.approx(energy[4][-1] - energy[3][0])
+
+
 async def test_claim_leases_ack_deletes_release_frees(store: Store) -> None:
     book = AlertBook()
     alerts = [raise_alert(book, device=f"m{i}") for i in range(5)]

@@ -51,6 +51,9 @@ def test_shipped_profiles_match_the_datasheet_tables(
     assert "Modbus protocol" in profile.source
     assert all(p.word_order == "big" and p.scale == 1.0 for p in profile.points)
     assert profile.max_registers == 80  # Eastron: at most 40 parameters per request
+    # Energy registers only grow: their summaries carry the consumption of the period.
+    assert profile.counter_names == {"import_energy", "total_energy"}
+    assert all(p.kind == "gauge" for p in profile.points if p.unit != "kWh")
 
 
 def test_the_datasheet_source_is_also_a_comment_at_the_top_of_each_file() -> None:
@@ -95,6 +98,7 @@ def test_a_profile_loads_from_a_path_and_needs_no_code(tmp_path: Path) -> None:
     )
     profile = load_profile(str(path))
     assert profile.point_names == ("flow_temperature", "energy")
+    assert profile.point("flow_temperature").kind == "gauge"  # the default
     (block,) = plan_reads(profile.points)
     assert (block.function, block.address, block.count) == ("holding", 0x10, 3)
     # -12.3 degC as int16 -123 (0xFF85); 70000 kWh as uint32 0x00011170, low word first.
@@ -143,6 +147,7 @@ def test_every_schema_issue_is_reported_with_its_field_path() -> None:
     unit = "V"
     colour = "red"
     scale = 0
+    kind = "rate"
     """
     with pytest.raises(ConfigError) as caught:
         parse_profile(text, source="bad.toml")
@@ -155,6 +160,7 @@ def test_every_schema_issue_is_reported_with_its_field_path() -> None:
         "points[1].type",
         "points[2].colour",
         "points[2].scale",
+        "points[2].kind",
     }
     assert "bad.toml" in str(caught.value)
 

@@ -1,4 +1,5 @@
-"""The platform's pull feeds of one site: summaries, alert events, active alerts, evictions.
+"""The platform's pull feeds of one site: summaries, alert events, active alerts, evictions,
+access events.
 
 A feed is read with a cursor: ``after`` is the ``next_cursor`` of the previous page (0 at first),
 and items come in ``seq`` order, each exactly once. Authenticated with the platform token.
@@ -14,6 +15,8 @@ from sqlalchemy import Engine
 from cloud_sync.central import db
 from cloud_sync.central.deps import EngineDep, PlatformAccess
 from cloud_sync.central.schemas import (
+    AccessItem,
+    AccessPage,
     ActiveAlerts,
     AlertItem,
     AlertPage,
@@ -83,3 +86,15 @@ def evictions(
     rows = db.evictions_after(engine, site_id, after, limit)
     items = [EvictionItem.from_row(row) for row in rows]
     return EvictionPage(items=items, next_cursor=items[-1].seq if items else after)
+
+
+@router.get("/access-events", summary="Access events after a cursor")
+def access_events(
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100
+) -> AccessPage:
+    """Events of the site's doors and gates (granted, denied, forced or held open, opened,
+    closed) received after ``after``, oldest first."""
+    _require_site(engine, site_id)
+    rows = db.access_events_after(engine, site_id, after, limit)
+    items = [AccessItem.from_row(row) for row in rows]
+    return AccessPage(items=items, next_cursor=items[-1].seq if items else after)

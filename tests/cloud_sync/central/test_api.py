@@ -86,6 +86,17 @@ def test_ingested_records_appear_in_the_feeds(http: httpx.Client, central: Centr
     assert (eviction["oldest"], eviction["reason"]) == ("2024-03-06T00:00:00Z", "quota")
 
 
+def test_a_counter_delta_round_trips_and_gauges_have_none(
+    http: httpx.Client, central: Central
+) -> None:
+    records = [summary_record(1, delta=1.25), summary_record(2, delta=0.0), summary_record(3)]
+    assert ingest(http, central, batch_json(records)).json() == {"accepted": 3, "duplicates": 0}
+    items = pull_all(http, central, "summaries", limit=100)
+    assert [item["delta"] for item in items] == [1.25, 0.0, None]
+    negative = batch_json([summary_record(4)]).replace(b'"delta":null', b'"delta":-0.5')
+    assert ingest(http, central, negative).status_code == 422  # a consumption is never negative
+
+
 def test_a_batch_posted_twice_is_stored_once(http: httpx.Client, central: Central) -> None:
     records = [summary_record(n) for n in range(5)] + [alert_record(9, "a1"), eviction_record(1)]
     body = batch_json(records)
@@ -297,7 +308,9 @@ def test_active_alerts_are_those_raised_and_not_cleared(
     ]
 
 
-@pytest.mark.parametrize("path", ["summaries", "alerts", "alerts/active", "evictions"])
+@pytest.mark.parametrize(
+    "path", ["summaries", "alerts", "alerts/active", "evictions", "access-events"]
+)
 def test_feeds_need_the_platform_token(http: httpx.Client, central: Central, path: str) -> None:
     url = f"/v1/sites/{central.site_id}/{path}"
     assert http.get(url).status_code == 401

@@ -114,6 +114,6 @@ def test_reused_and_expired_codes_are_refused(http: httpx.Client, central: Centr
 
 
 def test_feeds_are_not_readable_with_a_gateway_token(http: httpx.Client, central: Central) -> None:
-    for feed in ("summaries", "alerts", "alerts/active", "evictions"):
+    for feed in ("summaries", "alerts", "alerts/active", "evictions", "access-events"):
         url = f"/v1/sites/{central.site_id}/{feed}"
         assert http.get(url, headers=central.gateway_headers()).status_code == 401
