@@ -1,7 +1,7 @@
-"""A simulated energy meter: every point of a device profile computed at a time, no I/O.
+"""A simulated energy or water meter: every point of a device profile computed at a time, no I/O.
 
-:class:`SimulatedMeter` knows the quantities an electricity meter measures and serves the ones its
-profile names:
+:class:`SimulatedMeter` knows the quantities an electricity meter and a water meter measure and
+serves the ones its profile names:
 
 - ``voltage_l1..l3`` (``voltage`` on a single-phase meter): nominal (230 V) plus seeded noise,
   or the voltage of an active :class:`VoltageEvent`; a phase under 1 V is out and carries no load;
@@ -9,7 +9,10 @@ profile names:
 - ``total_power``: their sum; ``current_*`` = phase power / phase voltage;
 - ``frequency``: nominal (50 Hz) plus a little seeded noise;
 - ``import_energy`` and ``total_energy`` (kWh): the power integrated over time (trapezoids),
-  never decreasing; ``export_energy`` stays 0. Any other point name is served as 0.0.
+  never decreasing; ``export_energy`` stays 0;
+- ``flow`` (m3/h): water drawn, ``water_m3_h_per_kw`` times the load in kW (a household draws
+  water when it is active: the load profile stands in for both), and ``volume`` (m3) that flow
+  integrated like energy, never decreasing. Any other point name is served as 0.0.
 
 Time ``t`` is seconds since the simulator started; the load profile sees ``start + t``. Energy is
 state: it integrates between successive calls of :meth:`SimulatedMeter.values_at` and does not move
@@ -86,10 +89,14 @@ class SimulatedMeter:
         voltage_noise_v: float = 0.8,
         frequency_hz: float = 50.0,
         initial_energy_kwh: float = 0.0,
+        initial_volume_m3: float = 0.0,
+        water_m3_h_per_kw: float = 0.1,
         phase_shares: tuple[float, float, float] = (0.40, 0.33, 0.27),
     ) -> None:
         if abs(sum(phase_shares) - 1.0) > 1e-9 or min(phase_shares) < 0:
             raise ValueError("phase_shares must be >= 0 and sum to 1")
+        if water_m3_h_per_kw < 0 or initial_volume_m3 < 0:
+            raise ValueError("water_m3_h_per_kw and initial_volume_m3 must be >= 0")
         self.profile = profile
         self.load = load
         self.start = start
@@ -102,8 +109,11 @@ class SimulatedMeter:
         self._shares = phase_shares if self.phases == 3 else (1.0, 0.0, 0.0)
         self._rng = random.Random(seed)
         self._energy_kwh = initial_energy_kwh
+        self.water_m3_h_per_kw = water_m3_h_per_kw
+        self._volume_m3 = initial_volume_m3
         self._last_t: float | None = None
         self._last_power_w = 0.0
+        self._last_flow_m3_h = 0.0
         self._overrides: dict[str, float] = {}
         self._last_values: dict[str, float] = {}
 
@@ -145,12 +155,15 @@ class SimulatedMeter:
             quantities[f"power_l{phase}"] = watts
             quantities[f"current_l{phase}"] = watts / volts if volts >= OUTAGE_BELOW_V else 0.0
             phase_total += watts
-        self._integrate(t, phase_total)
+        flow_m3_h = self.water_m3_h_per_kw * total_w / 1000.0
+        self._integrate(t, phase_total, flow_m3_h)
         quantities["total_power"] = phase_total
         quantities["frequency"] = self.frequency_hz + self._rng.gauss(0.0, 0.02)
         quantities["import_energy"] = self._energy_kwh
         quantities["export_energy"] = 0.0
         quantities["total_energy"] = self._energy_kwh
+        quantities["flow"] = flow_m3_h
+        quantities["volume"] = self._volume_m3
         for alias, quantity in _SINGLE_PHASE_ALIASES.items():
             quantities[alias] = quantities[quantity]
         values = {name: quantities.get(name, 0.0) for name in self.profile.point_names}
@@ -161,10 +174,13 @@ class SimulatedMeter:
     def _noisy_voltage(self) -> float:
         return self.nominal_voltage_v + self._rng.gauss(0.0, self.voltage_noise_v)
 
-    def _integrate(self, t: float, power_w: float) -> None:
+    def _integrate(self, t: float, power_w: float, flow_m3_h: float) -> None:
         if self._last_t is not None and t > self._last_t:
             mean_w = (self._last_power_w + power_w) / 2.0
             self._energy_kwh += mean_w * (t - self._last_t) / 3.6e6
+            mean_m3_h = (self._last_flow_m3_h + flow_m3_h) / 2.0
+            self._volume_m3 += mean_m3_h * (t - self._last_t) / 3600.0
         if self._last_t is None or t > self._last_t:
             self._last_t = t
             self._last_power_w = power_w
+            self._last_flow_m3_h = flow_m3_h

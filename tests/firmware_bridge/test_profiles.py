@@ -58,14 +58,19 @@ def test_shipped_profiles_match_the_datasheet_tables(
 
 def test_the_datasheet_source_is_also_a_comment_at_the_top_of_each_file() -> None:
     folder = Path(__file__).resolve().parents[2] / "firmware_bridge" / "profiles"
-    for name in ("eastron_sdm630", "eastron_sdm120"):
+    for name in available_profiles():
         text = (folder / f"{name}.toml").read_text()
         assert text.startswith("#")
-        assert load_profile(name).source in text.split("[profile]")[0]
+        assert load_profile(name).source in text.split("[profile]")[0], name
 
 
 def test_available_profiles_lists_the_shipped_files() -> None:
-    assert {"eastron_sdm630", "eastron_sdm120"} <= set(available_profiles())
+    assert set(available_profiles()) >= {
+        "eastron_sdm630",
+        "eastron_sdm120",
+        "carlo_gavazzi_em24",
+        "advantech_adam6050_water",
+    }
     assert available_profiles() == sorted(available_profiles())
 
 
@@ -230,3 +235,9 @@ def test_a_point_wider_than_the_device_read_limit_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_profile(text)
     assert {i.path for i in caught.value.issues} == {"points[0].address", "points[0].type"}
+
+
+def test_the_configuration_reference_names_every_packaged_profile() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    (row,) = [line for line in doc.splitlines() if line.startswith("| `modbus.devices.profile`")]
+    assert [name for name in available_profiles() if f"`{name}`" not in row] == []

@@ -12,6 +12,8 @@ from sim.modbus_server import register_image
 
 SDM630 = load_profile("eastron_sdm630")
 SDM120 = load_profile("eastron_sdm120")
+EM24 = load_profile("carlo_gavazzi_em24")
+WATER = load_profile("advantech_adam6050_water")
 START = datetime(2024, 5, 6, 19, 0)
 
 
@@ -118,6 +120,29 @@ def test_served_registers_are_encoded_from_the_profile() -> None:
     assert len(image["input"]) == 0x158
 
 
+def test_a_water_meter_serves_a_volume_that_integrates_the_flow() -> None:
+    meter = SimulatedMeter(
+        WATER, ConstantLoad(2000.0), start=START, initial_volume_m3=50.0, water_m3_h_per_kw=0.1
+    )
+    volumes = [meter.values_at(t)["volume"] for t in range(0, 3601, 60)]
+    assert set(meter.last_values) == {"volume"}
+    assert volumes == sorted(volumes)
+    assert volumes[-1] == pytest.approx(50.2)  # 0.2 m3/h (2 kW x 0.1) for an hour
+    assert meter.values_at(10.0)["volume"] == pytest.approx(50.2)  # time went back: no change
+
+
+def test_served_integer_registers_carry_scale_and_low_word_first() -> None:
+    em24 = SimulatedMeter(EM24, ConstantLoad(0.0), start=START)
+    em24.override("power_l3", -1234.5)
+    em24.override("import_energy", 123456.7)
+    image = register_image(EM24, em24.values_at(0.0))
+    assert set(image) == {"input"}
+    assert image["input"][0x16:0x18] == [0xCFC7, 0xFFFF]  # -12345, low word first
+    assert image["input"][0x3E:0x40] == [0xD687, 0x0012]  # 1234567 tenths of a kWh
+    water = SimulatedMeter(WATER, ConstantLoad(0.0), start=START, initial_volume_m3=1234.567)
+    assert register_image(WATER, water.values_at(0.0)) == {"holding": [0xD687, 0x0012]}
+
+
 def test_bad_events_and_shares_are_refused() -> None:
     with pytest.raises(ValueError, match="duration_s"):
         VoltageEvent(start_s=0.0, duration_s=0.0, voltage_v=230.0)
@@ -127,3 +152,5 @@ def test_bad_events_and_shares_are_refused() -> None:
         VoltageEvent(start_s=0.0, duration_s=5.0, voltage_v=230.0, phases=(4,))
     with pytest.raises(ValueError, match="phase_shares"):
         SimulatedMeter(SDM630, ConstantLoad(1.0), start=START, phase_shares=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="water_m3_h_per_kw"):
+        SimulatedMeter(WATER, ConstantLoad(1.0), start=START, water_m3_h_per_kw=-1.0)
