@@ -30,7 +30,7 @@ from edge.rules import VoltageRule
 from edge.schemas import GatewayConfig, ModbusDeviceSection, UplinkSection
 from edge.store import Quota, Retention, Store
 from edge.web import create_local_app
-from firmware_bridge.modbus.bus import DeviceSpec, ModbusTcpBus
+from firmware_bridge.modbus.bus import DeviceSpec, Link, ModbusBus, SerialLine, TcpLink
 from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
 
@@ -55,7 +55,7 @@ class Gateway:
         self._book = AlertBook()
         self._pipeline: Pipeline | None = None
         self._publisher: AlertPublisher | None = None
-        self._buses: list[ModbusTcpBus] = []
+        self._buses: list[ModbusBus] = []
         self._sync: SyncClient | None = None
 
     # --- what the local web app sees (edge.web.GatewayView) --------------------------------
@@ -136,7 +136,7 @@ class Gateway:
                 if watchdog is not None:
                     services.append(tasks.create_task(systemd.keep_watchdog_fed(watchdog)))
                 acquisition = [
-                    tasks.create_task(bus.run(), name=f"modbus {bus.host}:{bus.port}")
+                    tasks.create_task(bus.run(), name=f"modbus {bus.endpoint}")
                     for bus in self._buses
                 ]
                 self.ready.set()
@@ -160,10 +160,20 @@ class Gateway:
                 else:
                     flushed = True
                 if not flushed:
-                    log.error("store flush did not finish in time; queued readings are lost")
+                    log.error(
+                        "store flush did not finish in time; queued readings and access events"
+                        " are lost"
+                    )
                 await _cancel_and_wait(services)
         stats = pipeline.stats()
-        log.info("gateway stopped", extra={"written": stats.written, "dropped": stats.dropped})
+        log.info(
+            "gateway stopped",
+            extra={
+                "written": stats.written,
+                "dropped": stats.dropped,
+                "access_written": stats.access_written,
+            },
+        )
 
     async def _summarise_forever(self) -> None:
         """Store housekeeping: the quota every ``housekeeping_interval_s``; wall-time correction,
@@ -200,6 +210,7 @@ def open_store(config: GatewayConfig) -> Store:
             reading_s=cfg.reading_retention_s,
             summary_s=cfg.summary_retention_s,
             cleared_alert_s=cfg.cleared_alert_retention_s,
+            access_s=cfg.access_retention_s,
         ),
         counters=counters,
     )
@@ -207,13 +218,25 @@ def open_store(config: GatewayConfig) -> Store:
 
 def build_buses(
     devices: Sequence[ModbusDeviceSection], sink: Callable[[Reading], None]
-) -> list[ModbusTcpBus]:
-    """One bus owner per Modbus TCP endpoint, serving every device configured on it."""
-    by_endpoint: dict[tuple[str, int], list[ModbusDeviceSection]] = {}
+) -> list[ModbusBus]:
+    """One bus owner per Modbus TCP endpoint and per serial port, serving every device on it.
+
+    The schema has checked that devices on one serial port agree on its line settings; a bus
+    takes the largest ``timeout_s`` and ``request_gap_s`` of its devices.
+    """
+    by_link: dict[tuple[str, str, int], list[ModbusDeviceSection]] = {}
     for device in devices:
-        by_endpoint.setdefault((device.host, device.port), []).append(device)
+        by_link.setdefault(device.bus_key, []).append(device)
     buses = []
-    for (host, port), group in by_endpoint.items():
+    for group in by_link.values():
+        first = group[0]
+        link: Link
+        if first.transport == "rtu":
+            assert first.serial_port is not None  # the schema requires it for rtu
+            link = SerialLine(first.serial_port, first.baudrate, first.parity, first.stopbits)
+        else:
+            assert first.host is not None  # the schema requires it for tcp
+            link = TcpLink(first.host, first.port)
         specs = [
             DeviceSpec(
                 name=d.name,
@@ -223,8 +246,16 @@ def build_buses(
             )
             for d in group
         ]
-        timeout = max(d.timeout_s for d in group)
-        buses.append(ModbusTcpBus(host, port, specs, sink, timeout_s=timeout))
+        gaps = [d.request_gap_s for d in group if d.request_gap_s is not None]
+        buses.append(
+            ModbusBus(
+                link,
+                specs,
+                sink,
+                timeout_s=max(d.timeout_s for d in group),
+                request_gap_s=max(gaps) if gaps else None,
+            )
+        )
     return buses
 
 

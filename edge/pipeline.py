@@ -7,6 +7,16 @@ changes to the local publisher: an alert is on disk and in the outbox before any
 
 Overflow policy: when the queue is full, the oldest reading is dropped and counted. Acquisition
 never waits on the disk or the network.
+
+Access events of doors and gates (``Pipeline.submit_access``, never blocks) are rare and must not
+be lost: they wait in a deque of their own, never displaced by readings, and every batch write
+takes all that are pending, in the same transaction as the readings (an access event alone wakes
+the writer). The deque is bounded only by ``ACCESS_HARD_CAP``, far above any real rate (a busy
+gate sees a few thousand events a day), reached only when the store has failed for a long time:
+beyond it a new event is refused, counted (``access_overflow``) and logged as an error; no event
+already accepted is ever dropped. An event that cannot go on the wire (e.g. a device name that is
+not an identifier) is refused at once with ``DecodeError`` and counted (``access_rejected``), so
+that it can never block the writer.
 """
 
 from __future__ import annotations
@@ -14,17 +24,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 
 from edge.alerts import Alert, AlertBook
 from edge.rules import VoltageRule
 from edge.store import Store
+from edge.store.records import access_body
+from firmware_bridge.events import AccessEvent
 from firmware_bridge.readings import Reading
+from nbedge.errors import DecodeError
 
 log = logging.getLogger(__name__)
 
 _CLOSE = None  # put on the queue to tell the consumer that acquisition has stopped
+_WAKE = ...  # put on an empty queue to wake the consumer for an access event
+
+ACCESS_HARD_CAP = 100_000
+"""Access events pending in memory at most (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +54,13 @@ class PipelineStats:
     written: int
     batches: int
     write_failures: int
+    access_queued: int = 0
+    access_received: int = 0
+    access_written: int = 0
+    access_overflow: int = 0
+    """Access events refused because ``ACCESS_HARD_CAP`` were pending."""
+    access_rejected: int = 0
+    """Access events refused because they cannot go on the wire."""
 
 
 class Pipeline:
@@ -53,7 +79,11 @@ class Pipeline:
         self._rules = rules
         self._book = book
         self._on_alert = on_alert
-        self._queue: asyncio.Queue[Reading | None] = asyncio.Queue(maxsize=queue_size + 1)
+        # One slot more than the capacity, for _CLOSE or _WAKE (each only ever put on a queue
+        # that has room: submit keeps at most ``queue_size`` items in it).
+        self._queue: asyncio.Queue[Reading | EllipsisType | None] = asyncio.Queue(
+            maxsize=queue_size + 1
+        )
         self._capacity = queue_size
         self._batch_max_items = batch_max_items
         self._batch_max_delay_s = batch_max_delay_s
@@ -62,6 +92,11 @@ class Pipeline:
         self._written = 0
         self._batches = 0
         self._write_failures = 0
+        self._access: deque[AccessEvent] = deque()
+        self._access_received = 0
+        self._access_written = 0
+        self._access_overflow = 0
+        self._access_rejected = 0
 
     def submit(self, reading: Reading) -> None:
         """Queue a reading for the store; drops the oldest one if the queue is full."""
@@ -72,6 +107,27 @@ class Pipeline:
             if self._dropped == 1 or self._dropped % 1000 == 0:
                 log.warning("reading queue full, oldest dropped", extra={"dropped": self._dropped})
         self._queue.put_nowait(reading)
+
+    def submit_access(self, event: AccessEvent) -> None:
+        """Queue an access event for the next batch write; never blocks, never drops one it
+        accepted. Raises ``DecodeError`` for an event that cannot go on the wire."""
+        self._access_received += 1
+        try:
+            access_body(event)
+        except (ValueError, OverflowError, OSError) as exc:  # pydantic's ValidationError too
+            self._access_rejected += 1
+            raise DecodeError(f"access event of {event.device!r} is not valid: {exc}") from exc
+        if len(self._access) >= ACCESS_HARD_CAP:
+            self._access_overflow += 1
+            if self._access_overflow == 1 or self._access_overflow % 1000 == 0:
+                log.error(
+                    "access events pending at the hard cap, new one refused",
+                    extra={"overflow": self._access_overflow, "device": event.device},
+                )
+            return
+        self._access.append(event)
+        if self._queue.empty():
+            self._queue.put_nowait(_WAKE)
 
     def close(self) -> None:
         """Tell ``run`` to write what is queued and return (acquisition must have stopped)."""
@@ -85,6 +141,11 @@ class Pipeline:
             written=self._written,
             batches=self._batches,
             write_failures=self._write_failures,
+            access_queued=len(self._access),
+            access_received=self._access_received,
+            access_written=self._access_written,
+            access_overflow=self._access_overflow,
+            access_rejected=self._access_rejected,
         )
 
     async def run(self) -> None:
@@ -92,14 +153,14 @@ class Pipeline:
         closing = False
         while not closing:
             batch, closing = await self._next_batch()
-            if batch:
+            if batch or self._access:
                 await self._write(batch)
 
     async def _next_batch(self) -> tuple[list[Reading], bool]:
         first = await self._queue.get()
         if first is _CLOSE:
             return [], True
-        batch = [first]
+        batch = [] if first is _WAKE else [first]
         deadline = time.monotonic() + self._batch_max_delay_s
         while len(batch) < self._batch_max_items:
             try:
@@ -114,20 +175,26 @@ class Pipeline:
                     break
             if item is _CLOSE:
                 return batch, True
-            batch.append(item)
+            if item is not _WAKE:
+                batch.append(item)
         return batch, False
 
     async def _write(self, batch: list[Reading]) -> None:
         changes = [change for rule in self._rules for change in rule.evaluate(batch, self._book)]
+        # Events submitted while this write waits stay in the deque for the next one.
+        access = list(self._access)
         while True:
             try:
-                await self._store.write(batch, changes)
+                await self._store.write(batch, changes, access=access)
                 break
             except Exception:
                 # A full disk or an I/O error: keep the batch and retry; the queue bounds memory.
                 self._write_failures += 1
                 log.exception("store write failed, retrying", extra={"batch": len(batch)})
                 await asyncio.sleep(min(30.0, 0.5 * self._write_failures))
+        for _ in access:
+            self._access.popleft()
+        self._access_written += len(access)
         self._written += len(batch)
         self._batches += 1
         for change in changes:

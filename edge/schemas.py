@@ -52,6 +52,9 @@ class StoreSection(_Section):
     its record until the central API has it)."""
     cleared_alert_retention_s: Annotated[int, Field(ge=3600)] = 90 * 86_400
     """A cleared alert leaves the local history this long after it cleared."""
+    access_retention_s: Annotated[int, Field(ge=3600)] = 90 * 86_400
+    """An access event of a door or gate leaves the local history this long after it happened,
+    once counted in a summary (its outbox record is kept until the central API has it)."""
     max_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
     """The database (with its WAL) on disk, at most; beyond it records are evicted in the
     documented order, and every eviction is reported."""
@@ -123,16 +126,66 @@ class RulesSection(_Section):
     voltage: VoltageRuleSection = VoltageRuleSection()
 
 
+_SERIAL_KEYS = ("serial_port", "baudrate", "parity", "stopbits")
+_LINE_SETTINGS = ("baudrate", "parity", "stopbits")
+
+
 class ModbusDeviceSection(_Section):
     name: Identifier
     """Device name, unique on this gateway."""
     profile: str
     """Device profile: a packaged name such as ``eastron_sdm630`` or a path to a TOML file."""
-    host: str
+    transport: Literal["tcp", "rtu"] = "tcp"
+    """``tcp``: Modbus TCP at ``host``; ``rtu``: Modbus RTU on the serial port ``serial_port``."""
+    host: str | None = None
+    """TCP only, required there."""
     port: Annotated[int, Field(ge=1, le=65_535)] = 502
+    """TCP only."""
+    serial_port: str | None = None
+    """RTU only, required there: ``/dev/ttyUSB0``, or a pyserial URL such as ``socket://h:p``."""
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    """Eastron meters ship with 9600 8N1; the Modbus specification's default is 8E1."""
+    stopbits: Literal[1, 2] = 1
     unit_id: Annotated[int, Field(ge=0, le=247)] = 1
     poll_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    request_gap_s: Annotated[float, Field(ge=0, le=10)] | None = None
+    """Pause between one answer and the next request on the bus; default 3.5 character times
+    (at least 5 ms) on RTU, none on TCP."""
+
+    @model_validator(mode="after")
+    def _transport_keys(self) -> ModbusDeviceSection:
+        problems = []
+        given = self.model_fields_set
+        if self.transport == "tcp":
+            if self.host is None:
+                problems.append('host is required with transport = "tcp"')
+            problems += [
+                f'{key} applies to transport = "rtu" only' for key in _SERIAL_KEYS if key in given
+            ]
+        else:
+            if self.serial_port is None:
+                problems.append('serial_port is required with transport = "rtu"')
+            elif not self.serial_port.strip():
+                problems.append("serial_port must not be empty")
+            problems += [
+                f'{key} applies to transport = "tcp" only'
+                for key in ("host", "port")
+                if key in given
+            ]
+            if self.unit_id == 0:
+                problems.append("unit_id 0 is the RTU broadcast address: no device answers it")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def bus_key(self) -> tuple[str, str, int]:
+        """Devices with the same key share one bus owner: a TCP endpoint or a serial port."""
+        if self.transport == "rtu":
+            return ("rtu", self.serial_port or "", 0)
+        return ("tcp", self.host or "", self.port)
 
 
 class ModbusSection(_Section):
@@ -144,6 +197,34 @@ class ModbusSection(_Section):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"device names must be unique: {', '.join(duplicates)}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_setting_per_serial_line(self) -> ModbusSection:
+        """Devices on one serial port share its baud rate, parity and stop bits and unit ids."""
+        problems = []
+        first_on_port: dict[str, tuple[int, ModbusDeviceSection]] = {}
+        units_on_port: dict[tuple[str, int], str] = {}
+        for index, device in enumerate(self.devices):
+            if device.transport != "rtu" or device.serial_port is None:
+                continue
+            port = device.serial_port
+            first_index, first = first_on_port.setdefault(port, (index, device))
+            for key in _LINE_SETTINGS:
+                mine, theirs = getattr(device, key), getattr(first, key)
+                if mine != theirs:
+                    problems.append(
+                        f"devices.{index}.{key}: {mine!r} differs from {theirs!r} of "
+                        f"devices.{first_index} ({first.name}) on {port}; devices on one serial "
+                        "port share its line settings"
+                    )
+            other = units_on_port.setdefault((port, device.unit_id), device.name)
+            if other != device.name:
+                problems.append(
+                    f"devices.{index}.unit_id: {device.unit_id} is already {other}'s on {port}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

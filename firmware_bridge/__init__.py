@@ -4,6 +4,7 @@ This package reads devices and yields typed values. It knows nothing of storage,
 the cloud.
 """
 
+from firmware_bridge.events import AccessEvent, AccessEventKind
 from firmware_bridge.readings import Reading
 
-__all__ = ["Reading"]
+__all__ = ["AccessEvent", "AccessEventKind", "Reading"]

@@ -14,9 +14,8 @@ drains the outbox. Then: every alert change is in the alerts feed exactly once; 
 reports add up, per kind, to exactly what the store counted; every summary that was not evicted
 arrived exactly once, and the evicted ones were the oldest; the outbox is empty; the file is sound.
 
-No access events: the wire schema is getting an ``AccessRecord``, but the store has no way to
-write one yet (no ``Store`` method, no outbox builder, no eviction step for them); once it has,
-they belong here beside the alerts.
+A door at the entrance sees a badge granted, the door opened and closed every three simulated
+hours (168 access events): every one of them arrives too, and none is evicted.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from cloud_sync.client import SyncClient
 from edge.alerts import Alert, AlertBook, alert_key
 from edge.store import Quota, Store
 from edge.store.quota import MiB
+from firmware_bridge.events import AccessEvent
 from firmware_bridge.readings import Reading
 from nbedge.errors import UplinkUnavailable
 from tests.cloud_sync.conftest import serving
@@ -136,6 +136,21 @@ def poll(minute: int, at: float, mono_ns: int, swelling: set[str]) -> list[Readi
     return readings
 
 
+ACCESS_EVERY_MIN = 180
+
+
+def access_events(minute: int, at: float, mono_ns: int) -> list[AccessEvent]:
+    """A badge granted, the door opened and closed, every ``ACCESS_EVERY_MIN`` minutes."""
+    if minute % ACCESS_EVERY_MIN:
+        return []
+    badge = f"badge:{minute // ACCESS_EVERY_MIN % 7:04x}"
+    return [
+        AccessEvent("door-main", "granted", badge, at, mono_ns),
+        AccessEvent("door-main", "opened", None, at + 2, mono_ns + 2_000_000_000),
+        AccessEvent("door-main", "closed", None, at + 9, mono_ns + 9_000_000_000),
+    ]
+
+
 def alert_changes(book: AlertBook, minute: int, at: float) -> list[Alert]:
     """The alert changes scheduled for ``minute``."""
     changes = []
@@ -165,6 +180,7 @@ def alert_changes(book: AlertBook, minute: int, at: float) -> list[Alert]:
 @dataclass
 class Week:
     readings_written: int = 0
+    access_written: list[AccessEvent] = field(default_factory=list)
     alert_changes: list[Alert] = field(default_factory=list)
     summaries_written: int = 0
     housekeeping_passes: int = 0
@@ -194,9 +210,11 @@ async def simulate_week(store: Store, fake: FakeTime, path: Path) -> Week:
             changes = alert_changes(book, minute, at)
             swelling = {a.key for a in book.active()}  # after this minute's changes
             readings = poll(minute, at, fake.mono_ns, swelling)
-            fake.advance(1.0)  # the poll and the pipeline's batch delay
-            await store.write(readings, changes)
+            doors = access_events(minute, at, fake.mono_ns)
+            fake.advance(10.0)  # the poll, the door and the pipeline's batch delay
+            await store.write(readings, changes, access=doors)
             week.readings_written += len(readings)
+            week.access_written += doors
             week.alert_changes += changes
             week.peak_bytes_between_checks = max(week.peak_bytes_between_checks, file_bytes(path))
 
@@ -339,8 +357,9 @@ async def test_a_week_without_the_central_api(tmp_path: Path) -> None:
         before = await store.stats()
         with central_api(tmp_path) as api:
             sync, waits = await drain(store, api)
-            alerts, evictions, summaries = [
-                await pull(api, feed) for feed in ("alerts", "evictions", "summaries")
+            alerts, evictions, summaries, access = [
+                await pull(api, feed)
+                for feed in ("alerts", "evictions", "summaries", "access-events")
             ]
         after = await store.stats()
     meta, integrity = store_meta(path)
@@ -366,7 +385,7 @@ async def test_a_week_without_the_central_api(tmp_path: Path) -> None:
     assert integrity == "ok"
 
     # Every record id is in the feeds at most once, and each is an id this store issued.
-    ids = [item["record_id"] for feed in (alerts, evictions, summaries) for item in feed]
+    ids = [item["record_id"] for feed in (alerts, evictions, summaries, access) for item in feed]
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     issued = int(meta["outbox_seq"])
     assert {i.rsplit(":", 1)[0] for i in ids} == {f"{GATEWAY}:{meta['store_id']}"}
@@ -376,6 +395,17 @@ async def test_a_week_without_the_central_api(tmp_path: Path) -> None:
     assert "alert" not in before.evicted
     written = Counter((a.alert_id, a.state) for a in week.alert_changes)
     assert Counter((a["alert_id"], a["state"]) for a in alerts) == written
+
+    # Every access event of the week arrived, exactly once, and none was evicted.
+    assert "access" not in before.evicted
+    assert len(week.access_written) == 7 * 24 * 60 // ACCESS_EVERY_MIN * 3 == 168
+    arrived = [
+        (a["event"], a["credential_ref"], datetime.fromisoformat(a["occurred_at"]).timestamp())
+        for a in access
+    ]
+    assert sorted(arrived) == sorted(
+        (e.event, e.credential_ref, e.wall_time) for e in week.access_written
+    )
 
     # The eviction reports add up, per kind, to exactly what the store counted.
     reported: Counter[str] = Counter()
@@ -391,7 +421,9 @@ async def test_a_week_without_the_central_api(tmp_path: Path) -> None:
     evicted_summaries = before.evicted["summary"]
     assert evicted_summaries > 0
     assert len(summaries) == week.summaries_written - evicted_summaries
-    assert issued == week.summaries_written + len(week.alert_changes) + len(evictions)
+    assert issued == (
+        week.summaries_written + len(week.alert_changes) + len(evictions) + len(access)
+    )
     missing = sorted(set(range(1, issued + 1)) - {seq(i) for i in ids})
     assert len(missing) == evicted_summaries
     assert max(missing) < min(seq(s["record_id"]) for s in summaries)

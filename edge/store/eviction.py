@@ -8,20 +8,26 @@ insertion order (row id or outbox sequence, never by wall time), until it is a t
 below it:
 
 1. raw readings already summarised;
-2. raw readings not yet summarised (they will be missing from every summary);
-3. local copies of summaries (the outbox still holds every summary not yet synced);
-4. cleared alerts in the local history (likewise, their outbox records are kept);
-5. summaries not yet synced (outbox records);
-6. last resort: alert records not yet synced (outbox records; access events will join them).
+2. local copies of summaries (the outbox still holds every summary not yet synced);
+3. cleared alerts in the local history (likewise, their outbox records are kept);
+4. local copies of access events already counted in a summary (their outbox records are kept);
+5. raw readings not yet summarised (they will be missing from every summary);
+6. summaries not yet synced (outbox records);
+7. last resort: alert records not yet synced (outbox records);
+8. the very last resort: access event records not yet synced (outbox records).
 
-Never evicted: active alerts, eviction records, the store's own bookkeeping; records leased by the
+Never evicted: active alerts, eviction records, access events not yet counted in a summary (rare
+and small: their counts must not go missing), the store's own bookkeeping; records leased by the
 sync client at that moment (being sent) are skipped. Every eviction is counted per kind
-(``StoreStats.evicted``, kept across restarts). Steps 1, 2, 5 and 6 lose something the central API
-will never see, so each is also reported as an ``EvictionRecord`` (one per kind per pass: count,
-oldest and newest time, reason ``quota`` or ``disk_full``), queued with the priority right after
-alerts, in the same transaction as the deletion. Steps 3 and 4 only drop local copies and are
-counted, not reported. Space is then given back to the filesystem for real: ``PRAGMA
-incremental_vacuum`` and a ``wal_checkpoint(TRUNCATE)``, and the files are measured again.
+(``StoreStats.evicted``, kept across restarts). Steps 1, 5, 6, 7 and 8 lose something the central
+API will never see, so each is also reported as an ``EvictionRecord`` (one per kind per pass:
+count, oldest and newest time, reason ``quota`` or ``disk_full``), queued with the priority right
+after alerts, in the same transaction as the deletion; steps 7 and 8 are logged as errors. Steps
+2, 3 and 4 only drop local copies and are counted, not reported; they go before step 5 because
+they lose nothing the central API will not get, while readings not yet summarised would be
+missing from every summary. Space is then given back to the
+filesystem for real: ``PRAGMA incremental_vacuum`` and a ``wal_checkpoint(TRUNCATE)``, and the
+files are measured again.
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ _MAX_ROWS_PER_CHUNK = 1_000_000
 @dataclass(frozen=True, slots=True)
 class Evicted:
     kind: str
-    """``reading``, ``summary_copy``, ``cleared_alert``, ``summary`` or ``alert``."""
+    """``reading``, ``summary_copy``, ``cleared_alert``, ``access_copy``, ``summary``, ``alert``
+    or ``access``."""
     count: int
     oldest: float
     newest: float
@@ -91,14 +98,6 @@ STEPS: tuple[_Step, ...] = (
         120,
     ),
     _Step(
-        "reading",
-        "reading",
-        "SELECT COUNT(*), MIN(wall_time), MAX(wall_time), MAX(id) FROM (SELECT id, wall_time"
-        " FROM readings WHERE id > :last ORDER BY id LIMIT :n)",
-        "DELETE FROM readings WHERE id > :last AND id <= :upto",
-        120,
-    ),
-    _Step(
         "summary_copy",
         None,
         "SELECT COUNT(*), MIN(period_start), MAX(period_start), MAX(id) FROM (SELECT id,"
@@ -114,23 +113,51 @@ STEPS: tuple[_Step, ...] = (
         "DELETE FROM alerts WHERE state = 'cleared' AND rowid <= :upto",
         250,
     ),
+    _Step(
+        "access_copy",
+        None,
+        "SELECT COUNT(*), MIN(wall_time), MAX(wall_time), MAX(id) FROM (SELECT id, wall_time"
+        " FROM access_events WHERE id <= :last_access ORDER BY id LIMIT :n)",
+        "DELETE FROM access_events WHERE id <= :upto",
+        150,
+    ),
+    _Step(
+        "reading",
+        "reading",
+        "SELECT COUNT(*), MIN(wall_time), MAX(wall_time), MAX(id) FROM (SELECT id, wall_time"
+        " FROM readings WHERE id > :last ORDER BY id LIMIT :n)",
+        "DELETE FROM readings WHERE id > :last AND id <= :upto",
+        120,
+    ),
     _outbox_step("summary", "$.body.period_start", 600),
     _outbox_step("alert", "$.time.wall_time", 700),
+    _outbox_step("access", "$.body.occurred_at", 600),
 )
 
 
 def evict(
-    conn: sqlite3.Connection, need_bytes: int, *, last_summarised: int, lease_now: float
+    conn: sqlite3.Connection,
+    need_bytes: int,
+    *,
+    last_summarised: int,
+    lease_now: float,
+    last_access_counted: int = 0,
 ) -> list[Evicted]:
     """Delete, in ``STEPS`` order, until ``need_bytes`` of pages are free (inside the caller's
-    transaction); returns what went, one entry per step that deleted anything."""
+    transaction); returns what went, one entry per step that deleted anything.
+    ``last_summarised`` and ``last_access_counted`` are the last reading and access event ids
+    summarised."""
     page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
 
     def free_pages() -> int:
         return int(conn.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
 
     base = free_pages()
-    params: dict[str, Any] = {"last": last_summarised, "lease_now": lease_now}
+    params: dict[str, Any] = {
+        "last": last_summarised,
+        "last_access": last_access_counted,
+        "lease_now": lease_now,
+    }
     evicted: list[Evicted] = []
     for step in STEPS:
         per_row = step.bytes_per_row

@@ -128,8 +128,13 @@ def enforce(
         if not need or reason is None:
             break
         with transaction(conn):
-            last = int(meta(conn, "summary_last_id") or 0)
-            evicted = eviction.evict(conn, need, last_summarised=last, lease_now=lease_now)
+            evicted = eviction.evict(
+                conn,
+                need,
+                last_summarised=int(meta(conn, "summary_last_id") or 0),
+                last_access_counted=int(meta(conn, "access_summary_last_id") or 0),
+                lease_now=lease_now,
+            )
             eviction.report(conn, enqueue, evicted, reason, stamp)
         if not evicted:
             log.error(
@@ -143,6 +148,7 @@ def enforce(
         usage = measure(conn, path, disk_usage)
         need, reason = shortfall(usage, quota)
     if totals:
-        level = logging.ERROR if "alert" in totals else logging.WARNING
+        # Alerts and access events are the last resort: losing them unsent is an error.
+        level = logging.ERROR if {"alert", "access"} & totals.keys() else logging.WARNING
         log.log(level, "store evicted records", extra={"reason": first_reason, **totals})
     return QuotaReport(before, usage, first_reason if totals else None, totals)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from cloud_sync.schemas import (
+    AccessBody,
+    AccessRecord,
     AlertBody,
     AlertRecord,
     EvictionBody,
@@ -20,6 +22,7 @@ from cloud_sync.schemas import (
 )
 from edge.alerts import Alert
 from edge.clock import Stamp
+from firmware_bridge.events import AccessEvent
 
 PRIORITY = {"alert": 0, "eviction": 1, "access": 2, "summary": 3, "bulk": 4}
 """Outbox priorities: lower is sent first. Schema migration 2 renumbered stored rows to these."""
@@ -55,6 +58,31 @@ def alert_record(record_id: str, stamp: Stamp, alert: Alert) -> str:
         cleared_at=None if alert.cleared_at is None else utc(alert.cleared_at),
     )
     return AlertRecord(record_id=record_id, time=record_time(stamp), body=body).model_dump_json()
+
+
+def access_body(event: AccessEvent) -> AccessBody:
+    """The wire body of an access event; raises ``pydantic.ValidationError`` (or ``ValueError``
+    for a time out of range) when the event cannot go on the wire."""
+    return AccessBody(
+        device=event.device,
+        event=event.event,
+        credential_ref=event.credential_ref,
+        occurred_at=utc(event.wall_time),
+        detail=event.detail,
+    )
+
+
+def access_record(record_id: str, stamp: Stamp, event: AccessEvent) -> str:
+    """An access event. Its time is the event's own (wall and monotonic), in the boot and clock
+    state of the write that stored it, like the readings of a batch."""
+    time = RecordTime(
+        wall_time=utc(event.wall_time),
+        boot_id=stamp.boot_id,
+        monotonic_ns=event.monotonic_ns,
+        clock_synced=stamp.clock_synced,
+    )
+    body = access_body(event)
+    return AccessRecord(record_id=record_id, time=time, body=body).model_dump_json()
 
 
 def summary_record(

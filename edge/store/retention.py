@@ -2,9 +2,10 @@
 
 Retention only deletes local copies whose content is safe elsewhere: raw readings already
 summarised, local copies of summaries (the outbox holds the records until the central API has
-them) and cleared alerts (likewise). Nothing retention deletes is reported as an eviction; what the
-quota forces out is (``edge.store.quota``). Ages are by wall time, so records stamped in the future
-by a clock that was ahead stay until then, or until the quota needs their space.
+them), cleared alerts (likewise) and access events already counted in a summary (likewise).
+Nothing retention deletes is reported as an eviction; what the quota forces out is
+(``edge.store.quota``). Ages are by wall time, so records stamped in the future by a clock that
+was ahead stay until then, or until the quota needs their space.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class Retention:
     """The local copy of a summary is deleted this long after its period ended."""
     cleared_alert_s: float = 90 * 86_400.0
     """A cleared alert is deleted from the local history this long after it cleared."""
+    access_s: float = 90 * 86_400.0
+    """An access event is deleted from the local history this long after it happened (once
+    counted in a summary)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,7 @@ class Pruned:
     readings: int
     summaries: int
     cleared_alerts: int
+    access_events: int
 
 
 def prune_readings(conn: sqlite3.Connection, *, now: float, retention_s: float) -> int:
@@ -51,4 +56,8 @@ def apply(conn: sqlite3.Connection, retention: Retention, *, now: float) -> Prun
             "DELETE FROM alerts WHERE state = 'cleared' AND cleared_at < ?",
             (now - retention.cleared_alert_s,),
         ).rowcount
-    return Pruned(readings, summaries, alerts)
+        access = conn.execute(
+            "DELETE FROM access_events WHERE wall_time < ? AND id <= ?",
+            (now - retention.access_s, int(meta(conn, "access_summary_last_id") or 0)),
+        ).rowcount
+    return Pruned(readings, summaries, alerts, access)

@@ -150,6 +150,27 @@ MIGRATIONS: list[list[str]] = [
                 (SELECT value FROM meta WHERE key = 'summary_last_id'), '0') AS INTEGER)
             GROUP BY device, point""",
     ],
+    # 4: access events of doors and gates. Ids are AUTOINCREMENT (never reused: their count
+    # summaries follow id ranges, ``meta.access_summary_last_id``, as readings' do). Summaries get
+    # the access-event id range they counted (NULL for summaries of readings, whose
+    # ``readings_after``/``readings_upto`` stay 0 for summaries of access events).
+    [
+        """CREATE TABLE access_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            event TEXT NOT NULL,
+            credential_ref TEXT,
+            wall_time REAL NOT NULL,
+            boot_id TEXT NOT NULL,
+            monotonic_ns INTEGER NOT NULL,
+            clock_synced INTEGER NOT NULL,
+            wall_time_corrected INTEGER NOT NULL DEFAULT 0,
+            detail TEXT
+        )""",
+        "CREATE INDEX access_events_by_time ON access_events (wall_time)",
+        "ALTER TABLE summaries ADD COLUMN access_after INTEGER",
+        "ALTER TABLE summaries ADD COLUMN access_upto INTEGER",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

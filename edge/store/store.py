@@ -1,15 +1,17 @@
 """The store: one SQLite file in WAL mode, owned by one writer thread.
 
 Every method runs on the store's own thread, in submission order, so there is exactly one writer
-and the event loop never blocks on disk. A batch of readings and the alerts they caused are written
-in one transaction together with the outbox rows that must be synced, so a record is either stored
-and queued for the central API, or neither. The outbox is the ``cloud_sync.outbox.Outbox``.
+and the event loop never blocks on disk. A batch of readings, the alerts they caused and the access
+events of doors and gates pending are written in one transaction together with the outbox rows that
+must be synced, so a record is either stored and queued for the central API, or neither. The outbox
+is the ``cloud_sync.outbox.Outbox``.
 
 Housekeeping (``housekeep``, every few seconds from the daemon) corrects wall times once the clock
-synchronised (``edge.clock``), summarises closed periods by row-id ranges (``summaries``), applies
-retention per kind (``retention``) and enforces the byte quota and free-disk watermark, evicting in
-the written order and reporting every eviction (``quota``, whose docstring holds the order). The
-write path does no per-row work beyond building tuples; the quota is also checked after every
+synchronised (``edge.clock``), summarises closed periods by row-id ranges and counts access events
+per door, event and period the same way (``summaries``), applies retention per kind
+(``retention``) and enforces the byte quota and free-disk watermark, evicting in the written order
+and reporting every eviction (``quota``, whose docstring holds the order). The write path does no
+per-row work beyond building tuples; the quota is also checked after every
 ``Quota.check_every_rows`` readings written.
 """
 
@@ -41,6 +43,7 @@ from edge.store.schema import (
     prepare_new_file,
     transaction,
 )
+from firmware_bridge.events import AccessEvent
 from firmware_bridge.readings import Reading
 
 T = TypeVar("T")
@@ -52,6 +55,8 @@ class StoreStats:
     readings: int
     summaries: int
     active_alerts: int
+    access_events: int
+    """Access events in the local history."""
     outbox: dict[str, int]
     bytes: int
     """Database plus WAL on disk."""
@@ -154,11 +159,24 @@ class Store:
 
     # --- writes ----------------------------------------------------------------------------
 
-    async def write(self, readings: Sequence[Reading], alerts: Sequence[Alert] = ()) -> None:
-        """Store readings and alert changes, with their outbox rows, in one transaction."""
-        await self._run(self._write, readings, alerts, self.clock.stamp())
+    async def write(
+        self,
+        readings: Sequence[Reading],
+        alerts: Sequence[Alert] = (),
+        *,
+        access: Sequence[AccessEvent] = (),
+    ) -> None:
+        """Store readings, alert changes and access events, with the outbox rows of the alerts
+        and access events (one each), in one transaction."""
+        await self._run(self._write, readings, alerts, access, self.clock.stamp())
 
-    def _write(self, readings: Sequence[Reading], alerts: Sequence[Alert], stamp: Stamp) -> None:
+    def _write(
+        self,
+        readings: Sequence[Reading],
+        alerts: Sequence[Alert],
+        access: Sequence[AccessEvent],
+        stamp: Stamp,
+    ) -> None:
         conn = self._conn
         with transaction(conn):
             conn.executemany(
@@ -204,9 +222,34 @@ class Store:
                 "alert",
                 [functools.partial(records.alert_record, stamp=stamp, alert=a) for a in alerts],
             )
+            if access:
+                self._write_access(access, stamp)
         self._rows_since_check += len(readings)
         if self._rows_since_check >= self.quota.check_every_rows:
             self._enforce_quota(stamp)
+
+    def _write_access(self, access: Sequence[AccessEvent], stamp: Stamp) -> None:
+        self._conn.executemany(
+            "INSERT INTO access_events (device, event, credential_ref, wall_time, boot_id,"
+            " monotonic_ns, clock_synced, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.device,
+                    e.event,
+                    e.credential_ref,
+                    e.wall_time,
+                    stamp.boot_id,
+                    e.monotonic_ns,
+                    stamp.clock_synced,
+                    e.detail,
+                )
+                for e in access
+            ],
+        )
+        self._enqueue(
+            "access",
+            [functools.partial(records.access_record, stamp=stamp, event=e) for e in access],
+        )
 
     def _enqueue(self, kind: str, builders: Sequence[Callable[[str], str]]) -> None:
         """Append outbox rows inside the caller's transaction; ids are gateway:store:sequence."""
@@ -353,6 +396,7 @@ class Store:
             readings=scalar("SELECT COUNT(*) FROM readings"),
             summaries=scalar("SELECT COUNT(*) FROM summaries"),
             active_alerts=scalar("SELECT COUNT(*) FROM alerts WHERE state = 'raised'"),
+            access_events=scalar("SELECT COUNT(*) FROM access_events"),
             outbox=queued,
             bytes=quota.measure(conn, self.path, self._disk_usage).file_bytes,
             evicted=evicted,

@@ -23,6 +23,17 @@ device and point in id order. A run's first reading of a point is compared with 
 summarised before (``point_last``, updated in the same transaction), so the deltas of consecutive
 summaries add up to the counter's whole increase. A step down (the meter was reset or replaced)
 counts 0, never a negative consumption. Gauges get ``delta = NULL``.
+
+Access events of doors and gates are counted in the same pass and the same transaction, the same
+way: ``meta.access_summary_last_id`` is the last access event counted, a run takes the events
+after it up to just before the first one whose period is still open, buckets them by wall time
+and writes one summary per (device, event, period, well-timed or not) with ``point =
+"events.<event>"`` (e.g. ``events.granted``), ``unit = "events"``, ``count`` the number of events
+and ``min = max = mean = last = 1`` (each event counts as a reading of 1), ``delta = NULL``. Every
+access event is in exactly one count summary, whatever the clock did; a jump back gives a period
+a second count summary, which adds up like any other. Their wall times are corrected after the
+first synchronisation like readings'. (The events themselves go to the central API one record
+each, at write time: ``edge.store.records.access_record``.)
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from edge.clock import Stamp
 from edge.store import records
@@ -64,6 +75,15 @@ GROUP BY device, point, bucket, timed
 ORDER BY bucket, device, point, timed
 """
 
+_ACCESS_COUNT_SQL = """
+SELECT device, event, CAST(wall_time / :interval AS INTEGER) AS bucket,
+       (clock_synced OR wall_time_corrected) AS timed, COUNT(*) AS count
+FROM access_events
+WHERE id > :after AND id <= :upto
+GROUP BY device, event, bucket, timed
+ORDER BY bucket, device, event, timed
+"""
+
 _POINT_LAST_SQL = """
 INSERT INTO point_last (device, point, reading_id, value)
 SELECT device, point, MAX(id), value FROM readings
@@ -83,76 +103,168 @@ def summarise(
     stamp: Stamp,
     counters: frozenset[tuple[str, str]] = frozenset(),
 ) -> int:
-    """Summarise the readings not yet summarised whose periods are closed; returns how many
-    summaries were written. ``counters`` are the (device, point) pairs that get a ``delta``."""
+    """Summarise the readings and count the access events not yet summarised whose periods are
+    closed; returns how many summaries were written. ``counters`` are the (device, point) pairs
+    that get a ``delta``."""
     closed_end = (now - grace_s) // interval_s * interval_s
     with transaction(conn):
-        last = int(meta(conn, "summary_last_id") or 0)
-        blocker = conn.execute(
-            "SELECT MIN(id) FROM readings WHERE id > ? AND wall_time >= ? AND wall_time < ?",
-            (last, closed_end, now + interval_s),
-        ).fetchone()[0]
-        if blocker is not None:
-            upto = int(blocker) - 1
-        else:
-            upto = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM readings").fetchone()[0])
-        if upto <= last:
-            return 0
-        rows = conn.execute(
-            _SUMMARY_SQL, {"interval": interval_s, "after": last, "upto": upto}
-        ).fetchall()
-        builders = []
-        for device, point, unit, bucket, timed, count, lo, hi, mean, last_value, steps in rows:
-            period_start = float(bucket * interval_s)
-            period_end = period_start + interval_s
-            delta = float(steps) if (device, point) in counters else None
-            conn.execute(
-                "INSERT INTO summaries (device, point, unit, period_start, period_end, count,"
-                " min, max, mean, last, delta, clock_synced, readings_after, readings_upto)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    *(
-                        device,
-                        point,
-                        unit,
-                        period_start,
-                        period_end,
-                        count,
-                        lo,
-                        hi,
-                        mean,
-                        last_value,
-                        delta,
-                    ),
-                    *(bool(timed), last, upto),
+        written = _summarise_readings(
+            conn,
+            enqueue,
+            closed_end,
+            now=now,
+            interval_s=interval_s,
+            stamp=stamp,
+            counters=counters,
+        )
+        written += _count_access_events(
+            conn, enqueue, closed_end, now=now, interval_s=interval_s, stamp=stamp
+        )
+    return written
+
+
+def _upto(
+    conn: sqlite3.Connection,
+    table: Literal["readings", "access_events"],
+    last: int,
+    closed_end: float,
+    now: float,
+    interval_s: int,
+) -> int:
+    """The last id of ``table`` to summarise now: just before the first one (after ``last``)
+    whose period is still open, or the last one."""
+    blocker = conn.execute(
+        f"SELECT MIN(id) FROM {table} WHERE id > ? AND wall_time >= ? AND wall_time < ?",  # noqa: S608
+        (last, closed_end, now + interval_s),
+    ).fetchone()[0]
+    if blocker is not None:
+        return int(blocker) - 1
+    return int(conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0])  # noqa: S608
+
+
+def _summarise_readings(
+    conn: sqlite3.Connection,
+    enqueue: Enqueue,
+    closed_end: float,
+    *,
+    now: float,
+    interval_s: int,
+    stamp: Stamp,
+    counters: frozenset[tuple[str, str]],
+) -> int:
+    last = int(meta(conn, "summary_last_id") or 0)
+    upto = _upto(conn, "readings", last, closed_end, now, interval_s)
+    if upto <= last:
+        return 0
+    rows = conn.execute(
+        _SUMMARY_SQL, {"interval": interval_s, "after": last, "upto": upto}
+    ).fetchall()
+    builders = []
+    for device, point, unit, bucket, timed, count, lo, hi, mean, last_value, steps in rows:
+        period_start = float(bucket * interval_s)
+        period_end = period_start + interval_s
+        delta = float(steps) if (device, point) in counters else None
+        conn.execute(
+            "INSERT INTO summaries (device, point, unit, period_start, period_end, count,"
+            " min, max, mean, last, delta, clock_synced, readings_after, readings_upto)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                *(
+                    device,
+                    point,
+                    unit,
+                    period_start,
+                    period_end,
+                    count,
+                    lo,
+                    hi,
+                    mean,
+                    last_value,
+                    delta,
                 ),
+                *(bool(timed), last, upto),
+            ),
+        )
+        fields: dict[str, Any] = {
+            "device": device,
+            "point": point,
+            "unit": unit,
+            "period_start": period_start,
+            "period_end": period_end,
+            "count": count,
+            "minimum": lo,
+            "maximum": hi,
+            "mean": mean,
+            "last": last_value,
+            "delta": delta,
+            "clock_synced": bool(timed),
+        }
+        builders.append(functools.partial(records.summary_record, stamp=stamp, **fields))
+    enqueue("summary", builders)
+    conn.execute(_POINT_LAST_SQL, {"after": last, "upto": upto})
+    set_meta(conn, "summary_last_id", str(upto))
+    return len(rows)
+
+
+def _count_access_events(
+    conn: sqlite3.Connection,
+    enqueue: Enqueue,
+    closed_end: float,
+    *,
+    now: float,
+    interval_s: int,
+    stamp: Stamp,
+) -> int:
+    """One count summary per (device, event, period, well-timed or not) of the access events
+    after ``access_summary_last_id``: point ``events.<event>``, unit ``events``, each event a
+    reading of 1."""
+    last = int(meta(conn, "access_summary_last_id") or 0)
+    upto = _upto(conn, "access_events", last, closed_end, now, interval_s)
+    if upto <= last:
+        return 0
+    rows = conn.execute(
+        _ACCESS_COUNT_SQL, {"interval": interval_s, "after": last, "upto": upto}
+    ).fetchall()
+    builders = []
+    for device, event, bucket, timed, count in rows:
+        period_start = float(bucket * interval_s)
+        period_end = period_start + interval_s
+        point = f"events.{event}"
+        conn.execute(
+            "INSERT INTO summaries (device, point, unit, period_start, period_end, count,"
+            " min, max, mean, last, delta, clock_synced, access_after, access_upto)"
+            " VALUES (?, ?, 'events', ?, ?, ?, 1.0, 1.0, 1.0, 1.0, NULL, ?, ?, ?)",
+            (device, point, period_start, period_end, count, bool(timed), last, upto),
+        )
+        builders.append(
+            functools.partial(
+                records.summary_record,
+                stamp=stamp,
+                device=device,
+                point=point,
+                unit="events",
+                period_start=period_start,
+                period_end=period_end,
+                count=count,
+                minimum=1.0,
+                maximum=1.0,
+                mean=1.0,
+                last=1.0,
+                delta=None,
+                clock_synced=bool(timed),
             )
-            fields: dict[str, Any] = {
-                "device": device,
-                "point": point,
-                "unit": unit,
-                "period_start": period_start,
-                "period_end": period_end,
-                "count": count,
-                "minimum": lo,
-                "maximum": hi,
-                "mean": mean,
-                "last": last_value,
-                "delta": delta,
-                "clock_synced": bool(timed),
-            }
-            builders.append(functools.partial(records.summary_record, stamp=stamp, **fields))
-        enqueue("summary", builders)
-        conn.execute(_POINT_LAST_SQL, {"after": last, "upto": upto})
-        set_meta(conn, "summary_last_id", str(upto))
+        )
+    enqueue("summary", builders)
+    set_meta(conn, "access_summary_last_id", str(upto))
     return len(rows)
 
 
 def correct_wall_times(
     conn: sqlite3.Connection, *, boot_id: str, offset: float, after_id: int
 ) -> tuple[int, int]:
-    """Rewrite the wall time of this boot's unsynchronised readings that are not summarised yet
-    (``wall = monotonic + offset``); returns (how many, the highest reading id looked at)."""
+    """Rewrite the wall time of this boot's unsynchronised readings and access events that are
+    not summarised yet (``wall = monotonic + offset``); returns (how many readings, the highest
+    reading id looked at)."""
     with transaction(conn):
         start = max(after_id, int(meta(conn, "summary_last_id") or 0))
         upto = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM readings").fetchone()[0])
@@ -161,5 +273,11 @@ def correct_wall_times(
             " WHERE id > ? AND id <= ? AND boot_id = ? AND clock_synced = 0"
             " AND wall_time_corrected = 0",
             (offset, start, upto, boot_id),
+        )
+        # Access events are rare: no cursor of their own, only those not counted yet.
+        conn.execute(
+            "UPDATE access_events SET wall_time = monotonic_ns / 1e9 + ?, wall_time_corrected = 1"
+            " WHERE id > ? AND boot_id = ? AND clock_synced = 0 AND wall_time_corrected = 0",
+            (offset, int(meta(conn, "access_summary_last_id") or 0), boot_id),
         )
     return cursor.rowcount, max(upto, after_id)

@@ -162,6 +162,27 @@ async def test_summarised_readings_go_first_and_oldest_first(tmp_path: Path) -> 
     )
 
 
+async def test_local_copies_go_before_readings_not_yet_summarised(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    fake = FakeTime(T0, synced=True)
+    async with Store(path, gateway_id="gw-1", clock=fake.clock()) as store:
+        scene = await build_scene(store, fake)
+        report = await store.enforce_quota()
+        # More than the summarised readings must go, far less than every reading.
+        store.quota = Quota(max_bytes=report.after.used_bytes - 1_500_000, min_free_bytes=0)
+        report = await store.enforce_quota()
+        stats = await store.stats()
+
+    # Every local summary copy and the cleared alert went, while readings not yet summarised
+    # went only in part: the copies were evicted first (the other way round, all 20,000 of
+    # those readings would have gone before the first copy).
+    assert report.evicted["summary_copy"] == scene.summaries
+    assert report.evicted["cleared_alert"] == 1
+    assert scene.summarised < report.evicted["reading"] < scene.summarised + scene.unsummarised
+    assert 0 < stats.readings < scene.unsummarised
+    assert "summary" not in report.evicted  # the outbox still holds every summary
+
+
 async def test_eviction_order_down_to_the_last_resort_and_active_alerts_stay(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
