@@ -116,7 +116,41 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="push voltage out of the EN 50160 band for 20 s this often (0: never)",
     )
+    building.add_argument(
+        "--rtu",
+        action="store_true",
+        help='RTU framing over TCP (read it as serial_port = "socket://HOST:PORT")',
+    )
     building.set_defaults(handler=_sim_building)
+
+    scan = commands.add_parser("scan", help="find field devices and suggest their profiles")
+    scan_commands = scan.add_subparsers(title="scan commands", metavar="COMMAND")
+    modbus = scan_commands.add_parser(
+        "modbus",
+        help="find the Modbus unit ids that answer, over TCP or on a serial port (RTU)",
+        description="Probe each unit id in turn; print progress to stderr and a table of the "
+        "units that answered, with a suggested profile, to stdout. Ctrl-C stops the scan and "
+        "prints what was found so far (exit status 130).",
+    )
+    link = modbus.add_mutually_exclusive_group(required=True)
+    link.add_argument("--host", help="Modbus TCP endpoint (meter or TCP/RTU gateway)")
+    link.add_argument(
+        "--serial-port", help="serial port for Modbus RTU: /dev/ttyUSB0, or socket://HOST:PORT"
+    )
+    modbus.add_argument("--port", type=int, default=502, help="TCP port (default 502)")
+    modbus.add_argument("--baudrate", type=int, default=9600, help="serial (default 9600)")
+    modbus.add_argument("--parity", choices=("N", "E", "O"), default="N", help="serial (N)")
+    modbus.add_argument("--stopbits", type=int, choices=(1, 2), default=1, help="serial (1)")
+    modbus.add_argument(
+        "--units", default="1-247", help="unit ids, e.g. 1-247 (default) or 1,2,10-20"
+    )
+    modbus.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=0.3,
+        help="seconds to wait per unit (default 0.3)",
+    )
+    modbus.set_defaults(handler=_scan_modbus)
     return parser
 
 
@@ -248,9 +282,10 @@ def _central_settings() -> CentralSettings:
 def _sim_building(args: argparse.Namespace) -> int:
     from sim.modbus_server import serve_building
 
+    framing = "RTU framing over TCP" if args.rtu else "Modbus TCP"
     print(
-        f"simulated building: {args.meters} SDM630 meter(s) on {args.host}:{args.port}, "
-        f"unit ids 1..{args.meters}; Ctrl-C to stop",
+        f"simulated building: {args.meters} SDM630 meter(s), {framing} on "
+        f"{args.host}:{args.port}, unit ids 1..{args.meters}; Ctrl-C to stop",
         flush=True,
     )
     asyncio.run(
@@ -259,9 +294,67 @@ def _sim_building(args: argparse.Namespace) -> int:
             port=args.port,
             meters=args.meters,
             voltage_event_every_s=args.voltage_event_every,
+            framer="rtu" if args.rtu else "tcp",
         )
     )
     return 0
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"seconds must be > 0 and <= 60, not {text}")
+    return value
+
+
+def _scan_modbus(args: argparse.Namespace) -> int:
+    from firmware_bridge.modbus.bus import Link, SerialLine, TcpLink
+    from firmware_bridge.modbus.profiles import available_profiles, load_profile
+    from firmware_bridge.modbus.scan import UnitProbe, parse_units, scan_units
+    from nbedge.errors import DeviceUnavailable
+
+    try:
+        units = parse_units(args.units)
+        link: Link = (
+            TcpLink(args.host, args.port)
+            if args.host is not None
+            else SerialLine(args.serial_port, args.baudrate, args.parity, args.stopbits)
+        )
+    except ValueError as exc:
+        print(f"nbedge: {exc}", file=sys.stderr)
+        return 2
+    profiles = [load_profile(name) for name in available_profiles()]
+    found: list[UnitProbe] = []
+    tty = sys.stderr.isatty()
+
+    async def scan() -> None:
+        async for probe in scan_units(link, units, profiles, timeout_s=args.timeout):
+            if probe.answered:
+                found.append(probe)
+                suggestion = " or ".join(probe.profiles) or "no profile matched"
+                print(f"unit {probe.unit_id}: answered ({suggestion})", file=sys.stderr)
+            elif tty:
+                print(f"unit {probe.unit_id} ...", end="\r", file=sys.stderr, flush=True)
+
+    print(
+        f"scanning {link.endpoint}, {len(units)} unit id(s), {args.timeout} s each",
+        file=sys.stderr,
+        flush=True,
+    )
+    status = 0
+    try:
+        asyncio.run(scan())
+    except KeyboardInterrupt:
+        print("interrupted: the units found so far", file=sys.stderr)
+        status = 130
+    except DeviceUnavailable as exc:
+        print(f"nbedge: {exc}", file=sys.stderr)
+        status = 1
+    print(f"{'unit':>4}  {'answered':<22}  suggested profile")
+    for probe in found:
+        print(f"{probe.unit_id:>4}  {probe.answer:<22}  {' or '.join(probe.profiles) or '-'}")
+    print(f"{len(found)} unit(s) answered", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

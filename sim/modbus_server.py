@@ -1,4 +1,4 @@
-"""A building's meters behind a real Modbus TCP server (pymodbus), on loopback by default.
+"""A building's meters behind a real Modbus server (pymodbus), on loopback by default.
 
 :class:`SimulatedBuilding` serves one :class:`~sim.meter.SimulatedMeter` per unit id, the way a
 Modbus TCP/RTU gateway in a meter cabinet serves the meters on its RS-485 line. Registers are
@@ -13,6 +13,14 @@ respond), as a real TCP gateway answers for a dead meter, or no answer at all wi
 ``unknown_units="silent"`` (the client times out, as on a bare RS-485 line). Reads of registers a
 profile does not define but that lie between its points return 0; reads past the last point get
 exception 0x02; writes get exception 0x01.
+
+With ``framer="rtu"`` the same meters are served with Modbus RTU framing (unit id, PDU, CRC) over
+the TCP socket, as a transparent serial server would pass an RS-485 line through: a client opens
+``AsyncModbusSerialClient(port=f"socket://127.0.0.1:{port}", framer=FramerType.RTU)``, or an
+nbedge ``SerialLine(f"socket://127.0.0.1:{port}")``. Units not served stay silent by default, as
+on a bare RS-485 line. Fault injection for this transport: ``garble_fraction`` of the answers
+(drawn with ``garble_seed``) leave with their CRC's last byte inverted, so the client's framer
+must reject them; :attr:`SimulatedBuilding.garbled` counts them.
 
 Usage::
 
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -41,6 +50,7 @@ from typing import Final, Literal, Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
+from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -54,6 +64,8 @@ logger = logging.getLogger(__name__)
 _FUNCTION_CODES: Final[Mapping[int, Function]] = {3: "holding", 4: "input"}
 _ADDRESS_SPACE: Final = 0x10000
 SWELL_V: Final = 262.0  # outside EN 50160's 230 V +-10 %
+Framing = Literal["tcp", "rtu"]
+UnknownUnits = Literal["exception", "silent"]
 
 _Action = Callable[
     [int, int, int, int, list[int], list[int] | list[bool] | None],
@@ -100,7 +112,7 @@ def register_image(
 
 
 class SimulatedBuilding:
-    """An async context manager serving simulated meters over Modbus TCP (see the module doc)."""
+    """An async context manager serving simulated meters over Modbus (see the module doc)."""
 
     def __init__(
         self,
@@ -109,21 +121,41 @@ class SimulatedBuilding:
         host: str = "127.0.0.1",
         port: int | None = None,
         update_interval_s: float = 1.0,
-        unknown_units: Literal["exception", "silent"] = "exception",
+        unknown_units: UnknownUnits | None = None,
         time_scale: float = 1.0,
+        framer: Framing = "tcp",
+        garble_fraction: float = 0.0,
+        garble_seed: int = 0,
     ) -> None:
-        """``port`` 0 or None: the OS picks a free port. ``time_scale`` speeds simulated time up."""
+        """``port`` 0 or None: the OS picks a free port. ``time_scale`` speeds simulated time up.
+
+        ``unknown_units`` defaults to ``"exception"`` over TCP and ``"silent"`` over RTU;
+        ``garble_fraction`` (RTU only) is the share of answers sent with a bad CRC.
+        """
         if not meters or any(not 1 <= unit <= 247 for unit in meters):
             raise ValueError("serve at least one meter, on unit ids 1..247")
         if update_interval_s <= 0 or time_scale <= 0:
             raise ValueError("update_interval_s and time_scale must be > 0")
+        if framer not in ("tcp", "rtu"):
+            raise ValueError(f"framer must be 'tcp' or 'rtu', not {framer!r}")
+        if not 0 <= garble_fraction <= 1 or (garble_fraction and framer != "rtu"):
+            raise ValueError("garble_fraction is a share (0..1) of RTU answers")
         self.meters = dict(meters)
         self.host = host
         self._requested_port = port or 0
         self._port: int | None = None
         self.update_interval_s = update_interval_s
-        self.unknown_units = unknown_units
+        self.framer: Framing = framer
+        self.unknown_units: UnknownUnits = unknown_units or (
+            "silent" if framer == "rtu" else "exception"
+        )
         self.time_scale = time_scale
+        self.garble_fraction = garble_fraction
+        self._garble_rng = random.Random(garble_seed)
+        self.answers = 0
+        """Answers sent (RTU only: counted by the fault-injection hook)."""
+        self.garbled = 0
+        """Answers sent with a bad CRC."""
         self._images: dict[int, dict[Function, list[int]]] = {}
         self._t0 = 0.0
         self._server: ModbusTcpServer | None = None
@@ -158,7 +190,9 @@ class SimulatedBuilding:
         server = ModbusTcpServer(
             devices,
             address=(self.host, self._requested_port),
+            framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET,
             ignore_missing_devices=self.unknown_units == "silent",
+            trace_packet=self._garble if self.framer == "rtu" else None,
         )
         try:
             await server.serve_forever(background=True)
@@ -171,7 +205,12 @@ class SimulatedBuilding:
         self._refresher = self._tasks.create_task(self._refresh_loop(), name="sim-modbus-refresh")
         logger.info(
             "simulated building serving",
-            extra={"host": self.host, "port": self._port, "units": sorted(self.meters)},
+            extra={
+                "host": self.host,
+                "port": self._port,
+                "framer": self.framer,
+                "units": sorted(self.meters),
+            },
         )
         return self
 
@@ -191,6 +230,16 @@ class SimulatedBuilding:
             if self._server is not None:
                 await self._server.shutdown()  # type: ignore[no-untyped-call]
                 self._server = None
+
+    def _garble(self, sending: bool, packet: bytes) -> bytes:
+        """pymodbus's packet hook: invert the CRC's last byte of some answers."""
+        if not sending:
+            return packet
+        self.answers += 1
+        if packet and self._garble_rng.random() < self.garble_fraction:
+            self.garbled += 1
+            return packet[:-1] + bytes([packet[-1] ^ 0xFF])
+        return packet
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -265,8 +314,10 @@ async def serve_building(
     host: str = "127.0.0.1",
     port: int | None = None,
     update_interval_s: float = 1.0,
-    unknown_units: Literal["exception", "silent"] = "exception",
+    unknown_units: UnknownUnits | None = None,
     time_scale: float = 1.0,
+    framer: Framing = "tcp",
+    garble_fraction: float = 0.0,
     voltage_event_every_s: float | None = None,
     seed: int = 0,
     on_ready: Callable[[SimulatedBuilding], None] | None = None,
@@ -303,6 +354,8 @@ async def serve_building(
         update_interval_s=update_interval_s,
         unknown_units=unknown_units,
         time_scale=time_scale,
+        framer=framer,
+        garble_fraction=garble_fraction,
     ) as building:
         if on_ready is not None:
             on_ready(building)

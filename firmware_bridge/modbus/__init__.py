@@ -1,4 +1,5 @@
-"""Modbus: device profiles (register maps as data), read planning and decoding, the bus owner."""
+"""Modbus: device profiles (register maps as data), read planning and decoding, the bus owner
+(TCP or RTU), and the unit-id scan."""
 
 from firmware_bridge.modbus.bus import (
     BusStatus,
@@ -6,7 +7,10 @@ from firmware_bridge.modbus.bus import (
     DeviceSpec,
     DeviceState,
     DeviceStatus,
+    ModbusBus,
     ModbusTcpBus,
+    SerialLine,
+    TcpLink,
 )
 from firmware_bridge.modbus.plan import ReadBlock, decode_block, encode_point, plan_reads
 from firmware_bridge.modbus.profiles import (
@@ -23,9 +27,12 @@ __all__ = [
     "DeviceSpec",
     "DeviceState",
     "DeviceStatus",
+    "ModbusBus",
     "ModbusTcpBus",
     "PointSpec",
     "ReadBlock",
+    "SerialLine",
+    "TcpLink",
     "available_profiles",
     "decode_block",
     "encode_point",

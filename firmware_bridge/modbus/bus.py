@@ -1,8 +1,15 @@
-"""The owner of one Modbus TCP endpoint: polls its devices, decodes, hands readings to a sink.
+"""The owner of one Modbus link: polls its devices, decodes, hands readings to a sink.
 
-One :class:`ModbusTcpBus` per endpoint (a meter with a network port, or a TCP/RTU gateway with
-many meters behind it). It keeps one connection and sends one request at a time, because a Modbus
-device answers one request at a time; concurrency per endpoint gains nothing.
+A link is a Modbus TCP endpoint (:class:`TcpLink`: a meter with a network port, or a TCP/RTU
+gateway with many meters behind it) or a serial port speaking Modbus RTU (:class:`SerialLine`: an
+RS-485 line with meters on it). One :class:`ModbusBus` per link: it keeps one connection and sends
+one request at a time, because a Modbus device (and an RS-485 line) carries one request at a time;
+concurrency per link gains nothing. :class:`ModbusTcpBus` is the TCP case by host and port.
+
+Pacing: after each answer (or timeout) the bus waits ``request_gap_s`` before the next request.
+On a serial line the default is the RTU inter-frame silence, 3.5 character times (1.75 ms above
+19,200 baud, per the Modbus serial line specification), but at least 5 ms, because USB-RS-485
+adapters and meters need time to turn the line around; over TCP the default is no gap.
 
 Scheduling: each device has a monotonic deadline; the bus polls the device whose deadline is
 earliest, then sleeps until the next one. A poll that overruns skips the missed slots rather than
@@ -13,13 +20,16 @@ Failure handling, per the error contract of :mod:`nbedge.errors`:
 
 - no answer or an exception reply: the read fails; after ``offline_after`` failed polls in a row
   the device is offline, and online again on the first good poll;
+- an RTU answer with a bad CRC or broken framing: pymodbus drops it and the read times out; the
+  bus counts it in the device's ``frame_errors`` (not ``timeouts``), retries like a timeout, and
+  never treats it as fatal;
 - a reply that cannot be decoded: counted in ``decode_errors``, dropped, never fatal;
 - NaN or infinite values: counted in ``values_dropped``, never handed on;
-- connection lost or refused: reconnect with jittered exponential backoff (capped at
-  ``backoff_max_s``); state changes are logged, attempts are not.
+- connection lost or refused (TCP peer gone, USB adapter unplugged): reconnect with jittered
+  exponential backoff (capped at ``backoff_max_s``); state changes are logged, attempts are not.
 
 Readings of one poll of one device share one ``wall_time`` and ``monotonic_ns``, taken when the
-poll starts. ``sink`` must not block; an exception from it ends :meth:`ModbusTcpBus.run`.
+poll starts. ``sink`` must not block; an exception from it ends :meth:`ModbusBus.run`.
 """
 
 from __future__ import annotations
@@ -32,10 +42,12 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final, Literal, TypedDict, Unpack
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException
-from pymodbus.pdu import ModbusPDU
+from pymodbus.framer import FramerRTU, FramerType
+from pymodbus.pdu import DecodePDU, ModbusPDU
 
 from firmware_bridge.modbus.plan import ReadBlock, decode_block, plan_reads
 from firmware_bridge.modbus.profiles import DeviceProfile
@@ -45,6 +57,127 @@ from nbedge.errors import DecodeError
 logger = logging.getLogger(__name__)
 
 _GUARD_S = 1.0  # our own bound on top of pymodbus's timeout, should pymodbus ever not time out
+MIN_SERIAL_GAP_S: Final = 0.005
+"""The shortest default pause between requests on a serial line (see the module doc)."""
+
+Parity = Literal["N", "E", "O"]
+BAUDRATES: Final = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLink:
+    """A Modbus TCP endpoint."""
+
+    host: str
+    port: int = 502
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SerialLine:
+    """A serial port speaking Modbus RTU, and its line settings (RTU always has 8 data bits).
+
+    ``port`` is a device (``/dev/ttyUSB0``) or any pyserial URL, e.g. ``socket://127.0.0.1:5020``
+    for RTU frames over a TCP socket (tests, or a transparent serial server).
+    """
+
+    port: str
+    baudrate: int = 9600
+    parity: Parity = "N"
+    stopbits: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            raise ValueError("a serial line needs a port")
+        if self.baudrate not in BAUDRATES:
+            raise ValueError(f"baudrate must be one of {BAUDRATES}, not {self.baudrate}")
+        if self.parity not in ("N", "E", "O"):
+            raise ValueError(f"parity must be N, E or O, not {self.parity!r}")
+        if self.stopbits not in (1, 2):
+            raise ValueError(f"stopbits must be 1 or 2, not {self.stopbits}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.port} ({self.baudrate} 8{self.parity}{self.stopbits})"
+
+    @property
+    def char_time_s(self) -> float:
+        """Seconds one character takes on the line: start bit, 8 data bits, parity, stop bits."""
+        bits = 1 + 8 + (self.parity != "N") + self.stopbits
+        return bits / self.baudrate
+
+    @property
+    def frame_gap_s(self) -> float:
+        """The RTU inter-frame silence: 3.5 characters, fixed at 1.75 ms above 19,200 baud."""
+        return 0.00175 if self.baudrate > 19200 else 3.5 * self.char_time_s
+
+
+Link = TcpLink | SerialLine
+
+
+def default_request_gap_s(link: Link) -> float:
+    """No gap over TCP; on a serial line the RTU frame gap, but at least ``MIN_SERIAL_GAP_S``."""
+    if isinstance(link, SerialLine):
+        return max(link.frame_gap_s, MIN_SERIAL_GAP_S)
+    return 0.0
+
+
+class FrameCheck:
+    """A pymodbus ``trace_packet`` hook for RTU clients: counts answers dropped as garbled.
+
+    pymodbus's RTU framer silently discards a buffer whose CRC does not match (the request then
+    times out); this hook runs the same check on what arrives so the owner can tell a garbled
+    answer from silence.
+    """
+
+    def __init__(self) -> None:
+        self.garbled = 0
+        self._framer = FramerRTU(DecodePDU(False))
+
+    def __call__(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            used, _, _, frame = self._framer.decode(data)
+            if used and not frame:
+                self.garbled += 1
+        return data
+
+
+def make_client(
+    link: Link,
+    *,
+    timeout_s: float,
+    name: str,
+    frame_check: FrameCheck | None = None,
+) -> ModbusBaseClient:
+    """A pymodbus client for ``link`` that neither retries nor reconnects on its own.
+
+    Create it inside a running event loop.
+    """
+    if isinstance(link, SerialLine):
+        return AsyncModbusSerialClient(
+            link.port,
+            framer=FramerType.RTU,
+            baudrate=link.baudrate,
+            bytesize=8,
+            parity=link.parity,
+            stopbits=link.stopbits,
+            timeout=timeout_s,
+            retries=0,
+            reconnect_delay=0,
+            name=name,
+            trace_packet=frame_check,
+        )
+    return AsyncModbusTcpClient(
+        link.host,
+        port=link.port,
+        timeout=timeout_s,
+        retries=0,
+        reconnect_delay=0,
+        name=name,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +225,7 @@ class DeviceStatus:
     reads_failed: int
     timeouts: int
     exceptions: int
+    frame_errors: int
     decode_errors: int
     values_dropped: int
     consecutive_failures: int
@@ -132,6 +266,7 @@ class _Device:
     reads_failed: int = 0
     timeouts: int = 0
     exceptions: int = 0
+    frame_errors: int = 0
     decode_errors: int = 0
     values_dropped: int = 0
     consecutive_failures: int = 0
@@ -146,6 +281,7 @@ class _Device:
             reads_failed=self.reads_failed,
             timeouts=self.timeouts,
             exceptions=self.exceptions,
+            frame_errors=self.frame_errors,
             decode_errors=self.decode_errors,
             values_dropped=self.values_dropped,
             consecutive_failures=self.consecutive_failures,
@@ -156,26 +292,44 @@ class _ConnectionLost(Exception):
     """Internal: the connection went away during a poll."""
 
 
-class ModbusTcpBus:
-    """Polls every device of one Modbus TCP endpoint over one connection (see the module doc)."""
+class BusOptions(TypedDict, total=False):
+    """The keyword options of :class:`ModbusBus` (and of :class:`ModbusTcpBus`)."""
+
+    timeout_s: float
+    retries: int
+    offline_after: int
+    request_gap_s: float | None
+    backoff_initial_s: float
+    backoff_max_s: float
+    wall_clock: Callable[[], float]
+    monotonic_ns: Callable[[], int]
+    rng: random.Random | None
+
+
+class ModbusBus:
+    """Polls every device of one Modbus link over one connection (see the module doc)."""
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        link: Link,
         devices: Sequence[DeviceSpec],
         sink: Callable[[Reading], None],
         *,
         timeout_s: float = 1.0,
         retries: int = 1,
         offline_after: int = 3,
+        request_gap_s: float | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
         monotonic_ns: Callable[[], int] = time.monotonic_ns,
         rng: random.Random | None = None,
     ) -> None:
-        """``retries``: extra attempts after a timeout while a device is not offline."""
+        """``retries``: extra attempts after a timeout while a device is not offline.
+
+        ``request_gap_s``: pause between the end of one answer and the next request; None takes
+        :func:`default_request_gap_s` of the link.
+        """
         names = [d.name for d in devices]
         if len(set(names)) != len(names):
             raise ValueError(f"device names must be unique on a bus: {names}")
@@ -183,9 +337,19 @@ class ModbusTcpBus:
             raise ValueError("timeout_s must be > 0, retries >= 0, offline_after >= 1")
         if not 0 < backoff_initial_s <= backoff_max_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
-        self.host = host
-        self.port = port
-        self.endpoint = f"{host}:{port}"
+        if request_gap_s is not None and not 0 <= request_gap_s <= 10:
+            raise ValueError("request_gap_s must be 0..10 s")
+        if isinstance(link, SerialLine):
+            broadcast = [d.name for d in devices if not 1 <= d.unit_id <= 247]
+            if broadcast:
+                raise ValueError(f"on a serial line unit ids are 1..247: {broadcast}")
+        self.link = link
+        self.endpoint = link.endpoint
+        self._request_gap_s = (
+            default_request_gap_s(link) if request_gap_s is None else request_gap_s
+        )
+        self._line_free_at = 0.0  # event-loop time before which the next request must wait
+        self._frame_check = FrameCheck() if isinstance(link, SerialLine) else None
         self._sink = sink
         self._timeout_s = timeout_s
         self._retries = retries
@@ -219,13 +383,13 @@ class ModbusTcpBus:
 
     async def run(self) -> None:
         """Poll until cancelled; the one client is created inside the loop and closed on exit."""
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            timeout=self._timeout_s,
-            retries=0,  # retries are ours: none for offline devices
-            reconnect_delay=0,  # reconnecting is ours too, with jitter and state-change logs
+        # Retries are ours (none for offline devices); reconnecting is ours too, with jitter and
+        # state-change logs: the client does neither.
+        client = make_client(
+            self.link,
+            timeout_s=self._timeout_s,
             name=f"nbedge-{self.endpoint}",
+            frame_check=self._frame_check,
         )
         now = self._monotonic_ns()
         deadlines = [(now, i) for i in range(len(self._devices))]
@@ -257,7 +421,7 @@ class ModbusTcpBus:
 
     # --- connection ------------------------------------------------------------------------------
 
-    async def _connect(self, client: AsyncModbusTcpClient) -> None:
+    async def _connect(self, client: ModbusBaseClient) -> None:
         """Connect, retrying with jittered exponential backoff; log the first failure only."""
         was = self._connection
         self._connection = ConnectionState.CONNECTING
@@ -300,7 +464,7 @@ class ModbusTcpBus:
         ceiling = min(self._backoff_max_s, self._backoff_initial_s * 2.0 ** min(attempts - 1, 30))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
-    def _lost_connection(self, client: AsyncModbusTcpClient) -> None:
+    def _lost_connection(self, client: ModbusBaseClient) -> None:
         client.close()
         self._connection = ConnectionState.DISCONNECTED
         for device in self._devices:
@@ -314,7 +478,7 @@ class ModbusTcpBus:
 
     # --- polling ---------------------------------------------------------------------------------
 
-    async def _poll(self, client: AsyncModbusTcpClient, device: _Device) -> None:
+    async def _poll(self, client: ModbusBaseClient, device: _Device) -> None:
         """Read every block of one device; stop at its first failed read."""
         wall_time = self._wall_clock()
         stamp_ns = self._monotonic_ns()
@@ -343,7 +507,7 @@ class ModbusTcpBus:
 
     async def _read_block(
         self,
-        client: AsyncModbusTcpClient,
+        client: ModbusBaseClient,
         device: _Device,
         block: ReadBlock,
         wall_time: float,
@@ -352,16 +516,22 @@ class ModbusTcpBus:
         """Read, decode and hand on one block; return why it failed, or None."""
         attempts = 1 if device.state is DeviceState.OFFLINE else 1 + self._retries
         for attempt in range(attempts):
+            garbled = self._garbled()
             try:
                 response = await self._request(client, device.spec.unit_id, block)
             except (ModbusException, TimeoutError, OSError) as exc:
                 if isinstance(exc, ConnectionException) or not client.connected:
                     raise _ConnectionLost from exc
                 device.reads_failed += 1
-                device.timeouts += 1
+                if self._garbled() > garbled:
+                    device.frame_errors += 1
+                    reason = "garbled answer (bad CRC or framing)"
+                else:
+                    device.timeouts += 1
+                    reason = f"no answer within {self._timeout_s} s"
                 if attempt + 1 < attempts:
                     continue
-                return f"no answer within {self._timeout_s} s"
+                return reason
             break
         self._answered = True
         if response.isError():
@@ -383,17 +553,26 @@ class ModbusTcpBus:
             self._sink(Reading(name, point.name, value, point.unit, wall_time, stamp_ns))
         return None
 
-    async def _request(
-        self, client: AsyncModbusTcpClient, unit_id: int, block: ReadBlock
-    ) -> ModbusPDU:
-        async with asyncio.timeout(self._timeout_s + _GUARD_S):
-            if block.function == "input":
-                return await client.read_input_registers(
+    async def _request(self, client: ModbusBaseClient, unit_id: int, block: ReadBlock) -> ModbusPDU:
+        """One request, after the line has been quiet for ``request_gap_s``."""
+        loop = asyncio.get_running_loop()
+        wait_s = self._line_free_at - loop.time()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        try:
+            async with asyncio.timeout(self._timeout_s + _GUARD_S):
+                if block.function == "input":
+                    return await client.read_input_registers(
+                        block.address, count=block.count, device_id=unit_id
+                    )
+                return await client.read_holding_registers(
                     block.address, count=block.count, device_id=unit_id
                 )
-            return await client.read_holding_registers(
-                block.address, count=block.count, device_id=unit_id
-            )
+        finally:
+            self._line_free_at = loop.time() + self._request_gap_s
+
+    def _garbled(self) -> int:
+        return 0 if self._frame_check is None else self._frame_check.garbled
 
     def _log_fields(self, device: _Device) -> dict[str, object]:
         return {
@@ -401,3 +580,19 @@ class ModbusTcpBus:
             "device": device.spec.name,
             "unit_id": device.spec.unit_id,
         }
+
+
+class ModbusTcpBus(ModbusBus):
+    """A :class:`ModbusBus` on the Modbus TCP endpoint ``host:port``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        devices: Sequence[DeviceSpec],
+        sink: Callable[[Reading], None],
+        **options: Unpack[BusOptions],
+    ) -> None:
+        super().__init__(TcpLink(host, port), devices, sink, **options)
+        self.host = host
+        self.port = port
