@@ -30,7 +30,14 @@ from edge.rules import VoltageRule
 from edge.schemas import GatewayConfig, ModbusDeviceSection, UplinkSection
 from edge.store import Quota, Retention, Store
 from edge.web import create_local_app
-from firmware_bridge.modbus.bus import DeviceSpec, Link, ModbusBus, SerialLine, TcpLink
+from firmware_bridge.modbus.bus import (
+    DeviceSpec,
+    DeviceStateChange,
+    Link,
+    ModbusBus,
+    SerialLine,
+    TcpLink,
+)
 from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
 
@@ -105,7 +112,11 @@ class Gateway:
                 batch_max_items=config.store.batch_max_items,
                 batch_max_delay_s=config.store.batch_max_delay_s,
             )
-            self._buses = build_buses(config.modbus.devices, pipeline.submit)
+            self._buses = build_buses(
+                config.modbus.devices,
+                pipeline.submit,
+                pipeline.submit_state if config.rules.device_silent.enabled else None,
+            )
             if config.uplink is not None and config.uplink.enabled:
                 self._sync = build_sync_client(
                     config, store, config.uplink, transport=self._uplink_transport
@@ -217,7 +228,9 @@ def open_store(config: GatewayConfig) -> Store:
 
 
 def build_buses(
-    devices: Sequence[ModbusDeviceSection], sink: Callable[[Reading], None]
+    devices: Sequence[ModbusDeviceSection],
+    sink: Callable[[Reading], None],
+    on_state: Callable[[DeviceStateChange], None] | None = None,
 ) -> list[ModbusBus]:
     """One bus owner per Modbus TCP endpoint and per serial port, serving every device on it.
 
@@ -254,6 +267,7 @@ def build_buses(
                 sink,
                 timeout_s=max(d.timeout_s for d in group),
                 request_gap_s=max(gaps) if gaps else None,
+                on_state=on_state,
             )
         )
     return buses

@@ -17,6 +17,13 @@ beyond it a new event is refused, counted (``access_overflow``) and logged as an
 already accepted is ever dropped. An event that cannot go on the wire (e.g. a device name that is
 not an identifier) is refused at once with ``DecodeError`` and counted (``access_rejected``), so
 that it can never block the writer.
+
+Device state changes (``Pipeline.submit_state``, never blocks: a bus owner's ``on_state``) become
+``device_silent`` alerts: they wait in a deque of their own like access events, and each batch
+write turns the pending ones into alert changes through the same ``AlertBook`` as the rules, in
+the same transaction. There is at most one change per device per poll; beyond ``STATE_HARD_CAP``
+pending (the store has failed for a long time) the oldest is dropped and counted
+(``states_dropped``).
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ from dataclasses import dataclass
 from types import EllipsisType
 
 from edge.alerts import Alert, AlertBook
-from edge.rules import VoltageRule
+from edge.rules import VoltageRule, device_silent
 from edge.store import Store
 from edge.store.records import access_body
 from firmware_bridge.events import AccessEvent
+from firmware_bridge.modbus.bus import DeviceStateChange
 from firmware_bridge.readings import Reading
 from nbedge.errors import DecodeError
 
@@ -44,6 +52,9 @@ _WAKE = ...  # put on an empty queue to wake the consumer for an access event
 
 ACCESS_HARD_CAP = 100_000
 """Access events pending in memory at most (see the module docstring)."""
+
+STATE_HARD_CAP = 10_000
+"""Device state changes pending in memory at most (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,9 @@ class PipelineStats:
     """Access events refused because ``ACCESS_HARD_CAP`` were pending."""
     access_rejected: int = 0
     """Access events refused because they cannot go on the wire."""
+    states_received: int = 0
+    states_dropped: int = 0
+    """Device state changes dropped because ``STATE_HARD_CAP`` were pending."""
 
 
 class Pipeline:
@@ -97,6 +111,9 @@ class Pipeline:
         self._access_written = 0
         self._access_overflow = 0
         self._access_rejected = 0
+        self._states: deque[DeviceStateChange] = deque()
+        self._states_received = 0
+        self._states_dropped = 0
 
     def submit(self, reading: Reading) -> None:
         """Queue a reading for the store; drops the oldest one if the queue is full."""
@@ -129,6 +146,21 @@ class Pipeline:
         if self._queue.empty():
             self._queue.put_nowait(_WAKE)
 
+    def submit_state(self, change: DeviceStateChange) -> None:
+        """Queue a device's state change for the next batch write; never blocks."""
+        self._states_received += 1
+        if len(self._states) >= STATE_HARD_CAP:
+            self._states.popleft()
+            self._states_dropped += 1
+            if self._states_dropped == 1 or self._states_dropped % 1000 == 0:
+                log.error(
+                    "device state changes pending at the hard cap, oldest dropped",
+                    extra={"dropped": self._states_dropped},
+                )
+        self._states.append(change)
+        if self._queue.empty():
+            self._queue.put_nowait(_WAKE)
+
     def close(self) -> None:
         """Tell ``run`` to write what is queued and return (acquisition must have stopped)."""
         self._queue.put_nowait(_CLOSE)
@@ -146,6 +178,8 @@ class Pipeline:
             access_written=self._access_written,
             access_overflow=self._access_overflow,
             access_rejected=self._access_rejected,
+            states_received=self._states_received,
+            states_dropped=self._states_dropped,
         )
 
     async def run(self) -> None:
@@ -153,7 +187,7 @@ class Pipeline:
         closing = False
         while not closing:
             batch, closing = await self._next_batch()
-            if batch or self._access:
+            if batch or self._access or self._states:
                 await self._write(batch)
 
     async def _next_batch(self) -> tuple[list[Reading], bool]:
@@ -181,6 +215,11 @@ class Pipeline:
 
     async def _write(self, batch: list[Reading]) -> None:
         changes = [change for rule in self._rules for change in rule.evaluate(batch, self._book)]
+        # State changes submitted while this write waits stay for the next one.
+        while self._states:
+            alert = device_silent(self._states.popleft(), self._book)
+            if alert is not None:
+                changes.append(alert)
         # Events submitted while this write waits stay in the deque for the next one.
         access = list(self._access)
         while True:

@@ -3,17 +3,54 @@
 The voltage rule follows EN 50160: the supply voltage should stay within the nominal voltage
 +-10 %. An alert is raised on the first reading outside the band and cleared only once a reading
 is back inside the band by the hysteresis margin, so a voltage hovering at the limit does not flap.
+
+The device-silent rule turns a bus's device state changes into a ``device_silent`` alert per
+device (point ``link``): raised when the device goes offline, cleared when it answers again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from edge.alerts import Alert, AlertBook, alert_key
 from edge.schemas import VoltageRuleSection
+from firmware_bridge.modbus.bus import DeviceStateChange
 from firmware_bridge.readings import Reading
 
 VOLTAGE_RULE = "voltage"
+DEVICE_SILENT_RULE = "device_silent"
+LINK_POINT = "link"
+
+
+def device_silent(change: DeviceStateChange, book: AlertBook) -> Alert | None:
+    """The ``device_silent`` alert raised or cleared by ``change``, if any; ``book`` is updated.
+
+    The alert's value is the number of failed polls in a row when it was raised (0 when cleared).
+    """
+    if change.online:
+        return book.clear(
+            alert_key(DEVICE_SILENT_RULE, change.device, LINK_POINT),
+            message=f"{change.device} answers again",
+            value=0.0,
+            at=change.wall_time,
+        )
+    if change.last_ok_wall_time is None:
+        since = "no answer since the gateway started"
+    else:
+        clock = datetime.fromtimestamp(change.last_ok_wall_time, UTC).strftime("%H:%M:%S")
+        since = f"no answer since {clock} UTC"
+    failures = change.consecutive_failures
+    why = f"{failures} failed polls; last: {change.reason}" if failures else change.reason
+    return book.raise_(
+        rule=DEVICE_SILENT_RULE,
+        device=change.device,
+        point=LINK_POINT,
+        severity="warning",
+        message=f"{change.device} silent: {since} ({why})",
+        value=float(failures),
+        at=change.wall_time,
+    )
 
 
 class VoltageRule:

@@ -122,8 +122,14 @@ class VoltageRuleSection(_Section):
     """Names of the points this rule watches."""
 
 
+class DeviceSilentRuleSection(_Section):
+    enabled: bool = True
+    """Raise a ``device_silent`` alert while a Modbus device does not answer."""
+
+
 class RulesSection(_Section):
     voltage: VoltageRuleSection = VoltageRuleSection()
+    device_silent: DeviceSilentRuleSection = DeviceSilentRuleSection()
 
 
 _SERIAL_KEYS = ("serial_port", "baudrate", "parity", "stopbits")

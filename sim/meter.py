@@ -18,6 +18,8 @@ Time ``t`` is seconds since the simulator started; the load profile sees ``start
 state: it integrates between successive calls of :meth:`SimulatedMeter.values_at` and does not move
 when ``t`` goes backwards. :meth:`SimulatedMeter.override` pins a point to a value (tests use it to
 know exactly what is served); :attr:`SimulatedMeter.last_values` is what the last call returned.
+:meth:`SimulatedMeter.reset_counters` puts energy and volume back to 0, as a meter that reboots
+(or is replaced) does.
 """
 
 from __future__ import annotations
@@ -134,6 +136,11 @@ class SimulatedMeter:
             self._overrides.pop(point, None)
         else:
             self._overrides[point] = float(value)
+
+    def reset_counters(self) -> None:
+        """Energy and water volume start again from 0 (a reboot or a replaced meter)."""
+        self._energy_kwh = 0.0
+        self._volume_m3 = 0.0
 
     def voltage_at(self, t: float, phase: int) -> float | None:
         """The voltage an active event imposes on ``phase`` at ``t``, or None."""

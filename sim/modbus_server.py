@@ -22,6 +22,14 @@ on a bare RS-485 line. Fault injection for this transport: ``garble_fraction`` o
 (drawn with ``garble_seed``) leave with their CRC's last byte inverted, so the client's framer
 must reject them; :attr:`SimulatedBuilding.garbled` counts them.
 
+Faults of one meter, on either transport: :meth:`SimulatedBuilding.silence` makes a served unit
+stop answering (no reply at all: the client times out) until :meth:`SimulatedBuilding.resume` or
+for a given time; :meth:`SimulatedBuilding.reboot` resets its counters (energy, water volume) to 0
+and silences it for a few seconds, as a meter that restarts; :meth:`SimulatedBuilding.set_delay`
+makes its answers slow. Keep a delay below the client's timeout: pymodbus's server answers a late
+request with the transaction id of the latest one, so an answer that outlives the client's timeout
+could be taken for the answer to the next request (use ``silence`` for a device that never answers).
+
 Usage::
 
     meters = meters_for({1: "eastron_sdm630", 2: "eastron_sdm120"}, start=datetime.now())
@@ -42,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
@@ -157,6 +166,8 @@ class SimulatedBuilding:
         self.garbled = 0
         """Answers sent with a bad CRC."""
         self._images: dict[int, dict[Function, list[int]]] = {}
+        self._silent_until: dict[int, float] = {}  # event-loop time, per silenced unit
+        self._delay_s: dict[int, float] = {}
         self._t0 = 0.0
         self._server: ModbusTcpServer | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -181,6 +192,30 @@ class SimulatedBuilding:
             for unit, meter in self.meters.items()
         }
 
+    def silence(self, unit: int, for_s: float = math.inf) -> None:
+        """``unit`` stops answering (for ``for_s`` seconds, or until :meth:`resume`)."""
+        if unit not in self.meters:
+            raise KeyError(unit)
+        self._silent_until[unit] = asyncio.get_running_loop().time() + for_s
+
+    def resume(self, unit: int) -> None:
+        """``unit`` answers again."""
+        self._silent_until.pop(unit, None)
+
+    def reboot(self, unit: int, down_s: float = 3.0) -> None:
+        """``unit`` restarts: silent for ``down_s``, then answers with its counters back at 0."""
+        self.meters[unit].reset_counters()
+        self.silence(unit, down_s)
+        self.refresh()
+
+    def set_delay(self, unit: int, delay_s: float) -> None:
+        """``unit`` answers ``delay_s`` late (0: at once); keep it below the client's timeout."""
+        if unit not in self.meters:
+            raise KeyError(unit)
+        if delay_s < 0:
+            raise ValueError("delay_s must be >= 0")
+        self._delay_s[unit] = delay_s
+
     async def __aenter__(self) -> Self:
         self._t0 = asyncio.get_running_loop().time()
         self.refresh()
@@ -191,7 +226,7 @@ class SimulatedBuilding:
             devices,
             address=(self.host, self._requested_port),
             framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET,
-            ignore_missing_devices=self.unknown_units == "silent",
+            ignore_missing_devices=True,  # only the "silent" hooks raise NoSuchIdException
             trace_packet=self._garble if self.framer == "rtu" else None,
         )
         try:
@@ -264,6 +299,14 @@ class SimulatedBuilding:
             registers: list[int],
             set_values: list[int] | list[bool] | None,
         ) -> ExcCodes | None:
+            silent_until = self._silent_until.get(unit)
+            if silent_until is not None:
+                if asyncio.get_running_loop().time() < silent_until:
+                    raise NoSuchIdException("unit silenced")  # pymodbus then stays mute
+                del self._silent_until[unit]
+            delay_s = self._delay_s.get(unit, 0.0)
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
             function = _FUNCTION_CODES.get(function_code)
             if set_values is not None or function is None:
                 return ExcCodes.ILLEGAL_FUNCTION

@@ -30,6 +30,13 @@ Failure handling, per the error contract of :mod:`nbedge.errors`:
 
 Readings of one poll of one device share one ``wall_time`` and ``monotonic_ns``, taken when the
 poll starts. ``sink`` must not block; an exception from it ends :meth:`ModbusBus.run`.
+
+State changes: the optional ``on_state`` gets a :class:`DeviceStateChange` each time a device
+becomes online (its first good poll, or the first after being offline) or offline (after
+``offline_after`` failed polls, a dropped connection counting as one, or when the link stays
+down longer than ``max(2 s, offline_after x timeout_s)``; a link that comes back sooner changes
+no device's state, so a brief drop raises no alert for every meter on it). Like
+``sink``, it must not block, and an exception from it ends :meth:`ModbusBus.run`.
 """
 
 from __future__ import annotations
@@ -237,6 +244,21 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceStateChange:
+    """A device became online or offline (see the module doc), at ``wall_time``."""
+
+    device: str
+    unit_id: int
+    online: bool
+    wall_time: float
+    reason: str
+    """Why: ``answered``, or the last failure (``no answer within 0.5 s``, ``connection lost``)."""
+    last_ok_wall_time: float | None
+    """When the device last answered; None if it never has since the bus started."""
+    consecutive_failures: int
+
+
+@dataclass(frozen=True, slots=True)
 class BusStatus:
     """A snapshot of the bus: its connection and every device."""
 
@@ -304,6 +326,7 @@ class BusOptions(TypedDict, total=False):
     wall_clock: Callable[[], float]
     monotonic_ns: Callable[[], int]
     rng: random.Random | None
+    on_state: Callable[[DeviceStateChange], None] | None
 
 
 class ModbusBus:
@@ -324,6 +347,7 @@ class ModbusBus:
         wall_clock: Callable[[], float] = time.time,
         monotonic_ns: Callable[[], int] = time.monotonic_ns,
         rng: random.Random | None = None,
+        on_state: Callable[[DeviceStateChange], None] | None = None,
     ) -> None:
         """``retries``: extra attempts after a timeout while a device is not offline.
 
@@ -351,9 +375,12 @@ class ModbusBus:
         self._line_free_at = 0.0  # event-loop time before which the next request must wait
         self._frame_check = FrameCheck() if isinstance(link, SerialLine) else None
         self._sink = sink
+        self._on_state = on_state
         self._timeout_s = timeout_s
         self._retries = retries
         self._offline_after = offline_after
+        # A link down for longer than this makes its devices offline (a brief drop does not).
+        self._link_grace_ns = int(max(2.0, offline_after * timeout_s) * 1e9)
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._wall_clock = wall_clock
@@ -409,6 +436,7 @@ class ModbusBus:
                 try:
                     await self._poll(client, device)
                 except _ConnectionLost:
+                    self._failed(device, self._wall_clock(), "connection lost")
                     self._lost_connection(client)
                     continue  # poll this device again once reconnected
                 now = self._monotonic_ns()
@@ -443,6 +471,8 @@ class ModbusBus:
                     "modbus endpoint unreachable, retrying with backoff",
                     extra={"endpoint": self.endpoint},
                 )
+            if self._monotonic_ns() - started >= self._link_grace_ns:
+                self._unreachable()
             await asyncio.sleep(self._backoff(attempts))
         self._connection = ConnectionState.CONNECTED
         self._connects += 1
@@ -459,17 +489,24 @@ class ModbusBus:
             },
         )
 
+    def _unreachable(self) -> None:
+        """The link stayed down past its grace period: every device still online is offline."""
+        wall_time = self._wall_clock()
+        for device in self._devices:
+            if device.state is DeviceState.ONLINE:
+                device.state = DeviceState.OFFLINE
+                self._report(device, wall_time, "connection lost")
+
     def _backoff(self, attempts: int) -> float:
         """Equal jitter: half the exponential delay fixed, half random; capped."""
         ceiling = min(self._backoff_max_s, self._backoff_initial_s * 2.0 ** min(attempts - 1, 30))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
     def _lost_connection(self, client: ModbusBaseClient) -> None:
+        """The link dropped. Devices stay as they are: a reconnection within the grace period
+        (``_connect``) changes nothing, so a brief drop raises no alert for every device."""
         client.close()
         self._connection = ConnectionState.DISCONNECTED
-        for device in self._devices:
-            if device.state is DeviceState.ONLINE:
-                device.state = DeviceState.OFFLINE
         if not self._answered:
             self._flaps += 1
             return
@@ -493,7 +530,12 @@ class ModbusBus:
             if device.state is not DeviceState.ONLINE:
                 device.state = DeviceState.ONLINE
                 logger.info("modbus device online", extra=self._log_fields(device))
+                self._report(device, wall_time, "answered")
             return
+        self._failed(device, wall_time, failure)
+
+    def _failed(self, device: _Device, wall_time: float, failure: str) -> None:
+        """Count a failed poll; ``offline_after`` of them in a row make the device offline."""
         device.consecutive_failures += 1
         if (
             device.consecutive_failures >= self._offline_after
@@ -504,6 +546,22 @@ class ModbusBus:
             fields["reason"] = failure
             fields["consecutive_failures"] = device.consecutive_failures
             logger.warning("modbus device offline", extra=fields)
+            self._report(device, wall_time, failure)
+
+    def _report(self, device: _Device, wall_time: float, reason: str) -> None:
+        if self._on_state is None:
+            return
+        self._on_state(
+            DeviceStateChange(
+                device=device.spec.name,
+                unit_id=device.spec.unit_id,
+                online=device.state is DeviceState.ONLINE,
+                wall_time=wall_time,
+                reason=reason,
+                last_ok_wall_time=device.last_ok_wall_time,
+                consecutive_failures=device.consecutive_failures,
+            )
+        )
 
     async def _read_block(
         self,

@@ -13,7 +13,13 @@ from datetime import datetime
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from firmware_bridge.modbus.bus import ConnectionState, DeviceSpec, DeviceState, ModbusTcpBus
+from firmware_bridge.modbus.bus import (
+    ConnectionState,
+    DeviceSpec,
+    DeviceState,
+    DeviceStateChange,
+    ModbusTcpBus,
+)
 from firmware_bridge.modbus.profiles import DeviceProfile, load_profile, parse_profile
 from firmware_bridge.readings import Reading
 from sim.meter import SimulatedMeter
@@ -176,7 +182,9 @@ async def test_the_bus_waits_for_the_endpoint_and_reconnects_after_it_went_away(
         async with SimulatedBuilding(two_meters(), port=port, update_interval_s=0.1):
             await wait_until(lambda: count() >= 13 * 3)
         await wait_until(lambda: bus.status().connection is not ConnectionState.CONNECTED)
-        assert bus.status().device("flat_a").state is DeviceState.OFFLINE
+        # A link that stays down past its grace period (2 s here) makes the device offline.
+        assert bus.status().device("flat_a").online
+        await wait_until(lambda: bus.status().device("flat_a").state is DeviceState.OFFLINE)
         before = count()
         await asyncio.sleep(0.5)  # the building is gone
         assert count() == before
@@ -189,6 +197,31 @@ async def test_the_bus_waits_for_the_endpoint_and_reconnects_after_it_went_away(
     assert messages.count("modbus endpoint unreachable, retrying with backoff") == 1
     assert messages.count("modbus connection lost") == 1
     assert messages.count("modbus endpoint connected") == 2
+
+
+async def test_a_brief_drop_of_the_link_leaves_every_device_online() -> None:
+    port = free_port()
+    changes: list[DeviceStateChange] = []
+    devices = [DeviceSpec("flat_a", 1, SDM630, 0.05), DeviceSpec("flat_b", 2, SDM630, 0.05)]
+    bus = ModbusTcpBus(
+        "127.0.0.1",
+        port,
+        devices,
+        lambda r: None,
+        timeout_s=1.0,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.1,
+        on_state=changes.append,
+    )
+    async with running(bus):
+        async with SimulatedBuilding(two_meters(), port=port, update_interval_s=0.1):
+            await wait_until(lambda: all(d.online for d in bus.status().devices))
+        await wait_until(lambda: bus.status().connection is not ConnectionState.CONNECTED)
+        await asyncio.sleep(0.3)  # down for well under the grace period (3 s)
+        async with SimulatedBuilding(two_meters(), port=port, update_interval_s=0.1):
+            await wait_until(lambda: bus.status().connects == 2)
+            await wait_until(lambda: all(d.reads_ok > 20 for d in bus.status().devices))
+    assert [(c.device, c.online) for c in changes] == [("flat_a", True), ("flat_b", True)]
 
 
 async def test_cancelling_run_propagates_and_leaves_nothing_behind() -> None:
