@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -177,12 +178,18 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
         await gateway.ready.wait()
         _print_guide(state_dir, central_port, mqtt_port, local_port, platform_token, building.port)
         watcher = tasks.create_task(_watch_central(central_port, platform_token))
+        # Ctrl-C or SIGTERM stop the demo in order, as they stop a gateway: the gateway first
+        # (it flushes and says offline), then the central API, the simulator and the broker.
+        finish = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, finish.set)
         try:
-            if duration_s is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(duration_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finish.wait(), duration_s)
         finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
             stop.set()
             await gateway_task
             watcher.cancel()
