@@ -63,7 +63,9 @@ async def mosquitto(state_dir: Path, port: int) -> AsyncIterator[None]:
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"
     )
-    proc = await asyncio.create_subprocess_exec(binary, "-c", str(conf))
+    # Its own session: Ctrl-C at the terminal reaches the demo only, which stops the broker
+    # last, after the gateway has said offline.
+    proc = await asyncio.create_subprocess_exec(binary, "-c", str(conf), start_new_session=True)
     try:
         async with asyncio.timeout(10):
             while True:
