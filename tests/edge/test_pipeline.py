@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from edge.pipeline import Pipeline
 from edge.store import Store
 from firmware_bridge import AccessEvent, Reading
 from nbedge.errors import DecodeError
+from tests.conftest import wait_until
 
 T0 = 1_800_000_000.0
 
@@ -38,12 +39,6 @@ def make_pipeline(store: Store, queue_size: int = 10) -> Pipeline:
         batch_max_items=5,
         batch_max_delay_s=0.01,
     )
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 async def test_overflow_drops_readings_but_never_an_access_event(tmp_path: Path) -> None:

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
@@ -24,21 +23,13 @@ from firmware_bridge.modbus.profiles import DeviceProfile, load_profile, parse_p
 from firmware_bridge.readings import Reading
 from sim.meter import SimulatedMeter
 from sim.modbus_server import SimulatedBuilding, meters_for, serve_building
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 SDM630 = load_profile("eastron_sdm630")
 SDM120 = load_profile("eastron_sdm120")
 START = datetime(2024, 5, 6, 19, 0)  # a Monday evening: the load is high
 
 pytestmark = pytest.mark.timeout(30)
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

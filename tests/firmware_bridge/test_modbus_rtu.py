@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
@@ -30,6 +29,7 @@ from firmware_bridge.readings import Reading
 from nbedge.errors import ConfigError
 from sim.meter import SimulatedMeter
 from sim.modbus_server import SimulatedBuilding, meters_for
+from tests.conftest import wait_until
 
 SDM630 = load_profile("eastron_sdm630")
 SDM120 = load_profile("eastron_sdm120")
@@ -42,14 +42,6 @@ GATEWAY = """
 id = "gw-1"
 site = "site-1"
 """
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

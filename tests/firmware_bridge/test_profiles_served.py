@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -15,20 +13,13 @@ from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
 from sim.meter import SimulatedMeter
 from sim.modbus_server import SimulatedBuilding, meters_for
+from tests.conftest import wait_until
 
 EM24 = load_profile("carlo_gavazzi_em24")
 WATER = load_profile("advantech_adam6050_water")
 START = datetime(2024, 5, 6, 19, 0)  # a Monday evening: the household is busy
 
 pytestmark = pytest.mark.timeout(30)
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 def latest(readings: list[Reading], device: str) -> dict[str, Reading]:
