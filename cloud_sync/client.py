@@ -327,11 +327,7 @@ class SyncClient:
                     f" {count} records"
                 )
             return
-        detail = _detail(response)
-        if status >= 500 or status in _RETRYABLE_4XX:
-            retry_after = _retry_after_s(response.headers.get("Retry-After"), datetime.now(UTC))
-            raise UplinkUnavailable(f"central API answered {status}: {detail}", retry_after)
-        raise UplinkRejected(status, detail)
+        raise refusal(response)
 
     async def _release(self, record_ids: list[str]) -> None:
         try:
@@ -408,6 +404,18 @@ def _batch_head(gateway_id: str, site_id: str) -> str:
         separators=(",", ":"),
     )
     return head[:-1] + ',"records":['
+
+
+def refusal(response: httpx.Response) -> UplinkUnavailable | UplinkRejected:
+    """The error for a central API answer that is not a success: ``UplinkUnavailable`` (with
+    its ``Retry-After``) for 5xx, 408, 425 and 429, which are worth retrying; else
+    ``UplinkRejected``."""
+    status = response.status_code
+    detail = _detail(response)
+    if status >= 500 or status in _RETRYABLE_4XX:
+        retry_after = _retry_after_s(response.headers.get("Retry-After"), datetime.now(UTC))
+        return UplinkUnavailable(f"central API answered {status}: {detail}", retry_after)
+    return UplinkRejected(status, detail)
 
 
 def _detail(response: httpx.Response) -> str:

@@ -18,14 +18,13 @@ import httpx
 from pydantic import ValidationError
 
 import nbedge
+from cloud_sync.client import refusal
 from cloud_sync.schemas import ClaimRequest, ClaimResponse
 from nbedge.errors import UplinkRejected, UplinkUnavailable
 
 __all__ = ["CLAIM_PATH", "Credential", "claim_gateway"]
 
 CLAIM_PATH = "/v1/claim"
-_RETRYABLE_4XX = frozenset({408, 425, 429})
-_MAX_DETAIL = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +71,4 @@ async def claim_gateway(
         except ValidationError as exc:
             raise UplinkUnavailable(f"the answer ({status}) is not a credential") from exc
         return Credential(claimed.gateway_id, claimed.site_id, claimed.token)
-    detail = _detail(response)
-    if status >= 500 or status in _RETRYABLE_4XX:
-        retry_after = response.headers.get("Retry-After", "")
-        raise UplinkUnavailable(
-            f"central API answered {status}: {detail}",
-            float(retry_after) if retry_after.isdigit() else None,
-        )
-    raise UplinkRejected(status, detail)
-
-
-def _detail(response: httpx.Response) -> str:
-    """The ``detail`` of a FastAPI error answer, or the start of whatever else it was."""
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    text = detail if isinstance(detail, str) else response.text
-    return text[:_MAX_DETAIL] or response.reason_phrase
+    raise refusal(response)
