@@ -240,6 +240,6 @@ class Pipeline:
             log.info(
                 "alert %s",
                 change.state,
-                extra={"alert_id": change.alert_id, "message": change.message},
+                extra={"alert_id": change.alert_id, "text": change.message},
             )
             self._on_alert(change)
