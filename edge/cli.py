@@ -101,14 +101,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     provision.set_defaults(handler=_provision)
 
+    token = commands.add_parser(
+        "local-token",
+        help="make an operator's token for gate commands on the local API",
+        description="Print a new random bearer token for an operator, and the "
+        "[[local_api.operators]] entry (name and the token's SHA-256) to add to the gateway's "
+        "configuration. The token is shown once and never stored by the gateway.",
+    )
+    token.add_argument("name", help="the operator, as the command log will name them")
+    token.set_defaults(handler=_local_token)
+
     sim = commands.add_parser("sim", help="simulated field devices for trials and tests")
     sim_commands = sim.add_subparsers(title="sim commands", metavar="COMMAND")
     building = sim_commands.add_parser(
-        "building", help="serve simulated Eastron SDM630 meters over Modbus TCP"
+        "building",
+        help="serve simulated Eastron SDM630 meters (and gate controllers) over Modbus TCP",
     )
     building.add_argument("--host", default="127.0.0.1")
     building.add_argument("--port", type=int, default=5020)
     building.add_argument("--meters", type=int, default=1, help="meters on unit ids 1..N")
+    building.add_argument(
+        "--gates",
+        type=int,
+        default=0,
+        help="gate controllers (docs/gate-controller.md) with random badge traffic, on the unit "
+        "ids after the meters",
+    )
     building.add_argument(
         "--voltage-event-every",
         type=float,
@@ -170,9 +188,10 @@ def _config_check(args: argparse.Namespace) -> int:
 
     config = load_config(args.file)
     devices = len(config.modbus.devices)
+    gates = f", {len(config.modbus.gates)} gate(s)" if config.modbus.gates else ""
     print(
         f"{args.file}: ok (gateway {config.gateway.id}, site {config.gateway.site}, "
-        f"{devices} Modbus device(s))"
+        f"{devices} Modbus device(s){gates})"
     )
     return 0
 
@@ -279,13 +298,37 @@ def _central_settings() -> CentralSettings:
         ) from exc
 
 
+def _local_token(args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    from edge.schemas import OperatorSection
+
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    try:
+        OperatorSection(name=args.name, token_sha256=digest)
+    except ValueError as exc:
+        print(f"nbedge: {args.name!r} is not a valid operator name: {exc}", file=sys.stderr)
+        return 2
+    print(f"token for {args.name} (give it to them; it is not shown again):\n  {token}\n")
+    print("add to the gateway's configuration, then restart it:\n")
+    print(f'[[local_api.operators]]\nname = "{args.name}"\ntoken_sha256 = "{digest}"')
+    return 0
+
+
 def _sim_building(args: argparse.Namespace) -> int:
     from sim.modbus_server import serve_building
 
     framing = "RTU framing over TCP" if args.rtu else "Modbus TCP"
+    gates = (
+        f", {args.gates} gate(s) on unit ids {args.meters + 1}..{args.meters + args.gates}"
+        if args.gates
+        else ""
+    )
     print(
-        f"simulated building: {args.meters} SDM630 meter(s), {framing} on "
-        f"{args.host}:{args.port}, unit ids 1..{args.meters}; Ctrl-C to stop",
+        f"simulated building: {args.meters} SDM630 meter(s) on unit ids 1..{args.meters}{gates},"
+        f" {framing} on {args.host}:{args.port}; Ctrl-C to stop",
         flush=True,
     )
     asyncio.run(
@@ -293,6 +336,7 @@ def _sim_building(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             meters=args.meters,
+            gates=args.gates,
             voltage_event_every_s=args.voltage_event_every,
             framer="rtu" if args.rtu else "tcp",
         )

@@ -26,8 +26,8 @@ from edge.alerts import Alert, AlertBook
 from edge.asgi import serve_app
 from edge.mqtt import AlertPublisher
 from edge.pipeline import Pipeline
-from edge.rules import VoltageRule
-from edge.schemas import GatewayConfig, ModbusDeviceSection, UplinkSection
+from edge.rules import GateFaultRule, Rule, VoltageRule
+from edge.schemas import GateSection, GatewayConfig, ModbusDeviceSection, UplinkSection
 from edge.store import Quota, Retention, Store
 from edge.web import create_local_app
 from firmware_bridge.modbus.bus import (
@@ -38,12 +38,22 @@ from firmware_bridge.modbus.bus import (
     SerialLine,
     TcpLink,
 )
+from firmware_bridge.modbus.gate import (
+    Command,
+    CommandResult,
+    GateController,
+    GateCursor,
+    GateStatus,
+    Pseudonymizer,
+)
 from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 8.0
+CREDENTIAL_KEY_FILE = "credential-key"
+"""In the state folder: the key of the credential pseudonyms (docs/gate-controller.md)."""
 SUMMARY_GRACE_S = 5.0
 
 
@@ -63,6 +73,7 @@ class Gateway:
         self._pipeline: Pipeline | None = None
         self._publisher: AlertPublisher | None = None
         self._buses: list[ModbusBus] = []
+        self._gates: dict[str, tuple[GateSection, GateController, ModbusBus]] = {}
         self._sync: SyncClient | None = None
 
     # --- what the local web app sees (edge.web.GatewayView) --------------------------------
@@ -85,8 +96,22 @@ class Gateway:
             "store": None if self._store is None else asdict(await self._store.stats()),
             "mqtt": None if self._publisher is None else asdict(self._publisher.status()),
             "uplink": None if self._sync is None else asdict(self._sync.status()),
+            "gates": [asdict(gate.status()) for gate in self._gate_controllers()],
             "active_alerts": len(self._book.active()),
         }
+
+    def gates(self) -> list[GateStatus]:
+        return [gate.status() for gate in self._gate_controllers()]
+
+    async def gate_command(self, name: str, command: Command, *, operator: str) -> CommandResult:
+        """Open or close gate ``name`` (KeyError if there is none); the result is logged."""
+        section, controller, bus = self._gates[name]
+        return await controller.command(
+            bus, command, operator=operator, confirm_timeout_s=section.confirm_timeout_s
+        )
+
+    def _gate_controllers(self) -> list[GateController]:
+        return [controller for _, controller, _ in self._gates.values()]
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -102,7 +127,9 @@ class Gateway:
                     gateway=config.gateway.id,
                     active_alerts=self._book.active,
                 )
-            rules = [VoltageRule(config.rules.voltage)] if config.rules.voltage.enabled else []
+            rules: list[Rule] = [GateFaultRule()]
+            if config.rules.voltage.enabled:
+                rules.append(VoltageRule(config.rules.voltage))
             self._pipeline = pipeline = Pipeline(
                 store,
                 rules=rules,
@@ -112,11 +139,19 @@ class Gateway:
                 batch_max_items=config.store.batch_max_items,
                 batch_max_delay_s=config.store.batch_max_delay_s,
             )
+            gates = await build_gates(config, store, pipeline)
             self._buses = build_buses(
                 config.modbus.devices,
                 pipeline.submit,
                 pipeline.submit_state if config.rules.device_silent.enabled else None,
+                gates=gates,
             )
+            self._gates = {
+                section.name: (section, controller, bus)
+                for section, controller in gates
+                for bus in self._buses
+                if bus.has_device(section.name)
+            }
             if config.uplink is not None and config.uplink.enabled:
                 self._sync = build_sync_client(
                     config, store, config.uplink, transport=self._uplink_transport
@@ -134,7 +169,7 @@ class Gateway:
                     services.append(
                         tasks.create_task(
                             serve_app(
-                                create_local_app(self),
+                                create_local_app(self, config.local_api.operators),
                                 host=config.local_api.host,
                                 port=config.local_api.port,
                                 started=web_started,
@@ -227,18 +262,43 @@ def open_store(config: GatewayConfig) -> Store:
     )
 
 
+async def build_gates(
+    config: GatewayConfig, store: Store, pipeline: Pipeline
+) -> list[tuple[GateSection, GateController]]:
+    """A driver per configured gate controller, resuming after the last event stored."""
+    if not config.modbus.gates:
+        return []
+    pseudonymize = Pseudonymizer.from_file(config.gateway.state_dir / CREDENTIAL_KEY_FILE)
+    gates = []
+    for section in config.modbus.gates:
+        controller = GateController(
+            section.name,
+            emit_reading=pipeline.submit,
+            emit_event=lambda event, key, value: pipeline.submit_access(event, (key, value)),
+            pseudonymize=pseudonymize,
+        )
+        controller.resume(GateCursor.parse(await store.cursor(controller.cursor_key)))
+        gates.append((section, controller))
+    return gates
+
+
 def build_buses(
     devices: Sequence[ModbusDeviceSection],
     sink: Callable[[Reading], None],
     on_state: Callable[[DeviceStateChange], None] | None = None,
+    *,
+    gates: Sequence[tuple[GateSection, GateController]] = (),
 ) -> list[ModbusBus]:
-    """One bus owner per Modbus TCP endpoint and per serial port, serving every device on it.
+    """One bus owner per Modbus TCP endpoint and per serial port, serving every device on it:
+    meters and gate controllers alike.
 
     The schema has checked that devices on one serial port agree on its line settings; a bus
     takes the largest ``timeout_s`` and ``request_gap_s`` of its devices.
     """
-    by_link: dict[tuple[str, str, int], list[ModbusDeviceSection]] = {}
-    for device in devices:
+    by_link: dict[tuple[str, str, int], list[ModbusDeviceSection | GateSection]] = {}
+    drivers = {section.name: controller for section, controller in gates}
+    listed: list[ModbusDeviceSection | GateSection] = [*devices, *(g for g, _ in gates)]
+    for device in listed:
         by_link.setdefault(device.bus_key, []).append(device)
     buses = []
     for group in by_link.values():
@@ -254,8 +314,9 @@ def build_buses(
             DeviceSpec(
                 name=d.name,
                 unit_id=d.unit_id,
-                profile=load_profile(d.profile),
+                profile=load_profile(d.profile) if isinstance(d, ModbusDeviceSection) else None,
                 poll_interval_s=d.poll_interval_s,
+                driver=drivers.get(d.name),
             )
             for d in group
         ]

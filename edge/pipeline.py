@@ -18,6 +18,11 @@ already accepted is ever dropped. An event that cannot go on the wire (e.g. a de
 not an identifier) is refused at once with ``DecodeError`` and counted (``access_rejected``), so
 that it can never block the writer.
 
+An access event read from a device's own event log (a gate controller's ring buffer) comes with
+the source's *cursor* (a key and a value, e.g. ``gate.north`` and ``7:1234``): it is stored in
+the same transaction as the event, so after a restart the source resumes exactly after the last
+event stored (``Store.cursor``): nothing lost, nothing stored twice.
+
 Device state changes (``Pipeline.submit_state``, never blocks: a bus owner's ``on_state``) become
 ``device_silent`` alerts: they wait in a deque of their own like access events, and each batch
 write turns the pending ones into alert changes through the same ``AlertBook`` as the rules, in
@@ -37,7 +42,7 @@ from dataclasses import dataclass
 from types import EllipsisType
 
 from edge.alerts import Alert, AlertBook
-from edge.rules import VoltageRule, device_silent
+from edge.rules import Rule, device_silent
 from edge.store import Store
 from edge.store.records import access_body
 from firmware_bridge.events import AccessEvent
@@ -82,7 +87,7 @@ class Pipeline:
         self,
         store: Store,
         *,
-        rules: Sequence[VoltageRule],
+        rules: Sequence[Rule],
         book: AlertBook,
         on_alert: Callable[[Alert], None],
         queue_size: int = 10_000,
@@ -106,7 +111,7 @@ class Pipeline:
         self._written = 0
         self._batches = 0
         self._write_failures = 0
-        self._access: deque[AccessEvent] = deque()
+        self._access: deque[tuple[AccessEvent, tuple[str, str] | None]] = deque()
         self._access_received = 0
         self._access_written = 0
         self._access_overflow = 0
@@ -125,9 +130,10 @@ class Pipeline:
                 log.warning("reading queue full, oldest dropped", extra={"dropped": self._dropped})
         self._queue.put_nowait(reading)
 
-    def submit_access(self, event: AccessEvent) -> None:
-        """Queue an access event for the next batch write; never blocks, never drops one it
-        accepted. Raises ``DecodeError`` for an event that cannot go on the wire."""
+    def submit_access(self, event: AccessEvent, cursor: tuple[str, str] | None = None) -> bool:
+        """Queue an access event (and its source's cursor) for the next batch write; never
+        blocks, never drops one it accepted. False if refused at the hard cap (offer it again
+        later); raises ``DecodeError`` for an event that cannot go on the wire."""
         self._access_received += 1
         try:
             access_body(event)
@@ -141,10 +147,11 @@ class Pipeline:
                     "access events pending at the hard cap, new one refused",
                     extra={"overflow": self._access_overflow, "device": event.device},
                 )
-            return
-        self._access.append(event)
+            return False
+        self._access.append((event, cursor))
         if self._queue.empty():
             self._queue.put_nowait(_WAKE)
+        return True
 
     def submit_state(self, change: DeviceStateChange) -> None:
         """Queue a device's state change for the next batch write; never blocks."""
@@ -221,10 +228,12 @@ class Pipeline:
             if alert is not None:
                 changes.append(alert)
         # Events submitted while this write waits stay in the deque for the next one.
-        access = list(self._access)
+        pending = list(self._access)
+        access = [event for event, _ in pending]
+        cursors = dict(cursor for _, cursor in pending if cursor is not None)  # the last wins
         while True:
             try:
-                await self._store.write(batch, changes, access=access)
+                await self._store.write(batch, changes, access=access, cursors=cursors)
                 break
             except Exception:
                 # A full disk or an I/O error: keep the batch and retry; the queue bounds memory.

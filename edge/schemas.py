@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
@@ -136,11 +136,11 @@ _SERIAL_KEYS = ("serial_port", "baudrate", "parity", "stopbits")
 _LINE_SETTINGS = ("baudrate", "parity", "stopbits")
 
 
-class ModbusDeviceSection(_Section):
+class _ModbusLinkSection(_Section):
+    """Where a Modbus device is: the link fields shared by meters and gate controllers."""
+
     name: Identifier
     """Device name, unique on this gateway."""
-    profile: str
-    """Device profile: a packaged name such as ``eastron_sdm630`` or a path to a TOML file."""
     transport: Literal["tcp", "rtu"] = "tcp"
     """``tcp``: Modbus TCP at ``host``; ``rtu``: Modbus RTU on the serial port ``serial_port``."""
     host: str | None = None
@@ -154,14 +154,13 @@ class ModbusDeviceSection(_Section):
     """Eastron meters ship with 9600 8N1; the Modbus specification's default is 8E1."""
     stopbits: Literal[1, 2] = 1
     unit_id: Annotated[int, Field(ge=0, le=247)] = 1
-    poll_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     request_gap_s: Annotated[float, Field(ge=0, le=10)] | None = None
     """Pause between one answer and the next request on the bus; default 3.5 character times
     (at least 5 ms) on RTU, none on TCP."""
 
     @model_validator(mode="after")
-    def _transport_keys(self) -> ModbusDeviceSection:
+    def _transport_keys(self) -> Self:
         problems = []
         given = self.model_fields_set
         if self.transport == "tcp":
@@ -194,12 +193,29 @@ class ModbusDeviceSection(_Section):
         return ("tcp", self.host or "", self.port)
 
 
+class ModbusDeviceSection(_ModbusLinkSection):
+    """A meter, read through its profile."""
+
+    profile: str
+    """Device profile: a packaged name such as ``eastron_sdm630`` or a path to a TOML file."""
+    poll_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
+
+
+class GateSection(_ModbusLinkSection):
+    """A gate or barrier controller speaking the nbedge gate register map."""
+
+    poll_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
+    confirm_timeout_s: Annotated[float, Field(ge=0.5, le=60)] = 5.0
+    """How long a command may take to show in the gate's state before it is not confirmed."""
+
+
 class ModbusSection(_Section):
     devices: list[ModbusDeviceSection] = []
+    gates: list[GateSection] = []
 
     @model_validator(mode="after")
     def _unique_names(self) -> ModbusSection:
-        names = [device.name for device in self.devices]
+        names = [device.name for device in (*self.devices, *self.gates)]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"device names must be unique: {', '.join(duplicates)}")
@@ -209,9 +225,13 @@ class ModbusSection(_Section):
     def _one_setting_per_serial_line(self) -> ModbusSection:
         """Devices on one serial port share its baud rate, parity and stop bits and unit ids."""
         problems = []
-        first_on_port: dict[str, tuple[int, ModbusDeviceSection]] = {}
+        first_on_port: dict[str, tuple[str, _ModbusLinkSection]] = {}
         units_on_port: dict[tuple[str, int], str] = {}
-        for index, device in enumerate(self.devices):
+        listed: list[tuple[str, _ModbusLinkSection]] = [
+            (f"devices.{i}", d) for i, d in enumerate(self.devices)
+        ]
+        listed += [(f"gates.{i}", g) for i, g in enumerate(self.gates)]
+        for index, device in listed:
             if device.transport != "rtu" or device.serial_port is None:
                 continue
             port = device.serial_port
@@ -220,18 +240,26 @@ class ModbusSection(_Section):
                 mine, theirs = getattr(device, key), getattr(first, key)
                 if mine != theirs:
                     problems.append(
-                        f"devices.{index}.{key}: {mine!r} differs from {theirs!r} of "
-                        f"devices.{first_index} ({first.name}) on {port}; devices on one serial "
+                        f"{index}.{key}: {mine!r} differs from {theirs!r} of "
+                        f"{first_index} ({first.name}) on {port}; devices on one serial "
                         "port share its line settings"
                     )
             other = units_on_port.setdefault((port, device.unit_id), device.name)
             if other != device.name:
-                problems.append(
-                    f"devices.{index}.unit_id: {device.unit_id} is already {other}'s on {port}"
-                )
+                problems.append(f"{index}.unit_id: {device.unit_id} is already {other}'s on {port}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+class OperatorSection(_Section):
+    """A person or system allowed to command gates through the local API."""
+
+    name: Identifier
+    """Who, as the command log names them."""
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    """SHA-256 of the operator's bearer token in hex (``nbedge local-token NAME`` makes both):
+    the token itself is never in the configuration."""
 
 
 class LocalApiSection(_Section):
@@ -239,6 +267,15 @@ class LocalApiSection(_Section):
     host: str = "127.0.0.1"
     """Address of the local status page and API; use the LAN address to reach it on site."""
     port: Annotated[int, Field(ge=1, le=65_535)] = 8080
+    operators: list[OperatorSection] = []
+
+    @model_validator(mode="after")
+    def _unique_operators(self) -> LocalApiSection:
+        names = [operator.name for operator in self.operators]
+        hashes = [operator.token_sha256 for operator in self.operators]
+        if len(set(names)) != len(names) or len(set(hashes)) != len(hashes):
+            raise ValueError("operator names and tokens must be unique")
+        return self
 
 
 class LogSection(_Section):

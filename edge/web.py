@@ -4,19 +4,35 @@
 - ``GET /api/status``: the gateway's health as JSON (devices, queue, store, MQTT, uplink).
 - ``GET /api/alerts``: the active alerts.
 - ``GET /api/readings/latest``: the newest value of every point.
+- ``GET /api/gates``: every gate controller's state and event counters.
+- ``POST /api/gates/<name>/open`` and ``.../close``: command a gate (docs/gate-controller.md),
+  for operators only: ``Authorization: Bearer <token>``, where the SHA-256 of the token is an
+  operator's ``token_sha256`` in ``[[local_api.operators]]``. Refused attempts are counted
+  (``local_api.auth_failures`` in the status) and logged without the token.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
+import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge.alerts import Alert
+from edge.schemas import OperatorSection
+from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
+
+log = logging.getLogger(__name__)
+
+_STATUS_OF_RESULT = {"confirmed": 200, "refused": 409, "unreachable": 503, "not_confirmed": 504}
 
 
 class GatewayView(Protocol):
@@ -27,6 +43,12 @@ class GatewayView(Protocol):
     def active_alerts(self) -> list[Alert]: ...
 
     async def latest_readings(self) -> list[dict[str, Any]]: ...
+
+    def gates(self) -> list[GateStatus]: ...
+
+    async def gate_command(
+        self, name: str, command: Command, *, operator: str
+    ) -> CommandResult: ...
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -40,12 +62,63 @@ def _alert_json(alert: Alert) -> dict[str, Any]:
     return data
 
 
-def create_local_app(gateway: GatewayView) -> FastAPI:
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _operator(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The operator whose token came with the request; 401 (counted, logged) otherwise."""
+    state = request.app.state
+    if credentials is not None:
+        digest = hashlib.sha256(credentials.credentials.encode()).hexdigest()
+        for token_sha256, name in state.operators.items():
+            if hmac.compare_digest(digest, token_sha256):
+                return str(name)
+    state.auth_failures += 1
+    log.warning(
+        "local API: command refused, no valid operator token",
+        extra={
+            "path": request.url.path,
+            "client": request.client.host if request.client else None,
+            "auth_failures": state.auth_failures,
+        },
+    )
+    raise HTTPException(
+        status_code=401,
+        detail="an operator's bearer token is required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def create_local_app(gateway: GatewayView, operators: Sequence[OperatorSection] = ()) -> FastAPI:
     app = FastAPI(title="nbedge gateway", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.state.operators = {operator.token_sha256: operator.name for operator in operators}
+    app.state.auth_failures = 0
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
-        return await gateway.status()
+        state = await gateway.status()
+        state["local_api"] = {
+            "operators": len(app.state.operators),
+            "auth_failures": app.state.auth_failures,
+        }
+        return state
+
+    @app.get("/api/gates")
+    async def gates() -> list[dict[str, Any]]:
+        return [asdict(gate) for gate in gateway.gates()]
+
+    @app.post("/api/gates/{name}/{command}")
+    async def command_gate(
+        name: str, command: Command, who: Annotated[str, Depends(_operator)]
+    ) -> JSONResponse:
+        try:
+            result = await gateway.gate_command(name, command, operator=who)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"no gate called {name!r}") from None
+        return JSONResponse(asdict(result), status_code=_STATUS_OF_RESULT[result.result])
 
     @app.get("/api/alerts")
     async def alerts() -> list[dict[str, Any]]:
@@ -60,13 +133,29 @@ def create_local_app(gateway: GatewayView) -> FastAPI:
         state = await gateway.status()
         alerts = gateway.active_alerts()
         readings = await gateway.latest_readings()
-        return _render_page(state, alerts, readings)
+        return _render_page(state, alerts, readings, gateway.gates())
 
     return app
 
 
-def _render_page(state: dict[str, Any], alerts: list[Alert], readings: list[dict[str, Any]]) -> str:
+def _render_page(
+    state: dict[str, Any],
+    alerts: list[Alert],
+    readings: list[dict[str, Any]],
+    gates: list[GateStatus],
+) -> str:
     esc = html.escape
+    gate_rows = "".join(
+        f"<tr><td>{esc(g.name)}</td><td>{esc(g.state or 'unknown')}</td>"
+        f"<td>{esc(g.fault or '')}</td><td>{g.events_read}</td><td>{g.events_lost}</td></tr>"
+        for g in gates
+    )
+    gate_table = (
+        "<h2>Gates</h2><table><tr><th>gate</th><th>state</th><th>fault</th>"
+        f"<th>events read</th><th>events lost</th></tr>{gate_rows}</table>"
+        if gates
+        else ""
+    )
     alert_rows = (
         "".join(
             f"<tr><td>{esc(_iso(a.raised_at) or '')}</td><td>{esc(a.severity)}</td>"
@@ -90,6 +179,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 <h2>Active alerts ({len(alerts)})</h2>
 <table><tr><th>raised (UTC)</th><th>severity</th><th>device</th><th>what</th></tr>
 {alert_rows}</table>
+{gate_table}
 <h2>Latest readings</h2>
 <table><tr><th>device</th><th>point</th><th>value</th><th>at (UTC)</th></tr>{reading_rows}</table>
 <p><a href="/api/status">status (JSON)</a></p>

@@ -52,6 +52,14 @@ class DeviceUnavailable(NbedgeError):
         super().__init__(f"{device}: {reason}")
 
 
+class DeviceRefused(DeviceUnavailable):
+    """A field device answered with a Modbus exception reply: it is there but refused."""
+
+    def __init__(self, device: str, reason: str, exception_code: int) -> None:
+        super().__init__(device, reason)
+        self.exception_code = exception_code
+
+
 class DecodeError(NbedgeError):
     """Input from a device or a peer could not be decoded. Drop it and count it."""
 

@@ -23,7 +23,7 @@ import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,16 +165,19 @@ class Store:
         alerts: Sequence[Alert] = (),
         *,
         access: Sequence[AccessEvent] = (),
+        cursors: Mapping[str, str] | None = None,
     ) -> None:
         """Store readings, alert changes and access events, with the outbox rows of the alerts
-        and access events (one each), in one transaction."""
-        await self._run(self._write, readings, alerts, access, self.clock.stamp())
+        and access events (one each), and the sources' ``cursors`` (see :meth:`cursor`), in one
+        transaction."""
+        await self._run(self._write, readings, alerts, access, cursors, self.clock.stamp())
 
     def _write(
         self,
         readings: Sequence[Reading],
         alerts: Sequence[Alert],
         access: Sequence[AccessEvent],
+        cursors: Mapping[str, str] | None,
         stamp: Stamp,
     ) -> None:
         conn = self._conn
@@ -224,9 +227,16 @@ class Store:
             )
             if access:
                 self._write_access(access, stamp)
+            for key, value in (cursors or {}).items():
+                outbox.set_meta(conn, f"cursor.{key}", value)
         self._rows_since_check += len(readings)
         if self._rows_since_check >= self.quota.check_every_rows:
             self._enforce_quota(stamp)
+
+    async def cursor(self, key: str) -> str:
+        """How far a source's events are stored (``""`` if none yet): the value last written
+        with :meth:`write`'s ``cursors``, in the same transaction as those events."""
+        return await self._run(lambda: outbox.meta(self._conn, f"cursor.{key}"))
 
     def _write_access(self, access: Sequence[AccessEvent], stamp: Stamp) -> None:
         self._conn.executemany(

@@ -31,6 +31,13 @@ Failure handling, per the error contract of :mod:`nbedge.errors`:
 Readings of one poll of one device share one ``wall_time`` and ``monotonic_ns``, taken when the
 poll starts. ``sink`` must not block; an exception from it ends :meth:`ModbusBus.run`.
 
+Devices other than meters (gate controllers) bring a :class:`DeviceDriver` instead of a profile:
+the bus calls its ``poll`` with a :class:`DeviceIO`, through which every request gets the same
+pacing, timeout, retries and counters as a meter's reads; a failed request fails the poll.
+:meth:`ModbusBus.execute` runs a short operation on one device (a gate command: write a coil,
+read the state back) between two polls, ahead of any poll that is due, so a command waits for
+at most the request in flight.
+
 State changes: the optional ``on_state`` gets a :class:`DeviceStateChange` each time a device
 becomes online (its first good poll, or the first after being offline) or offline (after
 ``offline_after`` failed polls, a dropped connection counting as one, or when the link stays
@@ -47,9 +54,10 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, TypedDict, Unpack
+from typing import Final, Generic, Literal, Protocol, TypedDict, TypeVar, Unpack
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException
@@ -59,7 +67,7 @@ from pymodbus.pdu import DecodePDU, ModbusPDU
 from firmware_bridge.modbus.plan import ReadBlock, decode_block, plan_reads
 from firmware_bridge.modbus.profiles import DeviceProfile
 from firmware_bridge.readings import Reading
-from nbedge.errors import DecodeError
+from nbedge.errors import DecodeError, DeviceRefused, DeviceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,7 @@ _GUARD_S = 1.0  # our own bound on top of pymodbus's timeout, should pymodbus ev
 MIN_SERIAL_GAP_S: Final = 0.005
 """The shortest default pause between requests on a serial line (see the module doc)."""
 
+T = TypeVar("T")
 Parity = Literal["N", "E", "O"]
 BAUDRATES: Final = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
@@ -187,20 +196,33 @@ def make_client(
     )
 
 
+class DeviceDriver(Protocol):
+    """What a device that is not a plain meter (a gate controller) does at each poll."""
+
+    async def poll(self, io: DeviceIO, wall_time: float, stamp_ns: int) -> None:
+        """Read the device through ``io``. A ``DeviceUnavailable`` from ``io`` fails the poll (let
+        it propagate); raise ``DecodeError`` for an answer that makes no sense (counted)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
-    """One device on the endpoint: its name for readings, Modbus unit id, profile and poll rate."""
+    """One device on the endpoint: its name for readings, Modbus unit id, poll rate, and what to
+    read: a meter's ``profile`` or, for other devices, a ``driver`` (exactly one of the two)."""
 
     name: str
     unit_id: int
-    profile: DeviceProfile
+    profile: DeviceProfile | None
     poll_interval_s: float
+    driver: DeviceDriver | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.unit_id <= 255:
             raise ValueError(f"{self.name}: unit_id must be 0..255, not {self.unit_id}")
         if not self.poll_interval_s > 0:
             raise ValueError(f"{self.name}: poll_interval_s must be > 0")
+        if (self.profile is None) == (self.driver is None):
+            raise ValueError(f"{self.name}: give a profile or a driver, not both or neither")
 
 
 class ConnectionState(enum.StrEnum):
@@ -222,7 +244,8 @@ class DeviceState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DeviceStatus:
-    """A snapshot of one device's health and counters (counters count read requests)."""
+    """A snapshot of one device's health and counters (counters count requests: reads, and
+    writes of commands)."""
 
     name: str
     unit_id: int
@@ -314,6 +337,74 @@ class _ConnectionLost(Exception):
     """Internal: the connection went away during a poll."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Command(Generic[T]):
+    """Internal: an operation waiting for its turn on the link."""
+
+    device: _Device
+    operation: Callable[[DeviceIO], Awaitable[T]]
+    future: asyncio.Future[T]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """Internal: why a request failed, and the exception code if the device refused it."""
+
+    reason: str
+    exception_code: int | None = None
+
+
+class DeviceIO:
+    """Requests to one device, for a :class:`DeviceDriver` or an operation given to
+    :meth:`ModbusBus.execute`: each paced, bounded by the bus's timeout, retried (unless the
+    device is offline) and counted like a meter's reads. A request that fails raises
+    ``DeviceUnavailable`` (``DeviceRefused`` for an exception reply)."""
+
+    def __init__(self, bus: ModbusBus, client: ModbusBaseClient, device: _Device) -> None:
+        self._bus = bus
+        self._client = client
+        self._device = device
+        self.name = device.spec.name
+
+    async def read_holding(self, address: int, count: int) -> list[int]:
+        """Read ``count`` holding registers (function 3) from ``address``."""
+        unit = self._device.spec.unit_id
+        response = await self._call(
+            lambda c: c.read_holding_registers(address, count=count, device_id=unit),
+            f"read at {address:#06x}",
+        )
+        registers = list(response.registers)
+        if len(registers) != count:
+            raise DecodeError(f"{self.name}: asked {count} registers, got {len(registers)}")
+        return registers
+
+    async def read_coils(self, address: int, count: int) -> list[bool]:
+        """Read ``count`` coils (function 1) from ``address``."""
+        unit = self._device.spec.unit_id
+        response = await self._call(
+            lambda c: c.read_coils(address, count=count, device_id=unit),
+            f"coil read at {address}",
+        )
+        return list(response.bits[:count])
+
+    async def write_coil(self, address: int, value: bool) -> None:
+        """Write one coil (function 5)."""
+        unit = self._device.spec.unit_id
+        await self._call(
+            lambda c: c.write_coil(address, value, device_id=unit), f"coil write at {address}"
+        )
+
+    async def _call(
+        self, request: Callable[[ModbusBaseClient], Awaitable[ModbusPDU]], what: str
+    ) -> ModbusPDU:
+        answer = await self._bus._exchange(self._client, self._device, request, what)
+        if isinstance(answer, _Failed):
+            if answer.exception_code is not None:
+                raise DeviceRefused(self.name, answer.reason, answer.exception_code)
+            raise DeviceUnavailable(self.name, answer.reason)
+        return answer
+
+
 class BusOptions(TypedDict, total=False):
     """The keyword options of :class:`ModbusBus` (and of :class:`ModbusTcpBus`)."""
 
@@ -389,15 +480,24 @@ class ModbusBus:
         self._devices = [
             _Device(
                 spec=d,
-                blocks=plan_reads(d.profile.points, d.profile.max_registers, d.profile.max_gap),
+                blocks=[]
+                if d.profile is None
+                else plan_reads(d.profile.points, d.profile.max_registers, d.profile.max_gap),
                 interval_ns=round(d.poll_interval_s * 1e9),
             )
             for d in devices
         ]
+        self._by_name = {d.spec.name: d for d in self._devices}
+        self._commands: deque[_Command[object]] = deque()
+        self._wake = asyncio.Event()
+        self._stopped = False
         self._connection = ConnectionState.IDLE
         self._connects = 0
         self._answered = False  # whether the current connection has carried one answer
         self._flaps = 0  # connections in a row that closed before any answer
+
+    def has_device(self, name: str) -> bool:
+        return name in self._by_name
 
     def status(self) -> BusStatus:
         """A consistent snapshot of the connection and every device's counters."""
@@ -421,16 +521,28 @@ class ModbusBus:
         now = self._monotonic_ns()
         deadlines = [(now, i) for i in range(len(self._devices))]
         heapq.heapify(deadlines)
+        self._stopped = False
         try:
             while True:
                 if not client.connected:
                     if self._connection is ConnectionState.CONNECTED:
                         self._lost_connection(client)  # the peer closed it between polls
                     await self._connect(client)
+                if self._commands:
+                    try:
+                        await self._run_command(client, self._commands.popleft())
+                    except _ConnectionLost:
+                        self._lost_connection(client)
+                    continue
                 due, index = deadlines[0]
                 wait_ns = due - self._monotonic_ns()
                 if wait_ns > 0:
-                    await asyncio.sleep(wait_ns / 1e9)
+                    self._wake.clear()
+                    try:
+                        async with asyncio.timeout(wait_ns / 1e9):
+                            await self._wake.wait()  # set by execute()
+                    except TimeoutError:
+                        pass
                     continue
                 device = self._devices[index]
                 try:
@@ -443,9 +555,51 @@ class ModbusBus:
                 missed = max(0, (now - due) // device.interval_ns)
                 heapq.heapreplace(deadlines, (due + (missed + 1) * device.interval_ns, index))
         finally:
+            self._stopped = True
             client.close()
             if self._connection is not ConnectionState.IDLE:
                 self._connection = ConnectionState.DISCONNECTED
+            while self._commands:
+                command = self._commands.popleft()
+                if not command.future.done():
+                    command.future.set_exception(
+                        DeviceUnavailable(command.device.spec.name, "the bus stopped")
+                    )
+
+    async def execute(self, device: str, operation: Callable[[DeviceIO], Awaitable[T]]) -> T:
+        """Run ``operation`` on ``device`` between two polls, ahead of the polls that are due.
+
+        Keep it short (a few requests): the link is the operation's while it runs. Raises
+        ``KeyError`` for an unknown device, ``DeviceUnavailable`` if the bus has stopped or the
+        connection drops, and whatever ``operation`` raises. Bound the wait with a timeout:
+        until the bus runs and while the link is down, the operation waits (cancelling withdraws
+        it).
+        """
+        target = self._by_name[device]
+        if self._stopped:
+            raise DeviceUnavailable(device, "the bus has stopped")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._commands.append(_Command(target, operation, future))  # type: ignore[arg-type]
+        self._wake.set()
+        return await future
+
+    async def _run_command(self, client: ModbusBaseClient, command: _Command[object]) -> None:
+        if command.future.done():  # the caller gave up waiting
+            return
+        io = DeviceIO(self, client, command.device)
+        try:
+            result = await command.operation(io)
+        except _ConnectionLost:
+            command.future.set_exception(
+                DeviceUnavailable(command.device.spec.name, "connection lost")
+            )
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller of execute() gets it
+            if not command.future.done():
+                command.future.set_exception(exc)
+            return
+        if not command.future.done():
+            command.future.set_result(result)
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -516,10 +670,13 @@ class ModbusBus:
     # --- polling ---------------------------------------------------------------------------------
 
     async def _poll(self, client: ModbusBaseClient, device: _Device) -> None:
-        """Read every block of one device; stop at its first failed read."""
+        """Read every block of one device (stop at its first failed read), or run its driver."""
         wall_time = self._wall_clock()
         stamp_ns = self._monotonic_ns()
         failure: str | None = None
+        driver = device.spec.driver
+        if driver is not None:
+            failure = await self._poll_driver(client, device, driver, wall_time, stamp_ns)
         for block in device.blocks:
             failure = await self._read_block(client, device, block, wall_time, stamp_ns)
             if failure is not None:
@@ -533,6 +690,27 @@ class ModbusBus:
                 self._report(device, wall_time, "answered")
             return
         self._failed(device, wall_time, failure)
+
+    async def _poll_driver(
+        self,
+        client: ModbusBaseClient,
+        device: _Device,
+        driver: DeviceDriver,
+        wall_time: float,
+        stamp_ns: int,
+    ) -> str | None:
+        """Run a driver's poll; return why it failed, or None."""
+        try:
+            await driver.poll(DeviceIO(self, client, device), wall_time, stamp_ns)
+        except DeviceUnavailable as exc:
+            return exc.reason
+        except DecodeError as exc:
+            device.decode_errors += 1
+            logger.warning(
+                "modbus device answer not understood",
+                extra={**self._log_fields(device), "error": str(exc)},
+            )
+        return None
 
     def _failed(self, device: _Device, wall_time: float, failure: str) -> None:
         """Count a failed poll; ``offline_after`` of them in a row make the device offline."""
@@ -572,33 +750,27 @@ class ModbusBus:
         stamp_ns: int,
     ) -> str | None:
         """Read, decode and hand on one block; return why it failed, or None."""
-        attempts = 1 if device.state is DeviceState.OFFLINE else 1 + self._retries
-        for attempt in range(attempts):
-            garbled = self._garbled()
-            try:
-                response = await self._request(client, device.spec.unit_id, block)
-            except (ModbusException, TimeoutError, OSError) as exc:
-                if isinstance(exc, ConnectionException) or not client.connected:
-                    raise _ConnectionLost from exc
-                device.reads_failed += 1
-                if self._garbled() > garbled:
-                    device.frame_errors += 1
-                    reason = "garbled answer (bad CRC or framing)"
-                else:
-                    device.timeouts += 1
-                    reason = f"no answer within {self._timeout_s} s"
-                if attempt + 1 < attempts:
-                    continue
-                return reason
-            break
-        self._answered = True
-        if response.isError():
-            device.reads_failed += 1
-            device.exceptions += 1
-            return f"exception reply {response.exception_code:#04x} to read at {block.address:#06x}"
-        device.reads_ok += 1
+        unit = device.spec.unit_id
+        if block.function == "input":
+            answer = await self._exchange(
+                client,
+                device,
+                lambda c: c.read_input_registers(block.address, count=block.count, device_id=unit),
+                f"read at {block.address:#06x}",
+            )
+        else:
+            answer = await self._exchange(
+                client,
+                device,
+                lambda c: c.read_holding_registers(
+                    block.address, count=block.count, device_id=unit
+                ),
+                f"read at {block.address:#06x}",
+            )
+        if isinstance(answer, _Failed):
+            return answer.reason
         try:
-            values = decode_block(block, list(response.registers))
+            values = decode_block(block, list(answer.registers))
         except DecodeError as exc:
             device.decode_errors += 1
             logger.debug(
@@ -611,7 +783,47 @@ class ModbusBus:
             self._sink(Reading(name, point.name, value, point.unit, wall_time, stamp_ns))
         return None
 
-    async def _request(self, client: ModbusBaseClient, unit_id: int, block: ReadBlock) -> ModbusPDU:
+    async def _exchange(
+        self,
+        client: ModbusBaseClient,
+        device: _Device,
+        request: Callable[[ModbusBaseClient], Awaitable[ModbusPDU]],
+        what: str,
+    ) -> ModbusPDU | _Failed:
+        """One request with the device's retries: the answer, or why it failed (counted)."""
+        attempts = 1 if device.state is DeviceState.OFFLINE else 1 + self._retries
+        for attempt in range(attempts):
+            garbled = self._garbled()
+            try:
+                response = await self._request(client, request)
+            except (ModbusException, TimeoutError, OSError) as exc:
+                if isinstance(exc, ConnectionException) or not client.connected:
+                    raise _ConnectionLost from exc
+                device.reads_failed += 1
+                if self._garbled() > garbled:
+                    device.frame_errors += 1
+                    reason = "garbled answer (bad CRC or framing)"
+                else:
+                    device.timeouts += 1
+                    reason = f"no answer within {self._timeout_s} s"
+                if attempt + 1 < attempts:
+                    continue
+                return _Failed(reason)
+            break
+        self._answered = True
+        if response.isError():
+            device.reads_failed += 1
+            device.exceptions += 1
+            code = int(response.exception_code)
+            return _Failed(f"exception reply {code:#04x} to {what}", code)
+        device.reads_ok += 1
+        return response
+
+    async def _request(
+        self,
+        client: ModbusBaseClient,
+        request: Callable[[ModbusBaseClient], Awaitable[ModbusPDU]],
+    ) -> ModbusPDU:
         """One request, after the line has been quiet for ``request_gap_s``."""
         loop = asyncio.get_running_loop()
         wait_s = self._line_free_at - loop.time()
@@ -619,13 +831,7 @@ class ModbusBus:
             await asyncio.sleep(wait_s)
         try:
             async with asyncio.timeout(self._timeout_s + _GUARD_S):
-                if block.function == "input":
-                    return await client.read_input_registers(
-                        block.address, count=block.count, device_id=unit_id
-                    )
-                return await client.read_holding_registers(
-                    block.address, count=block.count, device_id=unit_id
-                )
+                return await request(client)
         finally:
             self._line_free_at = loop.time() + self._request_gap_s
 

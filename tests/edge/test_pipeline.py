@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -124,11 +124,12 @@ class FailingStore(Store):
         alerts: Sequence[Alert] = (),
         *,
         access: Sequence[AccessEvent] = (),
+        cursors: Mapping[str, str] | None = None,
     ) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError("disk full")
-        await super().write(readings, alerts, access=access)
+        await super().write(readings, alerts, access=access, cursors=cursors)
 
 
 async def test_access_events_wait_through_failed_writes(tmp_path: Path) -> None:
