@@ -154,6 +154,10 @@ class _Scanner:
                 matching.append((name, len(points)))
         best = max((count for _, count in matching), default=0)
         suggested = tuple(name for name, count in matching if count == best)
+        # A unit that returned registers to any probe answered normally: an exception to one
+        # candidate's registers (another model's map) is not worth showing.
+        if any(registers is not None for registers in raw.values()):
+            exception_code = None
         return UnitProbe(unit, answered=True, exception_code=exception_code, profiles=suggested)
 
     async def _read(self, unit: int, span: _Span) -> tuple[bool, int | None, list[int] | None]:
