@@ -138,7 +138,8 @@ def decode_point(point: PointSpec, registers: list[int]) -> float:
     """Decode one point from exactly its registers, word order and scale applied.
 
     Raises :class:`DecodeError` for a wrong register count or a register outside 0..65535.
-    The result may be NaN or infinite (a meter's "not available"); :func:`decode_block` drops those.
+    The result may be NaN or infinite (a meter's "not available", or the point's ``invalid`` raw
+    value, decoded as NaN); :func:`decode_block` drops those.
     """
     kind = REGISTER_TYPES[point.type]
     if len(registers) != kind.registers:
@@ -155,6 +156,8 @@ def decode_point(point: PointSpec, registers: list[int]) -> float:
         raise DecodeError(f"{point.name}: {exc}") from exc
     if not isinstance(raw, int | float):
         raise DecodeError(f"{point.name}: decoded to {type(raw).__name__}, not a number")
+    if point.invalid is not None and raw == point.invalid:
+        return math.nan
     return float(raw) * point.scale
 
 

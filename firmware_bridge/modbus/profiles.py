@@ -23,6 +23,8 @@ A profile is data: adding a device model means adding a ``.toml`` file to
     scale = 1.0                      # optional: value = raw * scale
     kind = "gauge"                   # optional: "gauge" (default: a level such as volts) or
                                      # "counter" (monotonic, e.g. kWh: summaries carry a delta)
+    invalid = 0xFFFFFFFF             # optional, integer types: the raw value that means "not
+                                     # available"; such a reading is dropped and counted
 
 Pydantic checks the file's shape (unknown keys refused); the loader then refuses duplicate point
 names and overlapping registers. Every problem is reported at once as a :class:`ConfigError`
@@ -39,7 +41,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from firmware_bridge.modbus.plan import (
     DEFAULT_MAX_GAP,
@@ -72,6 +74,8 @@ class PointSpec:
     scale: float = 1.0
     description: str = ""
     kind: PointKind = "gauge"
+    invalid: int | None = None
+    """The raw integer (before ``scale``) the device sends for "not available", if any."""
 
     @property
     def count(self) -> int:
@@ -124,6 +128,21 @@ class _PointModel(BaseModel):
     unit: Annotated[str, Field(max_length=16)]
     scale: float = 1.0
     kind: PointKind = "gauge"
+    invalid: int | None = None
+
+    @model_validator(mode="after")
+    def _invalid_fits_the_type(self) -> _PointModel:
+        if self.invalid is None:
+            return self
+        if self.type.startswith("float"):
+            raise ValueError("invalid applies to integer types (floats use NaN)")
+        bits = REGISTER_TYPES[self.type].registers * 16
+        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        if self.type.startswith("uint"):
+            low, high = 0, 2**bits - 1
+        if not low <= self.invalid <= high:
+            raise ValueError(f"invalid {self.invalid} does not fit {self.type}")
+        return self
 
     @field_validator("scale", mode="before")
     @classmethod
@@ -227,6 +246,7 @@ def parse_profile(text: str, source: str = "<profile>") -> DeviceProfile:
                 scale=p.scale,
                 description=p.description,
                 kind=p.kind,
+                invalid=p.invalid,
             )
             for p in model.points
         ),

@@ -237,6 +237,22 @@ def test_a_point_wider_than_the_device_read_limit_is_refused() -> None:
     assert {i.path for i in caught.value.issues} == {"points[0].address", "points[0].type"}
 
 
+def test_an_invalid_sentinel_must_fit_an_integer_type() -> None:
+    head = '[profile]\nname = "x"\nmanufacturer = "X"\nmodel = "Y"\nsource = "Z"\n'
+    point = '[[points]]\nname = "p{n}"\nfunction = "holding"\naddress = {n}\nunit = "V"\n'
+    text = head + "".join(
+        point.format(n=n) + f"type = {kind!r}\ninvalid = {invalid}\n".replace("'", '"')
+        for n, (kind, invalid) in enumerate(
+            [("uint16", 0xFFFF), ("float32", 0), ("uint16", 0x10000), ("int16", -1)]
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_profile(text)
+    assert {i.path for i in caught.value.issues} == {"points[1]", "points[2]"}
+    fine = parse_profile(head + point.format(n=0) + 'type = "int16"\ninvalid = -1\n')
+    assert fine.points[0].invalid == -1
+
+
 def test_the_configuration_reference_names_every_packaged_profile() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     (row,) = [line for line in doc.splitlines() if line.startswith("| `modbus.devices.profile`")]

@@ -10,6 +10,7 @@ mapping table's stated encoding (arithmetic in the comments). Decoding goes thro
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime
 
 import pytest
@@ -174,11 +175,22 @@ def test_words_read_low_first_would_be_nonsense() -> None:
     assert decode_point(swapped_voltage, [0x0000, 0x0901]) == pytest.approx(15_106_048.0)
 
 
-def test_an_invalid_energy_register_is_not_dropped_by_the_decoder() -> None:
-    """A Steel variant has no export register and answers "invalid" (all FFFF): the decoder only
-    drops NaN, so this reads as a huge counter. The profile's header says to remove the point."""
-    value = decode_point(ABB.point("export_energy"), [0xFFFF] * 4)
-    assert value == pytest.approx((2**64 - 1) * 0.01)
+def test_abbs_invalid_values_are_dropped_not_stored() -> None:
+    """A quantity a variant lacks reads "invalid": all FFFF unsigned, 7FFF... signed (a Steel B23
+    has no export register). Each point names that raw value, so the reading is dropped (and
+    counted by the bus as values_dropped), never a huge counter or a 429496729.5 V phase."""
+    invalid = {
+        "export_energy": [0xFFFF] * 4,
+        "voltage_l2": [0xFFFF, 0xFFFF],
+        "total_power": [0x7FFF, 0xFFFF],
+        "frequency": [0xFFFF],
+        "power_factor": [0x7FFF],
+    }
+    for name, registers in invalid.items():
+        assert math.isnan(decode_point(ABB.point(name), registers)), name
+    # One step below the sentinel is a value like any other.
+    assert decode_point(ABB.point("frequency"), [0xFFFE]) == pytest.approx(655.34)
+    assert all(point.invalid is not None for point in ABB.points)
 
 
 def test_the_simulator_encodes_abbs_example_registers() -> None:
