@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firmware_bridge.events import AccessEvent
 from firmware_bridge.modbus.bus import DeviceSpec, Link, ModbusBus, SerialLine, TcpLink
@@ -301,6 +303,25 @@ def test_a_header_of_another_map_or_with_nonsense_is_refused() -> None:
             decode_header(bad)
     with pytest.raises(DecodeError):
         decode_slot([0] * 7)
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=0, max_size=20))
+def test_any_header_decodes_or_is_refused_with_a_decode_error(registers: list[int]) -> None:
+    try:
+        header = decode_header(registers)
+    except DecodeError:
+        return
+    assert registers[0] == 1
+    assert 1 <= header.capacity <= 8190
+    assert header.epoch > 0
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=8, max_size=8))
+def test_any_slot_decodes_to_its_fields(registers: list[int]) -> None:
+    slot = decode_slot(registers)
+    assert slot.seq == registers[0] << 16 | registers[1]
+    assert (slot.code, slot.detail) == (registers[4], registers[5])
+    assert 0 <= slot.credential <= 0xFFFFFFFF
 
 
 def test_credential_pseudonyms_are_keyed_and_the_key_file_is_private(tmp_path: object) -> None:
