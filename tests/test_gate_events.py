@@ -28,11 +28,12 @@ import pytest
 from edge.config import parse_config
 from edge.daemon import CREDENTIAL_KEY_FILE, Gateway
 from firmware_bridge.modbus.gate import Pseudonymizer
-from sim.gate import GateEvent, SimulatedGate
+from sim.gate import SimulatedGate
 from sim.modbus_server import SimulatedBuilding, meters_for
 from tests.cloud_sync import conftest as central_fixtures
 from tests.cloud_sync.conftest import Central
 from tests.conftest import free_port, wait_until
+from tests.firmware_bridge.test_gate_controller import expected
 from tests.test_faults import GatewayProcess, reaped
 
 central = central_fixtures.central
@@ -41,25 +42,6 @@ database_kind = central_fixtures.database_kind
 
 SEED = 20_261_123
 GATE_UNIT = 9
-UNKNOWN = 0xFFFFFFFF
-DETAILS = {
-    ("denied", 1): "credential not enrolled",
-    ("denied", 2): "outside its schedule",
-    ("denied", 3): "credential expired",
-    ("denied", 4): "credential blocked",
-    ("opened", 1): "remote command",
-    ("opened", 2): "exit button",
-}
-
-
-def expected(event: GateEvent, pseudonym: Pseudonymizer) -> tuple[str, str | None, str | None]:
-    ref = None if event.credential in (0, UNKNOWN) else pseudonym("entrance", event.credential)
-    detail = (
-        f"open for {event.detail} s"
-        if event.event == "held_open"
-        else DETAILS.get((event.event, event.detail))
-    )
-    return event.event, ref, detail
 
 
 def config_toml(tmp_path: Path, port: int, uplink: dict[str, Any] | None, **extra: str) -> str:
@@ -195,7 +177,7 @@ async def test_kill_9_and_restarts_lose_and_repeat_no_gate_event(
 
     assert recorded >= 40, "too few events to prove anything"
     pseudonym = Pseudonymizer.from_file(tmp_path / "state" / CREDENTIAL_KEY_FILE)
-    want = [expected(event, pseudonym) for event in gate.events]
+    want = [expected(event, "entrance", pseudonym) for event in gate.events]
     assert stored_events(db) == want
     at_central = [
         (item["event"], item["credential_ref"], item["detail"]) for item in pull_access(central)

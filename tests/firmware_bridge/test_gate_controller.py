@@ -53,9 +53,11 @@ DETAILS = {
 }
 
 
-def expected(event: GateEvent, gate: str = "north") -> tuple[str, str | None, str | None]:
+def expected(
+    event: GateEvent, gate: str = "north", pseudonym: Pseudonymizer = PSEUDONYM
+) -> tuple[str, str | None, str | None]:
     """What the driver must make of one event the simulator recorded (docs/gate-controller.md)."""
-    ref = None if event.credential in (0, UNKNOWN) else PSEUDONYM(gate, event.credential)
+    ref = None if event.credential in (0, UNKNOWN) else pseudonym(gate, event.credential)
     if event.event == "held_open":
         detail: str | None = f"open for {event.detail} s"
     else:
