@@ -34,8 +34,8 @@ pending (the store has failed for a long time) the oldest is dropped and counted
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -106,6 +106,7 @@ class Pipeline:
         self._capacity = queue_size
         self._batch_max_items = batch_max_items
         self._batch_max_delay_s = batch_max_delay_s
+        self._batch_full = asyncio.Event()  # set when a batch's worth is queued, or on close
         self._received = 0
         self._dropped = 0
         self._written = 0
@@ -129,6 +130,8 @@ class Pipeline:
             if self._dropped == 1 or self._dropped % 1000 == 0:
                 log.warning("reading queue full, oldest dropped", extra={"dropped": self._dropped})
         self._queue.put_nowait(reading)
+        if self._queue.qsize() >= self._batch_max_items:
+            self._batch_full.set()
 
     def submit_access(self, event: AccessEvent, cursor: tuple[str, str] | None = None) -> bool:
         """Queue an access event (and its source's cursor) for the next batch write; never
@@ -171,6 +174,7 @@ class Pipeline:
     def close(self) -> None:
         """Tell ``run`` to write what is queued and return (acquisition must have stopped)."""
         self._queue.put_nowait(_CLOSE)
+        self._batch_full.set()
 
     def stats(self) -> PipelineStats:
         return PipelineStats(
@@ -198,22 +202,23 @@ class Pipeline:
                 await self._write(batch)
 
     async def _next_batch(self) -> tuple[list[Reading], bool]:
+        """The next batch: the first item, then whatever arrives within ``batch_max_delay_s``,
+        at most ``batch_max_items``. One timed wait per batch, not one per reading: ``submit``
+        and ``close`` cut the wait short when a batch is full or acquisition has stopped."""
         first = await self._queue.get()
         if first is _CLOSE:
             return [], True
+        if self._queue.qsize() + 1 < self._batch_max_items:
+            self._batch_full.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._batch_max_delay_s):
+                    await self._batch_full.wait()
         batch = [] if first is _WAKE else [first]
-        deadline = time.monotonic() + self._batch_max_delay_s
         while len(batch) < self._batch_max_items:
             try:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
+                break
             if item is _CLOSE:
                 return batch, True
             if item is not _WAKE:

@@ -13,7 +13,12 @@ adapters and meters need time to turn the line around; over TCP the default is n
 
 Scheduling: each device has a monotonic deadline; the bus polls the device whose deadline is
 earliest, then sleeps until the next one. A poll that overruns skips the missed slots rather than
-bursting to catch up. Every read is bounded by ``timeout_s``; a device that stops answering costs
+bursting to catch up. Devices with the same interval stay in phase: fifty meters polled every
+second are read back to back, then the bus sleeps. Spreading their phases over the interval was
+measured (bench/modbus_poll.py, 50 meters on one endpoint): p99 poll jitter fell from about
++40 ms to +5 ms, but the gateway's CPU per read rose by 60 % (a wake-up per device instead of
+one per second), and a few tens of milliseconds do not matter to a reading stamped when its
+poll starts. Every read is bounded by ``timeout_s``; a device that stops answering costs
 other devices at most one timeout per poll of it once it is offline (no retries while offline).
 
 Failure handling, per the error contract of :mod:`nbedge.errors`:
@@ -519,7 +524,7 @@ class ModbusBus:
             frame_check=self._frame_check,
         )
         now = self._monotonic_ns()
-        deadlines = [(now, i) for i in range(len(self._devices))]
+        deadlines = [(now, i) for i in range(len(self._devices))]  # in phase: see the module doc
         heapq.heapify(deadlines)
         self._stopped = False
         try:
