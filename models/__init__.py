@@ -1,5 +1,7 @@
 """Features, training, ONNX export and runtime scoring of the anomaly and demand models.
 
-Empty for now: the models land with their own issue. The package exists so that the layout and the
-dependency direction (``edge -> models``) are fixed from the start.
+So far: the evaluation harness, plain numpy. ``series`` loads hourly series of buildings (a
+documented CSV format, and the shipped public data sets); ``metrics`` scores demand forecasts
+(ASHRAE Guideline 14 CV(RMSE), NMBE) and anomaly flags (point, LEAD tolerance and event F1);
+``baselines`` gives the naive day-ahead forecasts every model is reported beside.
 """

@@ -1,0 +1,365 @@
+"""Hourly series of one building, and the loaders that read them from CSV files.
+
+The format users give to ``nbedge models evaluate --data PATH`` (one building per CSV file; a
+folder holds one building per ``*.csv`` file, named after the file)::
+
+    timestamp,value[,temperature][,label]
+    2019-01-01T00:00:00,12.5,3.1,0
+    2019-01-01T01:00:00,,3.0,0
+
+- ``timestamp``: ISO 8601, on the hour (``2019-01-01 00:00:00`` or ``2019-01-01T00:00``); an offset
+  such as ``+01:00`` or ``Z`` is converted to UTC, a naive time is taken as UTC. Rows must be in
+  increasing order; hours that are absent are missing (NaN on the grid).
+- ``value``: energy in the hour (e.g. kWh); empty or ``NaN`` means missing.
+- ``temperature`` (optional): outdoor dry-bulb temperature in degrees C; empty means missing.
+- ``label`` (optional): ``1`` for an hour a person labelled anomalous, ``0`` otherwise.
+
+Any line that cannot be read raises :class:`SeriesFormatError` naming the file and the line.
+
+Two adapters read the public data sets shipped beside the project (``../shared/data``):
+:func:`load_cambridge_estates` and :func:`load_lead`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from nbedge.errors import NbedgeError
+
+FloatArray = npt.NDArray[np.float64]
+HourArray = npt.NDArray[np.datetime64]
+LabelArray = npt.NDArray[np.int8]
+
+ONE_HOUR = np.timedelta64(1, "h")
+
+
+class SeriesFormatError(NbedgeError, ValueError):
+    """A series file cannot be read: names the file and the 1-based line (0: the whole file)."""
+
+    def __init__(self, path: Path | str, line: int, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class HourlySeries:
+    """One building's hourly series on a regular grid with no gaps.
+
+    ``timestamps`` are consecutive UTC hours (``datetime64[h]``, hour-beginning); ``values`` is NaN
+    where the reading is missing; ``temperature`` (NaN where missing) and ``labels`` (1 for a
+    labelled anomalous hour, 0 otherwise, also 0 on missing hours) are ``None`` when the source has
+    none.
+    """
+
+    name: str
+    timestamps: HourArray
+    values: FloatArray
+    temperature: FloatArray | None = None
+    labels: LabelArray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.timestamps)
+        if len(self.values) != n:
+            raise ValueError(f"{self.name}: {len(self.values)} values for {n} timestamps")
+        for what, arr in (("temperature", self.temperature), ("labels", self.labels)):
+            if arr is not None and len(arr) != n:
+                raise ValueError(f"{self.name}: {len(arr)} {what} for {n} timestamps")
+        if n > 1 and not np.all(np.diff(self.timestamps) == ONE_HOUR):
+            raise ValueError(f"{self.name}: timestamps are not consecutive hours")
+
+    def between(self, start: str, end: str) -> HourlySeries:
+        """The hours ``start <= t < end`` (ISO dates or times, UTC)."""
+        keep = (self.timestamps >= np.datetime64(start, "h")) & (
+            self.timestamps < np.datetime64(end, "h")
+        )
+        return HourlySeries(
+            name=self.name,
+            timestamps=self.timestamps[keep],
+            values=self.values[keep],
+            temperature=None if self.temperature is None else self.temperature[keep],
+            labels=None if self.labels is None else self.labels[keep],
+        )
+
+
+def parse_hour(text: str) -> np.datetime64:
+    """An ISO 8601 timestamp on the hour as UTC ``datetime64[h]``; ``ValueError`` otherwise."""
+    stamp = datetime.fromisoformat(text.strip())
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+    if stamp.minute or stamp.second or stamp.microsecond:
+        raise ValueError(f"timestamp {text!r} is not on the hour")
+    return np.datetime64(stamp.replace(tzinfo=None), "h")
+
+
+def _parse_float(text: str) -> float:
+    text = text.strip()
+    return float("nan") if text == "" else float(text)
+
+
+def _grid(
+    path: Path, lines: list[int], hours: list[np.datetime64], columns: list[list[float]]
+) -> tuple[HourArray, list[FloatArray]]:
+    """Place rows on a regular hourly grid from the first to the last hour, NaN where absent."""
+    if not hours:
+        raise SeriesFormatError(path, 0, "no data rows")
+    stamps = np.array(hours, dtype="datetime64[h]")
+    steps = np.diff(stamps)
+    bad = np.flatnonzero(steps <= np.timedelta64(0, "h"))
+    if bad.size:
+        i = int(bad[0]) + 1
+        raise SeriesFormatError(
+            path,
+            lines[i],
+            f"timestamp {stamps[i]} does not follow {stamps[i - 1]} (duplicate or out of order)",
+        )
+    grid = np.arange(stamps[0], stamps[-1] + ONE_HOUR, ONE_HOUR)
+    index = (stamps - stamps[0]).astype(np.int64)
+    out = []
+    for column in columns:
+        filled = np.full(len(grid), np.nan)
+        filled[index] = np.asarray(column, dtype=np.float64)
+        out.append(filled)
+    return grid, out
+
+
+def _parse_label(text: str) -> float:
+    label = text.strip()
+    if label not in ("0", "1"):
+        raise ValueError(f"label {label!r} is neither 0 nor 1")
+    return float(label)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if row and any(cell.strip() for cell in row):
+                yield number, row
+
+
+def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
+    """One building from a CSV file in the documented format (see the module docstring)."""
+    path = Path(path)
+    rows = _rows(path)
+    try:
+        _, header = next(rows)
+    except StopIteration:
+        raise SeriesFormatError(path, 0, "empty file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SeriesFormatError(path, 0, f"cannot read: {exc}") from exc
+    header = [cell.strip().lower() for cell in header]
+    for required in ("timestamp", "value"):
+        if required not in header:
+            raise SeriesFormatError(path, 1, f"no {required!r} column in header {header}")
+    unknown = set(header) - {"timestamp", "value", "temperature", "label"}
+    if unknown:
+        raise SeriesFormatError(path, 1, f"unknown column(s) {sorted(unknown)}")
+    col = {key: header.index(key) for key in header}
+    has_temp, has_label = "temperature" in col, "label" in col
+
+    lines: list[int] = []
+    hours: list[np.datetime64] = []
+    values: list[float] = []
+    temps: list[float] = []
+    labels: list[float] = []
+    try:
+        for number, row in rows:
+            if len(row) != len(header):
+                raise SeriesFormatError(
+                    path, number, f"{len(row)} fields where the header has {len(header)}"
+                )
+            try:
+                hours.append(parse_hour(row[col["timestamp"]]))
+                values.append(_parse_float(row[col["value"]]))
+                if has_temp:
+                    temps.append(_parse_float(row[col["temperature"]]))
+                if has_label:
+                    labels.append(_parse_label(row[col["label"]]))
+            except ValueError as exc:
+                raise SeriesFormatError(path, number, str(exc)) from exc
+            lines.append(number)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SeriesFormatError(path, 0, f"cannot read: {exc}") from exc
+
+    columns = [values] + ([temps] if has_temp else []) + ([labels] if has_label else [])
+    grid, filled = _grid(path, lines, hours, columns)
+    temperature = filled[1] if has_temp else None
+    label_arr = None
+    if has_label:
+        label_arr = np.nan_to_num(filled[-1], nan=0.0).astype(np.int8)
+    return HourlySeries(
+        name=name or path.stem,
+        timestamps=grid,
+        values=filled[0],
+        temperature=temperature,
+        labels=label_arr,
+    )
+
+
+def load_path(path: Path | str) -> list[HourlySeries]:
+    """One building per CSV file: ``path`` is a file, or a folder of ``*.csv`` files (sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.csv"))
+        if not files:
+            raise SeriesFormatError(path, 0, "folder holds no *.csv file")
+        return [load_csv(file) for file in files]
+    if not path.exists():
+        raise SeriesFormatError(path, 0, "no such file or folder")
+    return [load_csv(path)]
+
+
+def zero_runs_to_nan(values: FloatArray, min_run_h: int) -> FloatArray:
+    """A copy of ``values`` with every run of ``min_run_h`` or more consecutive zeros set to NaN."""
+    out = values.copy()
+    is_zero = np.concatenate(([False], values == 0.0, [False]))
+    edges = np.flatnonzero(np.diff(is_zero.astype(np.int8)))
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        if stop - start >= min_run_h:
+            out[start:stop] = np.nan
+    return out
+
+
+def _read_columns(
+    path: Path, wanted: dict[str, str]
+) -> tuple[list[int], list[np.datetime64], dict[str, list[float]]]:
+    """Read a CSV with a known header; ``wanted`` maps a header name to a key ('' for the time)."""
+    rows = _rows(path)
+    try:
+        _, header = next(rows)
+    except StopIteration:
+        raise SeriesFormatError(path, 0, "empty file") from None
+    header = [cell.strip() for cell in header]
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise SeriesFormatError(path, 1, f"no column(s) {missing} in header {header}")
+    index = {name: header.index(name) for name in wanted}
+    lines: list[int] = []
+    hours: list[np.datetime64] = []
+    columns: dict[str, list[float]] = {key: [] for key in wanted.values() if key}
+    for number, row in rows:
+        try:
+            for name, key in wanted.items():
+                cell = row[index[name]]
+                if key:
+                    columns[key].append(_parse_float(cell))
+                else:
+                    hours.append(parse_hour(cell))
+        except (ValueError, IndexError) as exc:
+            raise SeriesFormatError(path, number, str(exc) or "too few fields") from exc
+        lines.append(number)
+    return lines, hours, columns
+
+
+def _concat_years(
+    files: list[Path], wanted: dict[str, str]
+) -> tuple[HourArray, dict[str, FloatArray]]:
+    lines: list[int] = []
+    hours: list[np.datetime64] = []
+    columns: dict[str, list[float]] = {key: [] for key in wanted.values() if key}
+    last_path = files[0]
+    for file in files:
+        file_lines, file_hours, file_columns = _read_columns(file, wanted)
+        lines += file_lines
+        hours += file_hours
+        for key, column in file_columns.items():
+            columns[key] += column
+        last_path = file
+    keys = list(columns)
+    grid, filled = _grid(last_path, lines, hours, [columns[key] for key in keys])
+    return grid, dict(zip(keys, filled, strict=True))
+
+
+def load_cambridge_estates(
+    root: Path | str,
+    *,
+    buildings: list[str] | None = None,
+    zero_run_as_missing_h: int = 1,
+    with_temperature: bool = True,
+) -> list[HourlySeries]:
+    """The Cambridge University estates buildings (``cambridge_estates/`` of the shared data).
+
+    Each building is a folder ``electricity/<name>/`` of yearly files
+    ``datetime,equipment load [kWh]``; outdoor temperature comes from ``weather_bedford/<year>.csv``
+    (``air_temperature [degC]``). Timestamps are UTC (DataSources.md).
+
+    Zeros: the publisher replaced missing or invalid half-hourly readings by 0 before summing them
+    to hours, so an hourly 0 means both half-hours were missing. These estate buildings never draw
+    nothing for a whole hour (their smallest non-zero hours are far above 0), so by default every
+    run of ``zero_run_as_missing_h=1`` or more zeros is treated as missing (NaN). Pass a larger
+    value to keep short zero runs as readings.
+    """
+    root = Path(root)
+    folders = sorted(p for p in (root / "electricity").iterdir() if p.is_dir())
+    if buildings is not None:
+        folders = [p for p in folders if p.name in buildings]
+    weather: tuple[HourArray, FloatArray] | None = None
+    if with_temperature:
+        weather_files = sorted((root / "weather_bedford").glob("*.csv"))
+        if weather_files:
+            grid, cols = _concat_years(
+                weather_files, {"datetime": "", "air_temperature [degC]": "t"}
+            )
+            weather = (grid, cols["t"])
+    series = []
+    for folder in folders:
+        files = sorted(folder.glob("*.csv"))
+        if not files:
+            continue
+        grid, cols = _concat_years(files, {"datetime": "", "equipment load [kWh]": "v"})
+        values = zero_runs_to_nan(cols["v"], zero_run_as_missing_h)
+        temperature = None
+        if weather is not None:
+            temperature = _align(grid, *weather)
+        series.append(
+            HourlySeries(name=folder.name, timestamps=grid, values=values, temperature=temperature)
+        )
+    return series
+
+
+def _align(grid: HourArray, source_grid: HourArray, source: FloatArray) -> FloatArray:
+    """``source`` (on ``source_grid``) placed on ``grid``, NaN where it does not reach."""
+    out = np.full(len(grid), np.nan)
+    offset = int((source_grid[0] - grid[0]).astype(np.int64))
+    lo, hi = max(0, offset), min(len(grid), offset + len(source))
+    if lo < hi:
+        out[lo:hi] = source[lo - offset : hi - offset]
+    return out
+
+
+def load_lead(root: Path | str) -> list[HourlySeries]:
+    """The LEAD1.0 buildings (``lead_subset/filtered_data_<id>.csv``): values and labels.
+
+    No temperature. Columns ``timestamp,building_id,meter_reading,anomaly``; an empty reading is
+    missing; hours
+    absent from the file are missing and not anomalous. Zeros are kept as readings: in LEAD a zero
+    run is itself something the labellers judged.
+    """
+    root = Path(root)
+    series = []
+    for file in sorted(root.glob("filtered_data_*.csv")):
+        lines, hours, cols = _read_columns(
+            file, {"timestamp": "", "meter_reading": "v", "anomaly": "a"}
+        )
+        bad = [n for n, a in zip(lines, cols["a"], strict=True) if a not in (0.0, 1.0)]
+        if bad:
+            raise SeriesFormatError(file, bad[0], "anomaly is neither 0 nor 1")
+        grid, (values, labels) = _grid(file, lines, hours, [cols["v"], cols["a"]])
+        name = "lead_" + file.stem.removeprefix("filtered_data_")
+        series.append(
+            HourlySeries(
+                name=name,
+                timestamps=grid,
+                values=values,
+                labels=np.nan_to_num(labels, nan=0.0).astype(np.int8),
+            )
+        )
+    return series
