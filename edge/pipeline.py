@@ -34,7 +34,6 @@ pending (the store has failed for a long time) the oldest is dropped and counted
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -106,7 +105,8 @@ class Pipeline:
         self._capacity = queue_size
         self._batch_max_items = batch_max_items
         self._batch_max_delay_s = batch_max_delay_s
-        self._batch_full = asyncio.Event()  # set when a batch's worth is queued, or on close
+        # Resolved when a batch's worth is queued, or on close, to end the batch's wait early.
+        self._batch_full: asyncio.Future[None] | None = None
         self._received = 0
         self._dropped = 0
         self._written = 0
@@ -131,7 +131,7 @@ class Pipeline:
                 log.warning("reading queue full, oldest dropped", extra={"dropped": self._dropped})
         self._queue.put_nowait(reading)
         if self._queue.qsize() >= self._batch_max_items:
-            self._batch_full.set()
+            self._wake_batch()
 
     def submit_access(self, event: AccessEvent, cursor: tuple[str, str] | None = None) -> bool:
         """Queue an access event (and its source's cursor) for the next batch write; never
@@ -171,10 +171,14 @@ class Pipeline:
         if self._queue.empty():
             self._queue.put_nowait(_WAKE)
 
+    def _wake_batch(self) -> None:
+        if self._batch_full is not None and not self._batch_full.done():
+            self._batch_full.set_result(None)
+
     def close(self) -> None:
         """Tell ``run`` to write what is queued and return (acquisition must have stopped)."""
         self._queue.put_nowait(_CLOSE)
-        self._batch_full.set()
+        self._wake_batch()
 
     def stats(self) -> PipelineStats:
         return PipelineStats(
@@ -209,10 +213,8 @@ class Pipeline:
         if first is _CLOSE:
             return [], True
         if self._queue.qsize() + 1 < self._batch_max_items:
-            self._batch_full.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._batch_max_delay_s):
-                    await self._batch_full.wait()
+            self._batch_full = asyncio.get_running_loop().create_future()
+            await asyncio.wait((self._batch_full,), timeout=self._batch_max_delay_s)
         batch = [] if first is _WAKE else [first]
         while len(batch) < self._batch_max_items:
             try:

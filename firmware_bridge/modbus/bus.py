@@ -494,7 +494,7 @@ class ModbusBus:
         ]
         self._by_name = {d.spec.name: d for d in self._devices}
         self._commands: deque[_Command[object]] = deque()
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None  # resolved by execute() to end a sleep
         self._stopped = False
         self._connection = ConnectionState.IDLE
         self._connects = 0
@@ -542,12 +542,10 @@ class ModbusBus:
                 due, index = deadlines[0]
                 wait_ns = due - self._monotonic_ns()
                 if wait_ns > 0:
-                    self._wake.clear()
-                    try:
-                        async with asyncio.timeout(wait_ns / 1e9):
-                            await self._wake.wait()  # set by execute()
-                    except TimeoutError:
-                        pass
+                    # A plain future and asyncio.wait: no task per sleep, and a cancellation of
+                    # the bus is never taken for the end of the sleep.
+                    self._wake = asyncio.get_running_loop().create_future()
+                    await asyncio.wait((self._wake,), timeout=wait_ns / 1e9)
                     continue
                 device = self._devices[index]
                 try:
@@ -585,7 +583,8 @@ class ModbusBus:
             raise DeviceUnavailable(device, "the bus has stopped")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._commands.append(_Command(target, operation, future))  # type: ignore[arg-type]
-        self._wake.set()
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
         return await future
 
     async def _run_command(self, client: ModbusBaseClient, command: _Command[object]) -> None:
