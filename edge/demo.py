@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
 import shutil
 import signal
@@ -30,12 +31,15 @@ from edge.daemon import Gateway
 from edge.logs import configure_logging
 from edge.schemas import GatewayConfig
 from firmware_bridge.modbus.profiles import load_profile
+from sim.gate import RandomActivity, SimulatedGate
 from sim.load_profile import ResidentialLoadProfile
 from sim.meter import SimulatedMeter, VoltageEvent
-from sim.modbus_server import SimulatedBuilding
+from sim.modbus_server import SimulatedBuilding, drive_gates
 
 SITE = "demo-site"
 GATEWAY = "demo-gw"
+GATE = "entrance"
+GATE_UNIT = 2
 SUMMARY_INTERVAL_S = 30
 SHOWN_POINTS = {"voltage_l1", "total_power"}  # the demo prints these summaries (all are synced)
 VOLTAGE_EVENT = VoltageEvent(start_s=15.0, duration_s=20.0, voltage_v=262.0, period_s=120.0)
@@ -96,6 +100,7 @@ def demo_config(
     central_port: int,
     local_port: int,
     token: str,
+    operator_token: str,
 ) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
@@ -117,9 +122,26 @@ def demo_config(
                         "unit_id": 1,
                         "poll_interval_s": 1.0,
                     }
-                ]
+                ],
+                "gates": [
+                    {
+                        "name": GATE,
+                        "host": "127.0.0.1",
+                        "port": modbus_port,
+                        "unit_id": GATE_UNIT,
+                    }
+                ],
             },
-            "local_api": {"host": "127.0.0.1", "port": local_port},
+            "local_api": {
+                "host": "127.0.0.1",
+                "port": local_port,
+                "operators": [
+                    {
+                        "name": "demo-operator",
+                        "token_sha256": hashlib.sha256(operator_token.encode()).hexdigest(),
+                    }
+                ],
+            },
             "log": {"level": "warning", "format": "text"},
         }
     )
@@ -156,12 +178,17 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
         start=datetime.now(tz=UTC),
         voltage_events=[VOLTAGE_EVENT],
     )
+    gate = SimulatedGate(travel_s=3.0, auto_close_s=8.0)
+    operator_token = secrets.token_urlsafe(24)
     stop = asyncio.Event()
     async with (
         mosquitto(state_dir, mqtt_port),
-        SimulatedBuilding({1: meter}, port=port_or_free(5020)) as building,
+        SimulatedBuilding({1: meter}, gates={GATE_UNIT: gate}, port=port_or_free(5020)) as building,
         asyncio.TaskGroup() as tasks,
     ):
+        badges = tasks.create_task(
+            drive_gates(building, {GATE_UNIT: RandomActivity(events_per_minute=6.0)})
+        )
         central_started = asyncio.Event()
         central_task = tasks.create_task(
             serve_app(central, host="127.0.0.1", port=central_port, started=central_started)
@@ -174,11 +201,20 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
             central_port=central_port,
             local_port=local_port,
             token=gateway_token,
+            operator_token=operator_token,
         )
         gateway = Gateway(config)
         gateway_task = tasks.create_task(gateway.run(stop))
         await gateway.ready.wait()
-        _print_guide(state_dir, central_port, mqtt_port, local_port, platform_token, building.port)
+        _print_guide(
+            state_dir,
+            central_port,
+            mqtt_port,
+            local_port,
+            platform_token,
+            building.port,
+            operator_token,
+        )
         watcher = tasks.create_task(_watch_central(central_port, platform_token))
         # Ctrl-C or SIGTERM stop the demo in order, as they stop a gateway: the gateway first
         # (it flushes and says offline), then the central API, the simulator and the broker.
@@ -195,6 +231,7 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
             stop.set()
             await gateway_task
             watcher.cancel()
+            badges.cancel()
             central_task.cancel()
     print(f"demo stopped; its files are in {state_dir}", flush=True)
     return 0
@@ -207,6 +244,7 @@ def _print_guide(
     local_port: int,
     platform_token: str,
     modbus_port: int,
+    operator_token: str,
 ) -> None:
     central = f"http://127.0.0.1:{central_port}"
     event = VOLTAGE_EVENT
@@ -218,9 +256,12 @@ nbedge demo: a simulated building on 127.0.0.1 (Ctrl-C to stop)
 central API   {central}/docs
   summaries   curl {auth} {central}/v1/sites/{SITE}/summaries
   alerts      curl {auth} {central}/v1/sites/{SITE}/alerts
+  access      curl {auth} {central}/v1/sites/{SITE}/access-events
 MQTT          mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -t 'nbedge/#' -v
 gateway       http://127.0.0.1:{local_port}/  (status JSON at /api/status)
 meter         Eastron SDM630 (simulated) on Modbus TCP 127.0.0.1:{modbus_port}, unit 1
+gate          "{GATE}" (simulated badge traffic) on the same endpoint, unit {GATE_UNIT}; open it:
+  curl -X POST -H 'Authorization: Bearer {operator_token}' http://127.0.0.1:{local_port}/api/gates/{GATE}/open
 files         {state_dir}
 
 Summaries cover {SUMMARY_INTERVAL_S} s; the first reaches the central API within a minute.
@@ -234,7 +275,7 @@ What the platform sees at the central API:
 
 async def _watch_central(port: int, platform_token: str) -> None:
     """Print new summaries and alert events from the central API's feeds, as the platform would."""
-    cursors = {"summaries": 0, "alerts": 0}
+    cursors = {"summaries": 0, "alerts": 0, "access-events": 0}
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {platform_token}"}
     async with httpx.AsyncClient(
@@ -263,6 +304,10 @@ async def _watch_central(port: int, platform_token: str) -> None:
 
 
 def _describe(feed: str, item: dict[str, Any]) -> str:
+    if feed == "access-events":
+        who = f" credential {item['credential_ref'][:8]}..." if item["credential_ref"] else ""
+        why = f" ({item['detail']})" if item["detail"] else ""
+        return f"access  {item['event']:11} {item['device']}{who}{why}"
     if feed == "alerts":
         return f"alert {item['state']:7} {item['device']}/{item['point']}: {item['message']}"
     period = str(item["period_start"])[11:19]

@@ -33,6 +33,14 @@ def test_demo_shows_summaries_and_the_voltage_alert_within_a_minute(tmp_path: Pa
     summary = re.search(r"\+\s*(\d+) s\s+summary main-meter/voltage_l1", out)
     assert raised, out
     assert summary, out
+    # The simulated gate's badge traffic reaches the platform's access-event feed.
+    assert re.search(
+        r"access\s+(granted|denied|opened|closed|held_open|forced_open)\s+entrance", out
+    )
+    assert re.search(
+        r"curl -X POST -H 'Authorization: Bearer \S+' http://127\.0\.0\.1:\d+/api/gates/entrance/open",
+        out,
+    )
     assert int(summary.group(1)) <= 60
     assert (tmp_path / "demo" / "central.db").exists()
     assert "Traceback" not in result.stderr
