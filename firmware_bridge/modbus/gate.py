@@ -116,16 +116,21 @@ class GateHeader:
     clock: int
 
 
+def decode_state(registers: list[int]) -> GateState:
+    """The state from registers 0-1 (map version, state); ``DecodeError`` if not map version 1."""
+    if registers[0] != MAP_VERSION:
+        raise DecodeError(f"gate register map version {registers[0]}, expected {MAP_VERSION}")
+    try:
+        return GateState(registers[1])
+    except ValueError:
+        raise DecodeError(f"gate state {registers[1]} is not one of 0..4") from None
+
+
 def decode_header(registers: list[int]) -> GateHeader:
     """The header from registers 0-15; ``DecodeError`` when it does not follow map version 1."""
     if len(registers) < 10:
         raise DecodeError(f"a gate header has {HEADER_REGISTERS} registers, got {len(registers)}")
-    if registers[0] != MAP_VERSION:
-        raise DecodeError(f"gate register map version {registers[0]}, expected {MAP_VERSION}")
-    try:
-        state = GateState(registers[1])
-    except ValueError:
-        raise DecodeError(f"gate state {registers[1]} is not one of 0..4") from None
+    state = decode_state(registers)
     capacity = registers[3]
     if not 1 <= capacity <= MAX_CAPACITY:
         raise DecodeError(f"gate ring capacity {capacity} is not 1..{MAX_CAPACITY}")
@@ -537,13 +542,7 @@ class GateController:
 
 
 async def _read_state(io: DeviceIO) -> GateState:
-    registers = await io.read_holding(0, 3)
-    if registers[0] != MAP_VERSION:
-        raise DecodeError(f"gate register map version {registers[0]}, expected {MAP_VERSION}")
-    try:
-        return GateState(registers[1])
-    except ValueError:
-        raise DecodeError(f"gate state {registers[1]} is not one of 0..4") from None
+    return decode_state(await io.read_holding(0, 2))
 
 
 def _log_fields(result: CommandResult) -> dict[str, object]:
