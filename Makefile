@@ -34,7 +34,7 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,central]'
+	$(BIN)/pip install --quiet -e '.[dev,central,train]'
 	touch $(STAMP)
 
 clean:

@@ -7,6 +7,8 @@
 | ``DecodeError``     | drop the input and count it                         |
 | ``UplinkUnavailable`` | keep the records buffered and retry later         |
 | ``UplinkRejected``  | keep the records buffered; a person must look       |
+| ``ModelRejected``   | keep the model in use; a person must look           |
+| ``InvalidOutput``   | go back to the previous model and count it          |
 
 Third-party errors are wrapped at the edge with ``raise ... from exc``.
 """
@@ -80,3 +82,19 @@ class UplinkRejected(NbedgeError):
         self.status = status
         self.detail = detail
         super().__init__(f"central API refused the batch ({status}): {detail}")
+
+
+class ModelRejected(NbedgeError):
+    """A model bundle failed a check (files, sha256, signature, feature version, self-test).
+
+    The model in use stays in use.
+    """
+
+    def __init__(self, bundle: str, reason: str) -> None:
+        self.bundle = bundle
+        self.reason = reason
+        super().__init__(f"model bundle {bundle} refused: {reason}")
+
+
+class InvalidOutput(NbedgeError):
+    """A model returned output of the wrong shape or not finite. Fall back and count it."""

@@ -1,0 +1,186 @@
+"""Models on the gateway: one onnxruntime session per model, swapped in and rolled back safely.
+
+A :class:`LoadedModel` is a checked bundle (:mod:`models.bundle`) with its onnxruntime session
+(one thread: the gateway's two or four cores have meters to poll). :meth:`LoadedModel.run` checks
+what goes in (float32, as many columns as the card's inputs) and what comes out (one finite value
+per row); anything else raises :class:`~nbedge.errors.InvalidOutput`.
+
+A :class:`ModelSlot` holds the model of one kind in use and the one before it:
+
+- :meth:`ModelSlot.offer` takes a bundle folder, checks it (:func:`models.bundle.load_bundle`),
+  loads it, runs its card's check vector (the outputs must match those recorded when the bundle
+  was written: the same ONNX file on this runtime gives the same answers) and only then puts it in
+  use. A bundle that fails any step is refused with the reason; the model in use stays.
+- :meth:`ModelSlot.run` runs the model in use; when it produces invalid output, the slot goes back
+  to the previous model (if there is one), remembers the failed bundle's sha256 so that it is not
+  offered again, and raises :class:`~nbedge.errors.InvalidOutput` for the caller to count.
+
+Calls are synchronous and short (well under a millisecond to a few milliseconds); the gateway runs
+them in its models thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from models.bundle import Bundle, load_bundle
+from nbedge.errors import InvalidOutput, ModelRejected
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "features"
+
+
+def open_session(onnx: bytes) -> ort.InferenceSession:
+    """An onnxruntime session on the CPU, one thread, from the model's bytes."""
+    import onnxruntime as ort  # imported when a model is first used: it takes a while
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: the session's own warnings are noise here
+    return ort.InferenceSession(onnx, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    bundle: Bundle
+    session: ort.InferenceSession
+
+    @property
+    def n_features(self) -> int:
+        return len(self.bundle.card.inputs)
+
+    def run(self, features: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """One output per row of ``features`` ([N, F]); InvalidOutput if not one finite each."""
+        rows = np.asarray(features, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.n_features:
+            raise InvalidOutput(
+                f"{self.bundle.label}: features of shape {rows.shape}, "
+                f"the model takes [N, {self.n_features}]"
+            )
+        try:
+            raw = self.session.run(None, {INPUT_NAME: rows})[0]
+        except Exception as exc:  # onnxruntime raises its own unrelated classes
+            raise InvalidOutput(f"{self.bundle.label}: onnxruntime failed: {exc}") from exc
+        out = np.asarray(raw, dtype=np.float64).reshape(-1)
+        if out.shape != (len(rows),):
+            raise InvalidOutput(
+                f"{self.bundle.label}: {out.size} outputs for {len(rows)} rows (shape {raw.shape})"
+            )
+        if not np.all(np.isfinite(out)):
+            raise InvalidOutput(f"{self.bundle.label}: output is not finite")
+        return out
+
+    def self_test(self) -> None:
+        """Run the card's check vector; InvalidOutput when the answers differ from the card's."""
+        check = self.bundle.card.check
+        rows = [[math.nan if v is None else v for v in row] for row in check.features]
+        got = self.run(np.asarray(rows, dtype=np.float32))
+        want = np.asarray(check.output, dtype=np.float64)
+        if got.shape != want.shape or not np.allclose(
+            got, want, rtol=check.tolerance, atol=check.tolerance
+        ):
+            worst = float(np.max(np.abs(got - want))) if got.shape == want.shape else math.inf
+            raise InvalidOutput(
+                f"{self.bundle.label}: check vector differs from the card by up to {worst:.3g}"
+            )
+
+
+def load_model(bundle: Bundle) -> LoadedModel:
+    """Open the bundle's session and run its check vector; ModelRejected if either fails."""
+    try:
+        session = open_session(bundle.onnx)
+    except Exception as exc:  # onnxruntime's load errors (bad protobuf, unknown op) vary
+        raise ModelRejected(str(bundle.path), f"onnxruntime cannot load it: {exc}") from exc
+    inputs = session.get_inputs()
+    if [i.name for i in inputs] != [INPUT_NAME]:
+        raise ModelRejected(
+            str(bundle.path), f"model inputs {[i.name for i in inputs]}, not ['features']"
+        )
+    model = LoadedModel(bundle, session)
+    try:
+        model.self_test()
+    except InvalidOutput as exc:
+        raise ModelRejected(str(bundle.path), str(exc)) from exc
+    return model
+
+
+@dataclass
+class ModelSlot:
+    """The model of one kind in use, the one before it, and the bundles refused so far."""
+
+    kind: str
+    feature_version: str
+    keys: dict[str, Ed25519PublicKey]
+    active: LoadedModel | None = None
+    previous: LoadedModel | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # sha256 (or folder) -> reason
+    swaps: int = 0
+    rollbacks: int = 0
+    invalid_outputs: int = 0
+
+    def offer(self, folder: Path) -> LoadedModel:
+        """Check, load and self-test the bundle in ``folder``, then put it in use.
+
+        Raises ModelRejected (the model in use stays) when any step fails.
+        """
+        try:
+            bundle = load_bundle(
+                folder, keys=self.keys, kind=self.kind, feature_version=self.feature_version
+            )
+            self._not_refused_before(bundle)
+            model = load_model(bundle)
+        except ModelRejected as exc:
+            log.warning("model bundle refused", extra={"bundle": str(folder), "reason": exc.reason})
+            raise
+        if self.active is not None and self.active.bundle.card.sha256 == bundle.card.sha256:
+            return self.active  # the same model again: nothing to swap
+        self.previous, self.active = self.active, model
+        self.swaps += 1
+        log.info(
+            "model in use",
+            extra={"kind": self.kind, "model": bundle.label, "bundle": str(folder)},
+        )
+        return model
+
+    def _not_refused_before(self, bundle: Bundle) -> None:
+        reason = self.refused.get(bundle.card.sha256)
+        if reason is not None:
+            raise ModelRejected(str(bundle.path), f"refused before: {reason}")
+
+    def run(self, features: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Run the model in use; on invalid output go back to the previous one and re-raise."""
+        if self.active is None:
+            raise InvalidOutput(f"no {self.kind} model is loaded")
+        try:
+            return self.active.run(features)
+        except InvalidOutput as exc:
+            self.invalid_outputs += 1
+            failed = self.active
+            self.refused[failed.bundle.card.sha256] = f"invalid output: {exc}"
+            if self.previous is not None:
+                self.active, self.previous = self.previous, None
+                self.rollbacks += 1
+                log.error(  # noqa: TRY400 (the reason is in the record; a traceback adds nothing)
+                    "model gave invalid output; back to the previous model",
+                    extra={
+                        "kind": self.kind,
+                        "failed": failed.bundle.label,
+                        "model": self.active.bundle.label,
+                        "reason": str(exc),
+                    },
+                )
+            raise
