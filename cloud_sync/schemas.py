@@ -97,7 +97,7 @@ class EvictionBody(_Wire):
     An eviction is never silent: the gateway reports what it dropped, how many and from when.
     """
 
-    evicted: Literal["reading", "summary", "alert", "access"]
+    evicted: Literal["reading", "summary", "alert", "access", "forecast"]
     count: Annotated[int, Field(ge=1, le=INT64_MAX)]
     oldest: Timestamp
     newest: Timestamp
@@ -123,6 +123,41 @@ class AccessBody(_Wire):
     ) = None
     occurred_at: Timestamp
     detail: Annotated[str, Field(max_length=200, pattern=_NO_NUL)] | None = None
+
+
+FORECAST_HOURS: Final = 24
+"""A forecast covers the 24 hours from its start, one value per hour."""
+
+
+def _on_the_hour(value: datetime) -> datetime:
+    if value.minute or value.second or value.microsecond:
+        raise ValueError("a forecast starts on a UTC hour boundary")
+    return value
+
+
+HourlyEnergy = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""The energy (kWh) of one hour: finite and never negative."""
+
+
+class ForecastBody(_Wire):
+    """A building's electricity forecast: the energy (kWh) of each of the 24 hours from ``start``
+    (a UTC hour boundary), made at ``issued_at`` by ``model`` (``"<name> <version> <sha256 first
+    12>"``), with the building's ``capacity_kwh`` (the most its connection carries in one hour)
+    if one is configured.
+
+    There is one forecast per gateway, ``series`` and ``start``: a later one (a gateway restarted
+    within the hour forecasts that hour again) replaces it. The forecast with the newest
+    ``issued_at`` wins, on the gateway and at the central API, whatever order records arrive in.
+    """
+
+    series: Identifier
+    issued_at: Timestamp
+    start: Annotated[Timestamp, AfterValidator(_on_the_hour)]
+    hours: Annotated[
+        list[HourlyEnergy], Field(min_length=FORECAST_HOURS, max_length=FORECAST_HOURS)
+    ]
+    model: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_NUL)]
+    capacity_kwh: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 def _kind_required(schema: dict[str, Any]) -> None:
@@ -168,8 +203,16 @@ class AccessRecord(_WireRecord):
     body: AccessBody
 
 
+class ForecastRecord(_WireRecord):
+    kind: Literal["forecast"] = "forecast"
+    record_id: RecordId
+    time: RecordTime
+    body: ForecastBody
+
+
 Record = Annotated[
-    SummaryRecord | AlertRecord | EvictionRecord | AccessRecord, Field(discriminator="kind")
+    SummaryRecord | AlertRecord | EvictionRecord | AccessRecord | ForecastRecord,
+    Field(discriminator="kind"),
 ]
 
 

@@ -28,6 +28,20 @@ The lock is per site (different sites still ingest in parallel; a hash collision
 sites wait for each other) and held for one batch's insert, a few milliseconds. It holds across
 processes and hosts because it lives in the database.
 
+One forecast per gateway, series and start hour, the newest issued
+------------------------------------------------------------------
+A gateway that restarts within the hour forecasts that hour again and sends the replacement with a
+new ``record_id``; a retry resends a record with the same ``record_id``; records may arrive in any
+order. ``_store_forecast`` keeps exactly one row per ``(gateway_id, series, start)``, the one with
+the newest ``issued_at`` (the one held on a tie): it deletes the row held for that hour if it was
+issued earlier, then inserts the new one unless a row holds its ``record_id`` or its hour
+(``ON CONFLICT DO NOTHING`` on either unique constraint). A record held, or issued no later than
+the one held, counts as a duplicate, so a retry, even of a record replaced since, changes nothing.
+The two statements are safe against a concurrent ingest of the same gateway: on PostgreSQL the
+site lock above already orders them, on SQLite the ``DELETE`` takes the database's write lock.
+A replacement is a new row with a new ``seq``: the feed shows it after the cursor of a reader that
+had the replaced one, which keeps ``(gateway_id, series, start)`` and takes the newest.
+
 Nothing here raises ``HTTPException``: the routes translate.
 """
 
@@ -44,6 +58,7 @@ from sqlalchemy import (
     Insert,
     Table,
     create_engine,
+    delete,
     event,
     exists,
     func,
@@ -60,6 +75,7 @@ from cloud_sync.central.tables import (
     alert_events,
     claim_codes,
     evictions,
+    forecasts,
     gateways,
     metadata,
     record_tables,
@@ -74,6 +90,7 @@ __all__ = [
     "alert_events",
     "claim_codes",
     "evictions",
+    "forecasts",
     "gateways",
     "hash_token",
     "init_db",
@@ -203,6 +220,28 @@ def _insert_ignoring_duplicates(
     return len(conn.execute(stmt.returning(table.c.seq), list(rows)).all())
 
 
+def _store_forecast(conn: Connection, row: Mapping[str, Any]) -> bool:
+    """Store one forecast row unless its record or a forecast of its hour issued no later is
+    held; True when stored (see the module's docstring)."""
+    conn.execute(
+        delete(forecasts).where(
+            forecasts.c.gateway_id == row["gateway_id"],
+            forecasts.c.series == row["series"],
+            forecasts.c.start == row["start"],
+            forecasts.c.issued_at < row["issued_at"],
+        )
+    )
+    stmt: Insert
+    match conn.dialect.name:
+        case "sqlite":
+            stmt = sqlite.insert(forecasts).on_conflict_do_nothing()
+        case "postgresql":
+            stmt = postgresql.insert(forecasts).on_conflict_do_nothing()
+        case other:
+            raise NotImplementedError(f"no ON CONFLICT DO NOTHING for the {other} dialect")
+    return conn.execute(stmt.values(dict(row)).returning(forecasts.c.seq)).first() is not None
+
+
 def record_row(record: Record, batch: IngestBatch, now: datetime) -> dict[str, Any]:
     """The row of one record: origin, time contract, and its body flattened into columns."""
     return {
@@ -233,10 +272,12 @@ def insert_batch(conn: Connection, batch: IngestBatch) -> IngestResult:
     for record in batch.records:
         rows[record.kind].append(record_row(record, batch, now))
     lock_site_feeds(conn, batch.site_id)
+    forecast_rows = rows.pop("forecast")
     accepted = sum(
         _insert_ignoring_duplicates(conn, record_tables[kind], kind_rows)
         for kind, kind_rows in rows.items()
     )
+    accepted += sum(_store_forecast(conn, row) for row in forecast_rows)  # in the batch's order
     return IngestResult(accepted=accepted, duplicates=len(batch.records) - accepted)
 
 
@@ -268,6 +309,12 @@ def access_events_after(
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` access events (doors and gates) of a site with ``seq > after``."""
     return _page(engine, access_events, site_id, after, limit)
+
+
+def forecasts_after(engine: Engine, site_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` demand forecasts of a site with ``seq > after``, in ``seq`` order (a
+    forecast replaced since is not among them: its replacement comes later)."""
+    return _page(engine, forecasts, site_id, after, limit)
 
 
 def _page(

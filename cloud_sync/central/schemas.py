@@ -12,7 +12,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud_sync.schemas import AccessBody, AlertBody, EvictionBody, SummaryBody
+from cloud_sync.schemas import AccessBody, AlertBody, EvictionBody, ForecastBody, SummaryBody
 
 
 class _FeedMeta(BaseModel):
@@ -58,6 +58,13 @@ class AccessItem(AccessBody, _FeedMeta):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ForecastItem(ForecastBody, _FeedMeta):
+    """A building's electricity forecast for 24 hours. One per gateway, ``series`` and ``start``:
+    a later item with the same three replaces an earlier one (the newest ``issued_at``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class _Page(BaseModel):
     next_cursor: Annotated[
         int, Field(description="The `after` of the next request; equal to `after` if empty.")
@@ -86,6 +93,12 @@ class AccessPage(_Page):
     """A page of the access events feed, in ``seq`` order."""
 
     items: list[AccessItem]
+
+
+class ForecastPage(_Page):
+    """A page of the forecasts feed, in ``seq`` order."""
+
+    items: list[ForecastItem]
 
 
 class ActiveAlerts(BaseModel):

@@ -4,9 +4,10 @@
 this metadata exactly, on SQLite and on PostgreSQL. Change both together: edit a table here, then
 add a migration (``alembic revision --autogenerate``, see ``migrations/README``).
 
-Record tables (``summaries``, ``alert_events``, ``evictions``, ``access_events``) each carry an
-autoincrement ``seq``, the pull cursor of the platform's feeds, and are unique on
-``(gateway_id, record_id)``.
+Record tables (``summaries``, ``alert_events``, ``evictions``, ``access_events``,
+``forecasts``) each carry an autoincrement ``seq``, the pull cursor of the platform's feeds, and
+are unique on ``(gateway_id, record_id)``; ``forecasts`` is also unique on ``(gateway_id, series,
+start)``: one row per forecast hour, the newest issued (``db``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -38,6 +40,7 @@ __all__ = [
     "alert_events",
     "claim_codes",
     "evictions",
+    "forecasts",
     "gateways",
     "metadata",
     "record_tables",
@@ -188,10 +191,29 @@ access_events = Table(
     sqlite_autoincrement=True,
 )
 
+# Demand forecasts: the energy (kWh) of each of the 24 hours from ``start``. One row per gateway,
+# series and start: a later forecast of the same hour replaces the row (``db``), with a new ``seq``.
+forecasts = Table(
+    "forecasts",
+    metadata,
+    *_record_columns(),
+    Column("series", String(64), nullable=False),
+    Column("issued_at", UTCDateTime(), nullable=False),
+    Column("start", UTCDateTime(), nullable=False),
+    Column("hours", JSON(), nullable=False),  # a list of 24 floats
+    Column("model", String(200), nullable=False),
+    Column("capacity_kwh", Double(), nullable=True),
+    UniqueConstraint("gateway_id", "record_id", name="uq_forecasts_record"),
+    UniqueConstraint("gateway_id", "series", "start", name="uq_forecasts_series_start"),
+    Index("ix_forecasts_site_seq", "site_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
 record_tables: dict[str, Table] = {
     "summary": summaries,
     "alert": alert_events,
     "eviction": evictions,
     "access": access_events,
+    "forecast": forecasts,
 }
 """The table that stores each wire record ``kind``."""

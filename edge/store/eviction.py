@@ -8,26 +8,30 @@ insertion order (row id or outbox sequence, never by wall time), until it is a t
 below it:
 
 1. raw readings already summarised;
-2. local copies of summaries (the outbox still holds every summary not yet synced);
+2. local copies of summaries (the outbox still holds every summary not yet synced), then local
+   copies of demand forecasts (likewise);
 3. cleared alerts in the local history (likewise, their outbox records are kept);
 4. local copies of access events already counted in a summary (their outbox records are kept);
 5. raw readings not yet summarised (they will be missing from every summary);
-6. summaries not yet synced (outbox records);
+6. summaries not yet synced (outbox records), then demand forecasts not yet synced (outbox
+   records: one an hour per series, a few hundred bytes each, they would free next to nothing
+   ahead of the summaries, and a week of them tells how the model did);
 7. last resort: alert records not yet synced (outbox records);
 8. the very last resort: access event records not yet synced (outbox records).
 
 Never evicted: active alerts, eviction records, access events not yet counted in a summary (rare
 and small: their counts must not go missing), the store's own bookkeeping; records leased by the
-sync client at that moment (being sent) are skipped. Every eviction is counted per kind
-(``StoreStats.evicted``, kept across restarts). Steps 1, 5, 6, 7 and 8 lose something the central
-API will never see, so each is also reported as an ``EvictionRecord`` (one per kind per pass:
-count, oldest and newest time, reason ``quota`` or ``disk_full``), queued with the priority right
-after alerts, in the same transaction as the deletion; steps 7 and 8 are logged as errors. Steps
-2, 3 and 4 only drop local copies and are counted, not reported; they go before step 5 because
-they lose nothing the central API will not get, while readings not yet summarised would be
-missing from every summary. Space is then given back to the
-filesystem for real: ``PRAGMA incremental_vacuum`` and a ``wal_checkpoint(TRUNCATE)``, and the
-files are measured again.
+sync client at that moment (being sent) are skipped. Outbox rows are picked by kind as well as
+priority (forecasts share theirs with summaries, ``records.PRIORITY``). Every eviction is counted
+per kind (``StoreStats.evicted``, kept across restarts). Steps 1, 5, 6, 7 and 8 lose something the
+central API will never see, so each is also reported as an ``EvictionRecord`` (one per kind per
+pass: ``evicted`` is ``reading``, ``summary``, ``forecast``, ``alert`` or ``access``; count,
+oldest and newest time, reason ``quota`` or ``disk_full``), queued with the priority right after
+alerts, in the same transaction as the deletion; steps 7 and 8 are logged as errors. Steps 2, 3
+and 4 only drop local copies and are counted, not reported; they go before step 5 because they
+lose nothing the central API will not get, while readings not yet summarised would be missing
+from every summary. Space is then given back to the filesystem for real: ``PRAGMA
+incremental_vacuum`` and a ``wal_checkpoint(TRUNCATE)``, and the files are measured again.
 """
 
 from __future__ import annotations
@@ -51,8 +55,8 @@ _MAX_ROWS_PER_CHUNK = 1_000_000
 @dataclass(frozen=True, slots=True)
 class Evicted:
     kind: str
-    """``reading``, ``summary_copy``, ``cleared_alert``, ``access_copy``, ``summary``, ``alert``
-    or ``access``."""
+    """``reading``, ``summary_copy``, ``forecast_copy``, ``cleared_alert``, ``access_copy``,
+    ``summary``, ``forecast``, ``alert`` or ``access``."""
     count: int
     oldest: float
     newest: float
@@ -73,7 +77,7 @@ class _Step:
 
 def _outbox_step(kind: EvictedKind, time_path: str, bytes_per_row: float) -> _Step:
     # Built from constants of this module only, never from input.
-    where = f"priority = {PRIORITY[kind]} AND lease_until <= :lease_now"
+    where = f"priority = {PRIORITY[kind]} AND kind = '{kind}' AND lease_until <= :lease_now"
     return _Step(
         kind=kind,
         reported=kind,
@@ -106,6 +110,14 @@ STEPS: tuple[_Step, ...] = (
         120,
     ),
     _Step(
+        "forecast_copy",
+        None,
+        "SELECT COUNT(*), MIN(start), MAX(start), MAX(id) FROM (SELECT id, start FROM forecasts"
+        " ORDER BY id LIMIT :n)",
+        "DELETE FROM forecasts WHERE id <= :upto",
+        500,
+    ),
+    _Step(
         "cleared_alert",
         None,
         "SELECT COUNT(*), MIN(cleared_at), MAX(cleared_at), MAX(rowid) FROM (SELECT rowid,"
@@ -130,6 +142,7 @@ STEPS: tuple[_Step, ...] = (
         120,
     ),
     _outbox_step("summary", "$.body.period_start", 600),
+    _outbox_step("forecast", "$.body.start", 1000),
     _outbox_step("alert", "$.time.wall_time", 700),
     _outbox_step("access", "$.body.occurred_at", 600),
 )

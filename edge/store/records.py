@@ -16,18 +16,27 @@ from cloud_sync.schemas import (
     AlertRecord,
     EvictionBody,
     EvictionRecord,
+    ForecastBody,
+    ForecastRecord,
     RecordTime,
     SummaryBody,
     SummaryRecord,
 )
 from edge.alerts import Alert
 from edge.clock import Stamp
+from edge.store.forecasts import Forecast
 from firmware_bridge.events import AccessEvent
 
-PRIORITY = {"alert": 0, "eviction": 1, "access": 2, "summary": 3, "bulk": 4}
-"""Outbox priorities: lower is sent first. Schema migration 2 renumbered stored rows to these."""
+PRIORITY = {"alert": 0, "eviction": 1, "access": 2, "forecast": 3, "summary": 3, "bulk": 4}
+"""Outbox priorities: lower is sent first, and in order of writing within one priority. Schema
+migration 2 renumbered stored rows to these. Forecasts share 3 with summaries: no integer lies
+between access (2) and summary (3), and giving them a place of their own would renumber the
+summaries and bulk rows already stored. They are the same class of record (hourly, derived from
+the readings, evicted by the same policy), written at about the same moment each hour, so in
+the order of writing they go out beside the summaries of the hour they follow. Eviction picks
+outbox rows by kind as well as priority (``eviction``)."""
 
-EvictedKind = Literal["reading", "summary", "alert", "access"]
+EvictedKind = Literal["reading", "summary", "alert", "access", "forecast"]
 EvictionReason = Literal["quota", "disk_full", "retention"]
 
 
@@ -83,6 +92,26 @@ def access_record(record_id: str, stamp: Stamp, event: AccessEvent) -> str:
     )
     body = access_body(event)
     return AccessRecord(record_id=record_id, time=time, body=body).model_dump_json()
+
+
+def forecast_body(forecast: Forecast) -> ForecastBody:
+    """The wire body of a forecast; raises ``pydantic.ValidationError`` (a ``ValueError``)
+    when it cannot go on the wire."""
+    return ForecastBody(
+        series=forecast.series,
+        issued_at=utc(forecast.issued_at),
+        start=utc(forecast.start),
+        hours=list(forecast.values),
+        model=forecast.model,
+        capacity_kwh=forecast.capacity_kwh,
+    )
+
+
+def forecast_record(record_id: str, stamp: Stamp, forecast: Forecast) -> str:
+    """A forecast. Its time is the write's: when the store received it from the demand service,
+    moments after ``issued_at``."""
+    body = forecast_body(forecast)
+    return ForecastRecord(record_id=record_id, time=record_time(stamp), body=body).model_dump_json()
 
 
 def summary_record(

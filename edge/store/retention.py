@@ -2,7 +2,8 @@
 
 Retention only deletes local copies whose content is safe elsewhere: raw readings already
 summarised, local copies of summaries (the outbox holds the records until the central API has
-them), cleared alerts (likewise) and access events already counted in a summary (likewise).
+them), cleared alerts (likewise), access events already counted in a summary (likewise) and
+demand forecasts, with the summaries' retention after their last hour (likewise).
 Nothing retention deletes is reported as an eviction; what the quota forces out is
 (``edge.store.quota``). Ages are by wall time, so records stamped in the future by a clock that
 was ahead stay until then, or until the quota needs their space.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from edge.store import forecasts
 from edge.store.outbox import meta
 from edge.store.schema import transaction
 
@@ -22,7 +24,8 @@ class Retention:
     reading_s: float = 7 * 86_400.0
     """Raw readings older than this are deleted once summarised."""
     summary_s: float = 90 * 86_400.0
-    """The local copy of a summary is deleted this long after its period ended."""
+    """The local copy of a summary is deleted this long after its period ended; so is a demand
+    forecast after its last hour."""
     cleared_alert_s: float = 90 * 86_400.0
     """A cleared alert is deleted from the local history this long after it cleared."""
     access_s: float = 90 * 86_400.0
@@ -36,6 +39,7 @@ class Pruned:
     summaries: int
     cleared_alerts: int
     access_events: int
+    forecasts: int = 0
 
 
 def prune_readings(conn: sqlite3.Connection, *, now: float, retention_s: float) -> int:
@@ -60,4 +64,5 @@ def apply(conn: sqlite3.Connection, retention: Retention, *, now: float) -> Prun
             "DELETE FROM access_events WHERE wall_time < ? AND id <= ?",
             (now - retention.access_s, int(meta(conn, "access_summary_last_id") or 0)),
         ).rowcount
-    return Pruned(readings, summaries, alerts, access)
+        forecast_copies = forecasts.prune(conn, ended_before=now - retention.summary_s)
+    return Pruned(readings, summaries, alerts, access, forecast_copies)

@@ -171,6 +171,24 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE summaries ADD COLUMN access_after INTEGER",
         "ALTER TABLE summaries ADD COLUMN access_upto INTEGER",
     ],
+    # 5: demand forecasts (``edge.store.forecasts``): one row per series and first hour, the
+    # 24 hourly values as JSON text; a forecast issued later for the same start replaces the row
+    # in place (its id stays: eviction goes by id, oldest first). Outbox rows of kind
+    # 'forecast' take priority 3 with summaries (``records.PRIORITY``): nothing stored is
+    # renumbered.
+    [
+        """CREATE TABLE forecasts (
+            id INTEGER PRIMARY KEY,
+            series TEXT NOT NULL,
+            issued_at REAL NOT NULL,
+            start REAL NOT NULL,
+            hours TEXT NOT NULL,
+            model TEXT NOT NULL,
+            capacity_kwh REAL,
+            UNIQUE (series, start)
+        )""",
+        "CREATE INDEX forecasts_by_start ON forecasts (start)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,8 +3,9 @@
 Every method runs on the store's own thread, in submission order, so there is exactly one writer
 and the event loop never blocks on disk. A batch of readings, the alerts they caused and the access
 events of doors and gates pending are written in one transaction together with the outbox rows that
-must be synced, so a record is either stored and queued for the central API, or neither. The outbox
-is the ``cloud_sync.outbox.Outbox``.
+must be synced, so a record is either stored and queued for the central API, or neither; so is
+each demand forecast (``write_forecast``, see ``forecasts``). The outbox is the
+``cloud_sync.outbox.Outbox``.
 
 Housekeeping (``housekeep``, every few seconds from the daemon) corrects wall times once the clock
 synchronised (``edge.clock``), summarises closed periods by row-id ranges and counts access events
@@ -27,14 +28,15 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
 from cloud_sync.outbox import OutboxRecord
 from edge.alerts import Alert
 from edge.clock import Clock, Stamp
-from edge.store import outbox, quota, records, retention, summaries
+from edge.store import forecasts, hourly, outbox, quota, records, retention, summaries
+from edge.store.forecasts import Forecast
 from edge.store.quota import DiskUsage, Quota, QuotaReport
 from edge.store.retention import Pruned, Retention
 from edge.store.schema import (
@@ -57,6 +59,8 @@ class StoreStats:
     active_alerts: int
     access_events: int
     """Access events in the local history."""
+    forecasts: int
+    """Demand forecasts in the local history."""
     outbox: dict[str, int]
     bytes: int
     """Database plus WAL on disk."""
@@ -261,6 +265,25 @@ class Store:
             [functools.partial(records.access_record, stamp=stamp, event=e) for e in access],
         )
 
+    async def write_forecast(self, forecast: Forecast) -> None:
+        """Store a demand forecast with its outbox record, in one transaction. A forecast of the
+        same series and start issued earlier is replaced (and the replacement sent); one issued
+        no later than the one held changes nothing (see ``edge.store.forecasts``). Raises
+        ``ValueError`` (pydantic's ``ValidationError`` is one) when it cannot go on the wire;
+        nothing is stored then."""
+        await self._run(self._write_forecast, forecast, self.clock.stamp())
+
+    def _write_forecast(self, forecast: Forecast, stamp: Stamp) -> None:
+        record = functools.partial(records.forecast_record, stamp=stamp, forecast=forecast)
+        with transaction(self._conn):
+            if forecasts.write(self._conn, forecast):
+                self._enqueue("forecast", [record])
+                return
+        log.warning(
+            "forecast not newer than the one held, ignored",
+            extra={"series": forecast.series, "start": forecast.start},
+        )
+
     def _enqueue(self, kind: str, builders: Sequence[Callable[[str], str]]) -> None:
         """Append outbox rows inside the caller's transaction; ids are gateway:store:sequence."""
         outbox.enqueue(self._conn, f"{self.gateway_id}:{self.store_id}", kind, builders)
@@ -386,6 +409,32 @@ class Store:
             for d, p, v, u, _, t in rows
         ]
 
+    async def hourly(
+        self,
+        device: str,
+        point: str,
+        *,
+        start: int,
+        hours: int,
+        interval_s: int,
+        how: Literal["delta", "mean"],
+    ) -> list[float]:
+        """Hourly values of a point from its summaries (:mod:`edge.store.hourly`); NaN: unknown."""
+        return await self._run(
+            hourly.hourly_values,
+            self._conn,
+            device,
+            point,
+            start=start,
+            hours=hours,
+            interval_s=interval_s,
+            how=how,
+        )
+
+    async def forecasts(self, series: str, since: float) -> list[Forecast]:
+        """The forecasts of ``series`` whose first hour is at or after ``since``, by start."""
+        return await self._run(forecasts.since, self._conn, series, since)
+
     async def stats(self) -> StoreStats:
         return await self._run(self._stats)
 
@@ -407,6 +456,7 @@ class Store:
             summaries=scalar("SELECT COUNT(*) FROM summaries"),
             active_alerts=scalar("SELECT COUNT(*) FROM alerts WHERE state = 'raised'"),
             access_events=scalar("SELECT COUNT(*) FROM access_events"),
+            forecasts=scalar("SELECT COUNT(*) FROM forecasts"),
             outbox=queued,
             bytes=quota.measure(conn, self.path, self._disk_usage).file_bytes,
             evicted=evicted,

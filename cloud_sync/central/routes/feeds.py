@@ -1,5 +1,5 @@
 """The platform's pull feeds of one site: summaries, alert events, active alerts, evictions,
-access events.
+access events, demand forecasts.
 
 A feed is read with a cursor: ``after`` is the ``next_cursor`` of the previous page (0 at first),
 and items come in ``seq`` order, each exactly once. Authenticated with the platform token.
@@ -22,6 +22,8 @@ from cloud_sync.central.schemas import (
     AlertPage,
     EvictionItem,
     EvictionPage,
+    ForecastItem,
+    ForecastPage,
     SummaryItem,
     SummaryPage,
 )
@@ -98,3 +100,17 @@ def access_events(
     rows = db.access_events_after(engine, site_id, after, limit)
     items = [AccessItem.from_row(row) for row in rows]
     return AccessPage(items=items, next_cursor=items[-1].seq if items else after)
+
+
+@router.get("/forecasts", summary="Demand forecasts after a cursor")
+def forecasts(
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100
+) -> ForecastPage:
+    """Electricity forecasts of the site's buildings (24 hourly values in kWh) received after
+    ``after``, oldest first. A forecast replaced by a later one of the same gateway, series and
+    start is not in the feed any more; its replacement comes after it: keep the newest per
+    ``(gateway_id, series, start)``."""
+    _require_site(engine, site_id)
+    rows = db.forecasts_after(engine, site_id, after, limit)
+    items = [ForecastItem.from_row(row) for row in rows]
+    return ForecastPage(items=items, next_cursor=items[-1].seq if items else after)
