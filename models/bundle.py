@@ -83,6 +83,7 @@ class ModelCard(BaseModel):
 
     name: str = Field(min_length=1)
     kind: str = Field(min_length=1)
+    description: str = ""
     version: str = Field(min_length=1)
     feature_version: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -25,7 +25,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -161,6 +161,10 @@ class ModelSlot:
         if reason is not None:
             raise ModelRejected(str(bundle.path), f"refused before: {reason}")
 
+    def as_session(self) -> SlotSession:
+        """The slot in the shape of an onnxruntime session, for code written against one."""
+        return SlotSession(self)
+
     def run(self, features: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Run the model in use; on invalid output go back to the previous one and re-raise."""
         if self.active is None:
@@ -184,3 +188,13 @@ class ModelSlot:
                     },
                 )
             raise
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSession:
+    """``run(None, {"features": rows})`` through a :class:`ModelSlot`: checks and rollback."""
+
+    slot: ModelSlot
+
+    def run(self, output_names: object, feeds: dict[str, npt.ArrayLike]) -> list[Any]:
+        return [self.slot.run(feeds[INPUT_NAME])]

@@ -1,0 +1,1 @@
+ed25519 4397dafa183a8575 eWcP6B72i8yHEgkyEz4vNBKERAGFbXRweozKxyNOVYtJaCmt2WfCkTqfkc4ibsAyesVpnir6EkflqWUEIYviCA==
