@@ -88,3 +88,40 @@ class AlertBook:
         if alert is None:
             return None
         return replace(alert, state="cleared", message=message, value=value, cleared_at=at)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A service's finding about one alert cause (a model's, say): active or not, and why.
+
+    ``apply`` turns it into an alert change through the book: an active verdict raises the alert
+    unless it is already raised; an inactive one clears it if it is raised. The service decides
+    the hysteresis (when a cause stops being active).
+    """
+
+    rule: str
+    device: str
+    point: str
+    active: bool
+    severity: Severity
+    message: str
+    value: float
+    at: float
+
+    def apply(self, book: AlertBook) -> Alert | None:
+        if self.active:
+            return book.raise_(
+                rule=self.rule,
+                device=self.device,
+                point=self.point,
+                severity=self.severity,
+                message=self.message,
+                value=self.value,
+                at=self.at,
+            )
+        return book.clear(
+            alert_key(self.rule, self.device, self.point),
+            message=self.message,
+            value=self.value,
+            at=self.at,
+        )

@@ -169,6 +169,10 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait per unit (default 0.3)",
     )
     modbus.set_defaults(handler=_scan_modbus)
+
+    from models import commands as models_commands
+
+    models_commands.register(commands)
     return parser
 
 
@@ -189,9 +193,16 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     devices = len(config.modbus.devices)
     gates = f", {len(config.modbus.gates)} gate(s)" if config.modbus.gates else ""
+    m = config.models
+    models = (
+        f", models: {len(m.demand)} forecast(s), {len(m.anomaly)} scored meter(s), "
+        f"{len(m.dwellings)} dwelling(s)"
+        if m.enabled
+        else ""
+    )
     print(
         f"{args.file}: ok (gateway {config.gateway.id}, site {config.gateway.site}, "
-        f"{devices} Modbus device(s){gates})"
+        f"{devices} Modbus device(s){gates}{models})"
     )
     return 0
 

@@ -40,6 +40,8 @@ def parse_config(text: str, *, source: str = "<config>") -> GatewayConfig:
     except ValidationError as exc:
         raise ConfigError(source, issues_from_validation(exc)) from exc
     issues = _check_profiles(config)
+    if not issues:
+        issues = _check_model_meters(config)
     if issues:
         raise ConfigError(source, issues)
     return config
@@ -79,3 +81,66 @@ def _check_profiles(config: GatewayConfig) -> list[ConfigIssue]:
                 detail = issue.message if issue.path in {"", "(file)"} else str(issue)
                 issues.append(ConfigIssue(f"modbus.devices.{index}.profile", detail))
     return issues
+
+
+def _check_model_meters(config: GatewayConfig) -> list[ConfigIssue]:
+    """Every ``device:point`` of ``[models]`` names a meter's point; counters where one is due."""
+    from firmware_bridge.modbus.profiles import load_profile
+
+    profiles = {d.name: load_profile(d.profile) for d in config.modbus.devices}
+    models = config.models
+    wanted: list[tuple[str, str, bool]] = []  # path, device:point, must be a counter
+    for i, series in enumerate(models.demand):
+        wanted += [(f"models.demand.{i}.meters.{j}", m, True) for j, m in enumerate(series.meters)]
+        if series.temperature is not None:
+            wanted.append((f"models.demand.{i}.temperature", series.temperature, False))
+    wanted += [(f"models.anomaly.{i}.meter", a.meter, True) for i, a in enumerate(models.anomaly)]
+    for i, home in enumerate(models.dwellings):
+        wanted += [(f"models.dwellings.{i}.meters.{j}", m, True) for j, m in enumerate(home.meters)]
+    issues = []
+    for path, meter, counter in wanted:
+        device, point = meter.split(":")
+        profile = profiles.get(device)
+        if profile is None:
+            issues.append(ConfigIssue(path, f"{device!r} is not a device of [[modbus.devices]]"))
+            continue
+        kinds = {p.name: p.kind for p in profile.points}
+        if point not in kinds:
+            issues.append(
+                ConfigIssue(
+                    path,
+                    f"{device} ({profile.name}) has no point {point!r}: {', '.join(sorted(kinds))}",
+                )
+            )
+        elif counter and kinds[point] != "counter":
+            issues.append(ConfigIssue(path, f"{meter} is a {kinds[point]}, a counter is needed"))
+    for i, home in enumerate(models.dwellings):
+        home_kinds = []
+        for meter in home.meters:
+            device, point = meter.split(":")
+            profile = profiles.get(device)
+            if profile is not None and point in {p.name for p in profile.points}:
+                home_kinds.append(meter_kind(profile.point(point).unit)[0])
+        if len(set(home_kinds)) != len(home_kinds):
+            issues.append(
+                ConfigIssue(
+                    f"models.dwellings.{i}.meters", "at most one electricity and one water meter"
+                )
+            )
+    if models.enabled and 3600 % config.store.summary_interval_s:
+        issues.append(
+            ConfigIssue("store.summary_interval_s", "the models need summaries that divide an hour")
+        )
+    return issues
+
+
+def meter_kind(unit: str) -> tuple[str, float]:
+    """A counter's kind for the cessation model, and the factor to its unit (kWh or litres)."""
+    unit = unit.strip().lower()
+    if unit in {"m3", "m³"}:
+        return "water", 1000.0
+    if unit in {"l", "litre", "liter", "litres", "liters"}:
+        return "water", 1.0
+    if unit == "wh":
+        return "electricity", 0.001
+    return "electricity", 1.0

@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -49,6 +49,9 @@ from firmware_bridge.modbus.gate import (
 from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
 
+if TYPE_CHECKING:
+    from edge.analytics import Analytics
+
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 8.0
@@ -75,6 +78,7 @@ class Gateway:
         self._buses: list[ModbusBus] = []
         self._gates: dict[str, tuple[GateSection, GateController, ModbusBus]] = {}
         self._sync: SyncClient | None = None
+        self.analytics: Analytics | None = None
 
     # --- what the local web app sees (edge.web.GatewayView) --------------------------------
 
@@ -97,6 +101,7 @@ class Gateway:
             "mqtt": None if self._publisher is None else asdict(self._publisher.status()),
             "uplink": None if self._sync is None else asdict(self._sync.status()),
             "gates": [asdict(gate.status()) for gate in self._gate_controllers()],
+            "analytics": None if self.analytics is None else self.analytics.status(),
             "active_alerts": len(self._book.active()),
         }
 
@@ -160,10 +165,16 @@ class Gateway:
             async with asyncio.TaskGroup() as tasks:
                 writer = tasks.create_task(pipeline.run(), name="store-writer")
                 services = [tasks.create_task(self._summarise_forever(), name="summariser")]
+                producers: list[asyncio.Task[None]] = []  # submit to the pipeline, like buses
                 if self._publisher is not None:
                     services.append(tasks.create_task(self._publisher.run(), name="mqtt"))
                 if self._sync is not None:
                     services.append(tasks.create_task(self._sync.run(), name="uplink"))
+                if config.models.enabled:
+                    from edge.analytics import Analytics
+
+                    self.analytics = Analytics(config, store, pipeline)
+                    producers.append(tasks.create_task(self.analytics.run(), name="analytics"))
                 if config.local_api.enabled:
                     web_started = asyncio.Event()
                     services.append(
@@ -197,7 +208,7 @@ class Gateway:
                 log.info("gateway stopping")
                 try:
                     async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
-                        await _cancel_and_wait(acquisition)
+                        await _cancel_and_wait([*acquisition, *producers])
                         pipeline.close()
                         await writer
                 except TimeoutError:

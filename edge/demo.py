@@ -6,6 +6,14 @@ gateway itself, configured through the same schema as a real one. The simulated 
 voltage of phase L1 out of EN 50160's band for 20 s every two minutes, so the alert is raised,
 published on MQTT, synced, and cleared. The demo watches the central API's feeds and prints what
 the platform would see.
+
+The models need weeks of history, which a demo that has just started has not got: before the
+gateway starts, the demo writes eight weeks of made-up hourly history into its store (summaries,
+as an imported history would be), ending at the current hour. It is shaped to show every model's
+alert at the first hourly run: the building's last hour is four times its usual use
+(``unusual_use``), the flat has used nothing for four hours it is usually busy (``use_stopped``),
+and the building's capacity is set below its usual evening peak (``demand_capacity``, with the
+24-hour forecast on the local page and at the central API).
 """
 
 from __future__ import annotations
@@ -17,20 +25,24 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from edge.asgi import serve_app
 from edge.daemon import Gateway
 from edge.logs import configure_logging
 from edge.schemas import GatewayConfig
 from firmware_bridge.modbus.profiles import load_profile
+from firmware_bridge.readings import Reading
 from sim.gate import RandomActivity, SimulatedGate
 from sim.load_profile import ResidentialLoadProfile
 from sim.meter import SimulatedMeter, VoltageEvent
@@ -42,6 +54,8 @@ GATE = "entrance"
 GATE_UNIT = 2
 SUMMARY_INTERVAL_S = 30
 SHOWN_POINTS = {"voltage_l1", "total_power"}  # the demo prints these summaries (all are synced)
+FLAT, FLAT_UNIT, FLAT_WATER, FLAT_WATER_UNIT = "flat-1", 3, "flat-1-water", 4
+HISTORY_WEEKS = 8
 VOLTAGE_EVENT = VoltageEvent(start_s=15.0, duration_s=20.0, voltage_v=262.0, period_s=120.0)
 
 
@@ -101,6 +115,8 @@ def demo_config(
     local_port: int,
     token: str,
     operator_token: str,
+    capacity_kwh: float = 1.0,
+    timezone: str = "UTC",
 ) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
@@ -121,7 +137,21 @@ def demo_config(
                         "port": modbus_port,
                         "unit_id": 1,
                         "poll_interval_s": 1.0,
-                    }
+                    },
+                    {
+                        "name": FLAT,
+                        "profile": "eastron_sdm120",
+                        "host": "127.0.0.1",
+                        "port": modbus_port,
+                        "unit_id": FLAT_UNIT,
+                    },
+                    {
+                        "name": FLAT_WATER,
+                        "profile": "advantech_adam6050_water",
+                        "host": "127.0.0.1",
+                        "port": modbus_port,
+                        "unit_id": FLAT_WATER_UNIT,
+                    },
                 ],
                 "gates": [
                     {
@@ -142,9 +172,108 @@ def demo_config(
                     }
                 ],
             },
+            "site": {"timezone": timezone},
+            "models": {
+                "demand": [
+                    {
+                        "name": "building",
+                        "meters": ["main-meter:import_energy"],
+                        "capacity_kwh": capacity_kwh,
+                    }
+                ],
+                "anomaly": [{"meter": "main-meter:import_energy"}],
+                "dwellings": [
+                    {"name": FLAT, "meters": [f"{FLAT}:import_energy", f"{FLAT_WATER}:volume"]}
+                ],
+            },
             "log": {"level": "warning", "format": "text"},
         }
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DemoHistory:
+    """Hourly use of the demo's meters before the current hour, and where their counters end."""
+
+    building_kwh: np.ndarray
+    flat_kwh: np.ndarray
+    flat_litres: np.ndarray
+    end_hour: int
+
+    @property
+    def capacity_kwh(self) -> float:
+        """Below the building's usual daily peak, so that the demo shows ``demand_capacity``."""
+        days = self.building_kwh[:-24].reshape(-1, 24)
+        return round(0.8 * float(np.median(days.max(axis=1))), 1)
+
+
+def demo_timezone(now: float) -> tuple[str, int]:
+    """A fixed-offset time zone where it is mid-afternoon at ``now``, and its offset in hours.
+
+    The flat's quiet spell must fall in hours it is usually busy, and its nights must be nights,
+    whenever the demo runs: the demo building stands where it is 15:00 or so.
+    """
+    utc_hour = datetime.fromtimestamp(now, UTC).hour
+    offset = (15 - utc_hour + 12) % 24 - 12  # -12 .. +11
+    name = "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT-3 is UTC+3
+    return name, offset
+
+
+def demo_history(now: float, seed: int = 11) -> DemoHistory:
+    """Eight weeks of made-up hourly use ending at the hour of ``now`` (see the module doc)."""
+    rng = np.random.default_rng(seed)
+    _, offset = demo_timezone(now)
+    end_hour = int(now // 3600) * 3600
+    hours = HISTORY_WEEKS * 168
+    profile = ResidentialLoadProfile(base_w=4000, morning_peak_w=9000, evening_peak_w=16000)
+    local_starts = [end_hour - (hours - h) * 3600 + offset * 3600 for h in range(hours)]
+    building = np.array(
+        [
+            np.mean([profile.shape_w(datetime.fromtimestamp(t + m * 600, UTC)) for m in range(6)])
+            / 1000
+            for t in local_starts
+        ]
+    ) * rng.uniform(0.93, 1.07, hours)
+    building[-1] *= 4.0  # the last hour: four times the usual
+    # The flat is lived in from 07:00 to 23:00 local, every day.
+    local_hour = np.array([datetime.fromtimestamp(t, UTC).hour for t in local_starts])
+    active = (local_hour >= 7) & (local_hour < 23) & (rng.random(hours) < 0.97)
+    flat = 0.06 + rng.uniform(0, 0.02, hours) + active * rng.uniform(0.2, 0.9, hours)
+    litres = np.where(active & (rng.random(hours) < 0.9), rng.uniform(5, 40, hours), 0.0)
+    flat[-4:] = 0.07  # quiet for the last four hours (about 11:00 to 15:00 local)
+    litres[-4:] = 0.0
+    return DemoHistory(building, flat, litres, end_hour)
+
+
+async def seed_history(config: GatewayConfig, history: DemoHistory) -> None:
+    """Write the history into the gateway's store as hourly summaries, before the gateway runs."""
+    from edge.clock import Clock
+    from edge.store import Store
+
+    start = history.end_hour - len(history.building_kwh) * 3600
+    series = (
+        ("main-meter", "import_energy", "kWh", history.building_kwh),
+        (FLAT, "import_energy", "kWh", history.flat_kwh),
+        (FLAT_WATER, "volume", "m3", history.flat_litres / 1000),
+    )
+    readings = []
+    for device, point, unit, hourly in series:
+        total = 0.0
+        for hour, used in enumerate(hourly):
+            for k in range(2):
+                total += float(used) / 2
+                at = start + hour * 3600 + k * 1800 + 900
+                readings.append(Reading(device, point, total, unit, at, 0))
+    counters = frozenset((device, point) for device, point, _, _ in series)
+    clock = Clock(synchronised=lambda: True)
+    async with Store(
+        config.database_path, gateway_id=config.gateway.id, counters=counters, clock=clock
+    ) as store:
+        await store.write(readings, [])
+        await store.summarise(now=history.end_hour + 10, interval_s=3600, grace_s=5)
+    # Made-up history stays on the gateway: the central API gets the live summaries only.
+    with contextlib.closing(sqlite3.connect(config.database_path)) as conn, conn:
+        conn.execute("DELETE FROM outbox WHERE kind = 'summary'")
 
 
 async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = None) -> int:
@@ -172,18 +301,37 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
         )
     )
 
+    history = demo_history(time.time())
     meter = SimulatedMeter(
         load_profile("eastron_sdm630"),
         ResidentialLoadProfile(),
         start=datetime.now(tz=UTC),
         voltage_events=[VOLTAGE_EVENT],
+        initial_energy_kwh=float(np.sum(history.building_kwh)),
+    )
+    flat_load = ResidentialLoadProfile(base_w=80, morning_peak_w=600, evening_peak_w=900)
+    flat = SimulatedMeter(
+        load_profile("eastron_sdm120"),
+        flat_load,
+        start=datetime.now(tz=UTC),
+        initial_energy_kwh=float(np.sum(history.flat_kwh)),
+    )
+    water = SimulatedMeter(
+        load_profile("advantech_adam6050_water"),
+        flat_load,
+        start=datetime.now(tz=UTC),
+        initial_volume_m3=float(np.sum(history.flat_litres)) / 1000,
     )
     gate = SimulatedGate(travel_s=3.0, auto_close_s=8.0)
     operator_token = secrets.token_urlsafe(24)
     stop = asyncio.Event()
     async with (
         mosquitto(state_dir, mqtt_port),
-        SimulatedBuilding({1: meter}, gates={GATE_UNIT: gate}, port=port_or_free(5020)) as building,
+        SimulatedBuilding(
+            {1: meter, FLAT_UNIT: flat, FLAT_WATER_UNIT: water},
+            gates={GATE_UNIT: gate},
+            port=port_or_free(5020),
+        ) as building,
         asyncio.TaskGroup() as tasks,
     ):
         badges = tasks.create_task(
@@ -202,7 +350,10 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
             local_port=local_port,
             token=gateway_token,
             operator_token=operator_token,
+            capacity_kwh=history.capacity_kwh,
+            timezone=demo_timezone(time.time())[0],
         )
+        await seed_history(config, history)
         gateway = Gateway(config)
         gateway_task = tasks.create_task(gateway.run(stop))
         await gateway.ready.wait()
@@ -257,6 +408,7 @@ central API   {central}/docs
   summaries   curl {auth} {central}/v1/sites/{SITE}/summaries
   alerts      curl {auth} {central}/v1/sites/{SITE}/alerts
   access      curl {auth} {central}/v1/sites/{SITE}/access-events
+  forecasts   curl {auth} {central}/v1/sites/{SITE}/forecasts
 MQTT          mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -t 'nbedge/#' -v
 gateway       http://127.0.0.1:{local_port}/  (status JSON at /api/status)
 meter         Eastron SDM630 (simulated) on Modbus TCP 127.0.0.1:{modbus_port}, unit 1
@@ -265,6 +417,13 @@ gate          "{GATE}" (simulated badge traffic) on the same endpoint, unit {GAT
 files         {state_dir}
 
 Summaries cover {SUMMARY_INTERVAL_S} s; the first reaches the central API within a minute.
+Models: the gateway's store holds {HISTORY_WEEKS} weeks of made-up history, shaped so that
+the first hourly run shows every model's alert: the building's last hour was four times its
+usual use (unusual_use), the flat ("{FLAT}", units {FLAT_UNIT} and {FLAT_WATER_UNIT}) has used
+nothing for four hours it is usually busy (use_stopped), and the building's capacity is set
+below its usual evening peak (demand_capacity). The 24-hour forecast is on the local page
+and at the central API. So that the flat's quiet hours are daytime ones whenever the demo
+runs, the building stands in time zone {demo_timezone(time.time())[0]}, where it is mid-afternoon.
 Phase L1 goes to {event.voltage_v:.0f} V {event.start_s:.0f} s after the start, for \
 {event.duration_s:.0f} s, every {event.period_s:.0f} s.
 What the platform sees at the central API:
@@ -275,7 +434,7 @@ What the platform sees at the central API:
 
 async def _watch_central(port: int, platform_token: str) -> None:
     """Print new summaries and alert events from the central API's feeds, as the platform would."""
-    cursors = {"summaries": 0, "alerts": 0, "access-events": 0}
+    cursors = {"summaries": 0, "alerts": 0, "access-events": 0, "forecasts": 0}
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {platform_token}"}
     async with httpx.AsyncClient(
@@ -304,6 +463,15 @@ async def _watch_central(port: int, platform_token: str) -> None:
 
 
 def _describe(feed: str, item: dict[str, Any]) -> str:
+    if feed == "forecasts":
+        hours = item["hours"]
+        peak = max(range(len(hours)), key=hours.__getitem__)
+        first = int(str(item["start"])[11:13])
+        return (
+            f"forecast {item['series']} for the 24 h from {first:02d}:00 UTC: "
+            f"peak {hours[peak]:.1f} kWh at {(first + peak) % 24:02d}:00, "
+            f"total {sum(hours):.0f} kWh ({item['model']})"
+        )
     if feed == "access-events":
         who = f" credential {item['credential_ref'][:8]}..." if item["credential_ref"] else ""
         why = f" ({item['detail']})" if item["detail"] else ""

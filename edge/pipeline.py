@@ -29,6 +29,10 @@ write turns the pending ones into alert changes through the same ``AlertBook`` a
 the same transaction. There is at most one change per device per poll; beyond ``STATE_HARD_CAP``
 pending (the store has failed for a long time) the oldest is dropped and counted
 (``states_dropped``).
+
+Findings of the models (``Pipeline.submit_verdict``: a demand forecast above the building's
+capacity, an unusual hour, a dwelling gone quiet) become alert changes the same way, through the
+same book and in the same transaction as the next batch; they share the bound of state changes.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import EllipsisType
 
-from edge.alerts import Alert, AlertBook
+from edge.alerts import Alert, AlertBook, Verdict
 from edge.rules import Rule, device_silent
 from edge.store import Store
 from edge.store.records import access_body
@@ -117,7 +121,7 @@ class Pipeline:
         self._access_written = 0
         self._access_overflow = 0
         self._access_rejected = 0
-        self._states: deque[DeviceStateChange] = deque()
+        self._states: deque[DeviceStateChange | Verdict] = deque()
         self._states_received = 0
         self._states_dropped = 0
 
@@ -156,7 +160,11 @@ class Pipeline:
             self._queue.put_nowait(_WAKE)
         return True
 
-    def submit_state(self, change: DeviceStateChange) -> None:
+    def submit_verdict(self, verdict: Verdict) -> None:
+        """Queue a model's finding for the next batch write; never blocks."""
+        self.submit_state(verdict)
+
+    def submit_state(self, change: DeviceStateChange | Verdict) -> None:
         """Queue a device's state change for the next batch write; never blocks."""
         self._states_received += 1
         if len(self._states) >= STATE_HARD_CAP:
@@ -231,7 +239,11 @@ class Pipeline:
         changes = [change for rule in self._rules for change in rule.evaluate(batch, self._book)]
         # State changes submitted while this write waits stay for the next one.
         while self._states:
-            alert = device_silent(self._states.popleft(), self._book)
+            item = self._states.popleft()
+            if isinstance(item, Verdict):
+                alert = item.apply(self._book)
+            else:
+                alert = device_silent(item, self._book)
             if alert is not None:
                 changes.append(alert)
         # Events submitted while this write waits stay in the deque for the next one.

@@ -278,6 +278,102 @@ class LocalApiSection(_Section):
         return self
 
 
+MeterPoint = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*:[A-Za-z0-9_]+$",
+        description="a device and one of its points, as device:point",
+    ),
+]
+"""A device of ``[[modbus.devices]]`` and one of its profile's points: ``"main:import_energy"``."""
+
+
+class SiteSection(_Section):
+    """Where the building is: the models' calendar (local hour, weekday, public holidays)."""
+
+    timezone: str = "UTC"
+    """IANA time zone of the building, e.g. ``Europe/London``."""
+    country: str | None = None
+    """ISO 3166 country code for public holidays (``GB``); none: no day is a holiday."""
+    subdivision: str | None = None
+    """Region for regional holidays (``ENG`` for England), as the ``holidays`` package names it."""
+
+    @model_validator(mode="after")
+    def _known(self) -> SiteSection:
+        from models.calendar import Calendar
+
+        try:
+            Calendar(self.timezone, self.country, self.subdivision)
+        except Exception as exc:  # ZoneInfoNotFoundError, NotImplementedError from holidays
+            raise ValueError(f"unknown time zone, country or subdivision: {exc}") from exc
+        return self
+
+
+class DemandSeriesSection(_Section):
+    """A building's electricity, forecast for the next 24 hours every hour."""
+
+    name: Identifier
+    """Names the forecast (records, alerts, the local page)."""
+    meters: Annotated[list[MeterPoint], Field(min_length=1)]
+    """Energy counters (kWh) whose hourly consumption adds up to the building's."""
+    temperature: MeterPoint | None = None
+    """An outdoor temperature gauge (degrees C), if the building has one."""
+    capacity_kwh: Annotated[float, Field(gt=0)] | None = None
+    """The most energy the building's connection carries in one hour (its capacity in kW): a
+    forecast hour above it raises ``demand_capacity``; it clears when no forecast hour is above
+    95 % of it."""
+
+
+class AnomalyMeterSection(_Section):
+    """A meter whose hourly consumption is scored against what is usual for it."""
+
+    meter: MeterPoint
+    """An energy or water counter."""
+
+
+class DwellingSection(_Section):
+    """A home whose use of electricity and water must not stop while it is usually active."""
+
+    name: Identifier
+    meters: Annotated[list[MeterPoint], Field(min_length=1)]
+    """The dwelling's counters (electricity, water): all of them must go quiet for an alert."""
+
+
+class ModelsSection(_Section):
+    """The models run on the gateway (see docs/models.md)."""
+
+    trusted_keys: list[str] = []
+    """Public keys (``ed25519:...``, from ``nbedge models keygen``) whose signed bundles the gateway
+    takes from ``<state_dir>/models/``, besides the project's release key."""
+    bundle_check_interval_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    """How often ``<state_dir>/models/`` is checked for a new bundle."""
+    min_history_days: Annotated[int, Field(ge=1, le=60)] = 14
+    """Days of a meter's own history needed before it is scored (its threshold and usual
+    activity are learnt from them); until then the local page says it is learning."""
+    demand: list[DemandSeriesSection] = []
+    anomaly: list[AnomalyMeterSection] = []
+    dwellings: list[DwellingSection] = []
+
+    @model_validator(mode="after")
+    def _keys_and_names(self) -> ModelsSection:
+        from models.bundle import parse_public_key
+
+        for index, text in enumerate(self.trusted_keys):
+            try:
+                parse_public_key(text)
+            except ValueError as exc:
+                raise ValueError(f"trusted_keys.{index}: {exc}") from exc
+        names = [s.name for s in self.demand] + [d.name for d in self.dwellings]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"demand and dwelling names must be unique: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.demand or self.anomaly or self.dwellings)
+
+
 class LogSection(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
@@ -293,6 +389,8 @@ class GatewayConfig(_Section):
     rules: RulesSection = RulesSection()
     modbus: ModbusSection = ModbusSection()
     local_api: LocalApiSection = LocalApiSection()
+    site: SiteSection = SiteSection()
+    models: ModelsSection = ModelsSection()
     log: LogSection = LogSection()
 
     @property

@@ -5,6 +5,9 @@
 - ``GET /api/alerts``: the active alerts.
 - ``GET /api/readings/latest``: the newest value of every point.
 - ``GET /api/gates``: every gate controller's state and event counters.
+- The page and the status also show the models (``analytics`` in the status): the model in use of
+  each kind, each building's latest 24-hour forecast with its accuracy over the last week, and the
+  state of each scored meter and watched dwelling.
 - ``POST /api/gates/<name>/open`` and ``.../close``: command a gate (docs/gate-controller.md),
   for operators only: ``Authorization: Bearer <token>``, where the SHA-256 of the token is an
   operator's ``token_sha256`` in ``[[local_api.operators]]``. Refused attempts are counted
@@ -156,6 +159,7 @@ def _render_page(
         if gates
         else ""
     )
+    models_html = _render_models(state.get("analytics"))
     alert_rows = (
         "".join(
             f"<tr><td>{esc(_iso(a.raised_at) or '')}</td><td>{esc(a.severity)}</td>"
@@ -180,7 +184,54 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 <table><tr><th>raised (UTC)</th><th>severity</th><th>device</th><th>what</th></tr>
 {alert_rows}</table>
 {gate_table}
+{models_html}
 <h2>Latest readings</h2>
 <table><tr><th>device</th><th>point</th><th>value</th><th>at (UTC)</th></tr>{reading_rows}</table>
 <p><a href="/api/status">status (JSON)</a></p>
 </body></html>"""
+
+
+def _render_models(analytics: dict[str, Any] | None) -> str:
+    """Forecasts (the next 24 hours as a row of numbers), and the state of each watched series."""
+    if not analytics:
+        return ""
+    esc = html.escape
+    parts = ["<h2>Models</h2><table><tr><th>kind</th><th>model in use</th><th>rollbacks</th></tr>"]
+    for kind, slot in analytics["models"].items():
+        parts.append(
+            f"<tr><td>{esc(kind)}</td><td>{esc(slot['model'] or 'none loaded')}</td>"
+            f"<td>{slot['rollbacks']}</td></tr>"
+        )
+    parts.append("</table>")
+    for name, demand in analytics["demand"].items():
+        forecast = demand["forecast"]
+        accuracy = demand["cv_rmse_7d"]
+        hours = demand["hours_compared_7d"]
+        quality = (
+            f"; last week's forecasts: CV(RMSE) {accuracy:.1f} % over {hours} h"
+            if accuracy is not None
+            else ""
+        )
+        parts.append(
+            f"<h3>Demand forecast: {esc(name)}</h3><p>{esc(demand['status'])}{quality}</p>"
+        )
+        if forecast is not None:
+            start = datetime.fromtimestamp(forecast["start"], tz=UTC)
+            cells = "".join(
+                f"<td>{(start.hour + i) % 24:02d}</td>" for i in range(len(forecast["kwh"]))
+            )
+            values = "".join(f"<td>{v:.1f}</td>" for v in forecast["kwh"])
+            parts.append(
+                f"<table><tr><th>hour (UTC)</th>{cells}</tr><tr><th>kWh</th>{values}</tr></table>"
+            )
+    rows = [
+        f"<tr><td>{esc(kind)}</td><td>{esc(name)}</td><td>{esc(item['status'])}</td></tr>"
+        for kind in ("meters", "dwellings")
+        for name, item in analytics.get(kind, {}).items()
+    ]
+    if rows:
+        parts.append(
+            "<h3>Watched meters and dwellings</h3><table><tr><th></th><th>name</th>"
+            f"<th>state</th></tr>{''.join(rows)}</table>"
+        )
+    return "".join(parts)

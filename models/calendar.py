@@ -56,17 +56,39 @@ class Calendar:
         return holidays.country_holidays(self.country, subdiv=self.subdivision)
 
     def local(self, hours: npt.NDArray[np.datetime64]) -> LocalTime:
-        """The local hour, weekday and holiday flag of each UTC hour (``datetime64``)."""
+        """The local hour, weekday and holiday flag of each UTC hour (``datetime64``).
+
+        Vectorised: the offset to UTC is looked up once per UTC day (per hour only on the days
+        the offset changes), the holidays once per local day.
+        """
         seconds = np.asarray(hours, dtype="datetime64[s]").astype(np.int64)
-        n = len(seconds)
-        hour = np.empty(n, dtype=np.int64)
-        weekday = np.empty(n, dtype=np.int64)
-        holiday = np.zeros(n, dtype=np.bool_)
-        zone, days = self._zone, self._holidays
-        for i, ts in enumerate(seconds.tolist()):
-            local = datetime.fromtimestamp(ts, UTC).astimezone(zone)
-            hour[i] = local.hour
-            weekday[i] = local.weekday()
-            if days is not None:
-                holiday[i] = date(local.year, local.month, local.day) in days
-        return LocalTime(hour, weekday, holiday)
+        if seconds.size == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return LocalTime(empty, empty.copy(), np.zeros(0, dtype=np.bool_))
+        days, inverse = np.unique(seconds // 86_400, return_inverse=True)
+        first = np.array([self._offset(int(d) * 86_400) for d in days.tolist()])
+        last = np.array([self._offset(int(d) * 86_400 + 86_399) for d in days.tolist()])
+        offsets = first[inverse]
+        changing = (first != last)[inverse]
+        if changing.any():  # the days summer time starts or ends: hour by hour
+            offsets[changing] = [self._offset(int(ts)) for ts in seconds[changing].tolist()]
+        local = seconds + offsets
+        local_days = local // 86_400
+        hour = (local // 3600) % 24
+        weekday = (local_days + 3) % 7  # 1 January 1970 was a Thursday
+        holiday = np.zeros(len(seconds), dtype=np.bool_)
+        if self._holidays is not None:
+            unique_days, where = np.unique(local_days, return_inverse=True)
+            flags = np.array(
+                [date.fromordinal(_EPOCH_ORDINAL + int(d)) in self._holidays for d in unique_days]
+            )
+            holiday = flags[where]
+        return LocalTime(hour.astype(np.int64), weekday.astype(np.int64), holiday)
+
+    def _offset(self, timestamp: int) -> int:
+        """Seconds to add to UTC for local time at ``timestamp``."""
+        offset = datetime.fromtimestamp(timestamp, UTC).astimezone(self._zone).utcoffset()
+        return 0 if offset is None else int(offset.total_seconds())
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

@@ -95,18 +95,16 @@ detects 59.3 % within 3 h.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from models.calendar import Calendar
-from models.series import HourlySeries, SeriesFormatError, parse_hour
+from models.series import HourlySeries
 
 FEATURE_VERSION = "cessation-1"
 
@@ -522,45 +520,6 @@ class CessationDetector:
             for name, expected in self._expected.items()
         ]
         return "; ".join(parts)
-
-
-# --- the UCI household (the one real dwelling of the shared data)
-
-
-def load_uci_household(path: Path | str) -> HourlySeries:
-    """The UCI "Individual household electric power consumption" data, hourly (kWh per hour).
-
-    The file (``uci_household_power/household_power_consumption_hourly.csv``) holds hourly sums of
-    the per-minute readings; ``Global_active_power`` (kW, summed over 60 minutes) / 60 is kWh.
-    Timestamps are the household's clock (they show no summer-time jumps); they are kept as
-    they are (read with ``Calendar(country="FR")``, timezone UTC). The publisher of the hourly file
-    filled the missing minutes of the original by repeating the previous day: an hour whose seven
-    columns all equal those 24 h before is such a copy and is read as missing (NaN), as are the
-    hours on either side of each copied run (partly copied). That is 421 copied hours in 8 runs.
-    """
-    path = Path(path)
-    times: list[np.datetime64] = []
-    rows: list[list[float]] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = [cell.strip() for cell in next(reader)]
-        if header[:2] != ["datetime", "Global_active_power"] or len(header) != 8:
-            raise SeriesFormatError(path, 1, f"unexpected header {header}")
-        for number, row in enumerate(reader, start=2):
-            try:
-                times.append(parse_hour(row[0]))
-                rows.append([float(cell) for cell in row[1:8]])
-            except (ValueError, IndexError) as exc:
-                raise SeriesFormatError(path, number, str(exc) or "too few fields") from exc
-    stamps = np.array(times, dtype="datetime64[h]")
-    if np.any(np.diff(stamps) != np.timedelta64(1, "h")):
-        raise SeriesFormatError(path, 0, "hours are not consecutive")
-    table = np.array(rows)
-    copied = np.zeros(len(stamps), dtype=np.bool_)
-    copied[24:] = np.all(table[24:] == table[:-24], axis=1)
-    missing = copied | np.r_[copied[1:], False] | np.r_[False, copied[:-1]]
-    values = np.where(missing, np.nan, table[:, 0] / 60)
-    return HourlySeries(name=path.parent.name or path.stem, timestamps=stamps, values=values)
 
 
 # --- evaluation on injected stops

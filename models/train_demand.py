@@ -47,7 +47,6 @@ the week before (held-out -0.6 points, on the day before +0.3), 3 LEAD buildings
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -65,10 +64,9 @@ from models.demand import DemandReport, Float32Array
 from models.metrics import FloatArray
 from models.series import (
     HourlySeries,
-    SeriesFormatError,
     load_cambridge_estates,
     load_lead,
-    parse_hour,
+    load_uci_household,
 )
 
 CAMBRIDGE_CALENDAR = Calendar(timezone="Europe/London", country="GB", subdivision="ENG")
@@ -175,31 +173,6 @@ LEAD_CALENDAR = Calendar()  # local timestamps, site country not published: no h
 LEAD_START, LEAD_END = "2016-01-08", "2017-01-01"  # 2016 after the first week of history
 UCI_CALENDAR = Calendar(country="FR")  # local (Paris) timestamps, French public holidays
 UCI_START, UCI_END = "2009-12-01", "2010-11-26"  # the last whole year of the series
-
-
-def load_uci_household(path: Path) -> HourlySeries:
-    """The UCI household (``household_power_consumption_hourly.csv``) in kWh per hour.
-
-    ``Global_active_power`` is the hour's sum of per-minute mean kW, so kWh = sum / 60; an empty
-    cell is missing. Timestamps are local (France) and taken as they are; no temperature.
-    """
-    hours: list[np.datetime64] = []
-    values: list[float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = csv.reader(handle)
-        header = next(rows)
-        column = header.index("Global_active_power")
-        for number, row in enumerate(rows, start=2):
-            try:
-                hours.append(parse_hour(row[0]))
-                values.append(float(row[column]) / 60.0 if row[column].strip() else np.nan)
-            except (ValueError, IndexError) as exc:
-                raise SeriesFormatError(path, number, str(exc)) from exc
-    return HourlySeries(
-        name="uci_household",
-        timestamps=np.array(hours, dtype="datetime64[h]"),
-        values=np.array(values),
-    )
 
 
 def evaluate_other_sources(data_root: Path, session: Any) -> dict[str, DemandReport]:

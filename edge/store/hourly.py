@@ -5,16 +5,18 @@ gauge such as the outdoor temperature. On the gateway those come from the summar
 (:mod:`edge.store.summaries`), whose period divides an hour:
 
 - **counter** (``how="delta"``): the hour's value is the sum of the ``delta`` of its summaries.
-  It is known only when every summary period of the hour *and* the period just before it have a
-  summary with a synchronised clock: a period with no summary means the gateway or the meter was
-  away, and the next summary's delta then carries the consumption of the whole gap, not this
-  hour's.
+  It is known only when its summaries' periods follow one another from the hour's start to its end
+  *and* a summary ends where the hour starts: a period with no summary means the gateway or the
+  meter was away, and the next summary's delta then carries the consumption of the whole gap, not
+  this hour's.
 - **gauge** (``how="mean"``): the count-weighted mean of the hour's summaries, known when at least
   one has a synchronised clock.
 
 Every other hour is NaN (missing), which the models' features treat as missing, the same way as a
-missing hour of a training series. Periods whose clock was not synchronised are left out: their
-wall times are not trustworthy.
+missing hour of a training series. With ``synced_only`` (the gateway's clock is synchronised now),
+periods whose clock was not synchronised are left out: their wall times are not trustworthy. A
+gateway whose clock has no synchronisation at all (no network time, no real-time clock) uses every
+summary: its hours may be shifted, but it still forecasts and scores.
 """
 
 from __future__ import annotations
@@ -33,35 +35,57 @@ def hourly_values(
     *,
     start: int,
     hours: int,
-    interval_s: int,
     how: Literal["delta", "mean"],
+    synced_only: bool = True,
 ) -> list[float]:
-    """The ``hours`` hourly values from the hour beginning at ``start`` (epoch s, on the hour)."""
-    if start % HOUR_S or HOUR_S % interval_s:
-        raise ValueError("start must be on the hour and the summary interval must divide an hour")
-    per_hour = HOUR_S // interval_s
+    """The ``hours`` hourly values from the hour beginning at ``start`` (epoch s, on the hour).
+
+    Summary periods need not be the configured ones: an hour is covered when its summaries'
+    periods follow one another from its start to its end (an imported history may be in hourly
+    summaries, the gateway's own in shorter ones).
+    """
+    if start % HOUR_S:
+        raise ValueError("start must be on the hour")
+    end = start + hours * HOUR_S
     rows = conn.execute(
-        """SELECT CAST(period_start AS INTEGER) AS period,
-                  SUM(count), SUM(mean * count), SUM(delta)
+        """SELECT period_start, MAX(period_end), SUM(count), SUM(mean * count), SUM(delta),
+                  COUNT(delta) = COUNT(*)
            FROM summaries
-           WHERE device = ? AND point = ? AND clock_synced = 1
-             AND period_start >= ? AND period_start < ?
-           GROUP BY period""",
-        (device, point, start - interval_s, start + hours * HOUR_S),
+           WHERE device = ? AND point = ? AND clock_synced >= ?
+             AND period_end > ? AND period_start < ?
+           GROUP BY period_start
+           ORDER BY period_start""",
+        (device, point, int(synced_only), start - HOUR_S, end),
     ).fetchall()
-    periods = {int(period): (count, weighted, delta) for period, count, weighted, delta in rows}
-    out = []
-    for hour in range(hours):
-        begin = start + hour * HOUR_S
-        mine = [periods.get(begin + k * interval_s) for k in range(per_hour)]
-        present = [p for p in mine if p is not None]
-        if how == "mean":
-            count = sum(p[0] for p in present)
-            out.append(sum(p[1] for p in present) / count if count else math.nan)
+    if how == "mean":
+        sums = [0.0] * hours
+        counts = [0] * hours
+        for period_start, _, count, weighted, _, _ in rows:
+            index = int((period_start - start) // HOUR_S)
+            if 0 <= index < hours and count:
+                sums[index] += weighted
+                counts[index] += count
+        return [s / c if c else math.nan for s, c in zip(sums, counts, strict=True)]
+    # counters: walk the periods in order; an hour is known when its first period starts where
+    # the one before ended, and its periods follow one another up to its end
+    energy = [0.0] * hours
+    good = [False] * hours
+    complete = [False] * hours
+    previous_end = None
+    for period_start, period_end, _, _, delta, all_delta in rows:
+        contiguous = previous_end == period_start
+        previous_end = period_end
+        index = int((period_start - start) // HOUR_S)
+        if not 0 <= index < hours:
             continue
-        before = periods.get(begin - interval_s)
-        if len(present) < per_hour or before is None or any(p[2] is None for p in present):
-            out.append(math.nan)
+        hour_start = start + index * HOUR_S
+        if period_start == hour_start:
+            good[index] = contiguous and bool(all_delta)
+            energy[index] = 0.0
         else:
-            out.append(float(sum(p[2] for p in present)))
-    return out
+            good[index] = good[index] and contiguous and bool(all_delta)
+        if good[index]:
+            energy[index] += delta
+        if period_end >= hour_start + HOUR_S:
+            complete[index] = good[index] and period_end == hour_start + HOUR_S
+    return [e if ok else math.nan for e, ok in zip(energy, complete, strict=True)]

@@ -416,8 +416,8 @@ class Store:
         *,
         start: int,
         hours: int,
-        interval_s: int,
         how: Literal["delta", "mean"],
+        synced_only: bool = True,
     ) -> list[float]:
         """Hourly values of a point from its summaries (:mod:`edge.store.hourly`); NaN: unknown."""
         return await self._run(
@@ -427,8 +427,8 @@ class Store:
             point,
             start=start,
             hours=hours,
-            interval_s=interval_s,
             how=how,
+            synced_only=synced_only,
         )
 
     async def forecasts(self, series: str, since: float) -> list[Forecast]:

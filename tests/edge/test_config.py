@@ -141,3 +141,51 @@ def test_errors_never_echo_a_secret() -> None:
         parse_config(text)
     assert "mqtt.password" in str(caught.value)
     assert "12345" not in str(caught.value)
+
+
+MODEL_DEVICES = """
+[[modbus.devices]]
+name = "main"
+profile = "eastron_sdm630"
+host = "127.0.0.1"
+
+[[modbus.devices]]
+name = "flat"
+profile = "eastron_sdm120"
+host = "127.0.0.1"
+unit_id = 2
+"""
+
+
+def test_model_meters_must_be_points_of_configured_devices_and_counters() -> None:
+    text = (
+        MINIMAL
+        + '[site]\ntimezone = "Europe/Paris"\ncountry = "FR"\n'
+        + MODEL_DEVICES
+        + '[[models.demand]]\nname = "b"\nmeters = ["main:import_energy", "nowhere:x"]\n'
+        + '[[models.anomaly]]\nmeter = "main:voltage_l1"\n'
+        + '[[models.anomaly]]\nmeter = "main:import_enrgy"\n'
+        + '[[models.dwellings]]\nname = "f"\n'
+        + 'meters = ["flat:import_energy", "main:import_energy"]\n'
+    )
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    issues = {issue.path: issue.message for issue in raised.value.issues}
+    assert "not a device" in issues["models.demand.0.meters.1"]
+    assert "a gauge, a counter is needed" in issues["models.anomaly.0.meter"]
+    assert "has no point 'import_enrgy'" in issues["models.anomaly.1.meter"]
+    assert "at most one electricity" in issues["models.dwellings.0.meters"]
+
+
+def test_site_and_trusted_keys_are_checked() -> None:
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        parse_config(MINIMAL + '[site]\ntimezone = "Europe/Atlantis"\n')
+    with pytest.raises(ConfigError, match=r"trusted_keys\.0: a public key starts with"):
+        parse_config(MINIMAL + '[models]\ntrusted_keys = ["ssh-ed25519 AAAA"]\n')
+    config = parse_config(
+        MINIMAL
+        + MODEL_DEVICES
+        + '[[models.dwellings]]\nname = "f"\nmeters = ["flat:import_energy"]\n'
+    )
+    assert config.models.enabled
+    assert config.models.min_history_days == 14

@@ -282,3 +282,17 @@ def test_shipped_training_reproduces_the_leave_one_building_out_figures() -> Non
         "quantile": anomaly.QUANTILE,
         "floor": anomaly.FLOOR,
     }
+
+
+def test_the_last_rows_alone_equal_the_whole_computation() -> None:
+    rng = np.random.default_rng(5)
+    n = CONTEXT_H + 50
+    values = 30 + 10 * rng.random(n)
+    values[rng.choice(n, 40, replace=False)] = np.nan
+    stamps = np.arange(np.datetime64("2024-03-01T00", "h"), np.datetime64("2024-03-01T00", "h") + n)
+    calendar = Calendar("Europe/London", "GB", "ENG")
+    whole = anomaly_features(values, stamps, calendar)
+    for last in (1, 7, n):
+        np.testing.assert_array_equal(
+            anomaly_features(values, stamps, calendar, last=last), whole[-last:]
+        )

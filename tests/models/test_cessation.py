@@ -17,11 +17,11 @@ from models.cessation import (
     evaluate,
     fit_dwelling,
     format_report,
-    load_uci_household,
     run_scores,
     week_slots,
     window_evidence,
 )
+from models.series import load_uci_household
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 UCI = DATA / "uci_household_power" / "household_power_consumption_hourly.csv"

@@ -19,7 +19,7 @@ from models.demand import (
     forecast,
     training_matrix,
 )
-from models.series import HourlySeries
+from models.series import HourlySeries, load_uci_household
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 HAVE_DATA = (DATA / "README.md").exists()
@@ -351,9 +351,8 @@ def test_shipped_model_reproduces_its_held_out_figures() -> None:
 @needs_data
 def test_uci_household_in_kwh() -> None:
     pytest.importorskip("sklearn")
-    from models import train_demand
 
-    uci = train_demand.load_uci_household(
+    uci = load_uci_household(
         DATA / "uci_household_power" / "household_power_consumption_hourly.csv"
     )
     assert uci.timestamps[0] == np.datetime64("2006-12-16T17", "h")

@@ -1,0 +1,595 @@
+"""The models on the gateway: demand forecasts, unusual hours and dwellings gone quiet, every hour.
+
+Once an hour, shortly after the hour's summaries are written (``HOUR_DELAY_S`` past the hour, and
+once at start), the service reads each configured series from the store's summaries
+(:mod:`edge.store.hourly`: the same hourly values the models were trained on, NaN where unknown),
+and
+
+- **demand** (``[[models.demand]]``): forecasts the next 24 hours with the demand model, stores the
+  forecast (synced to the central API as a ``forecast`` record), compares past forecasts with what
+  happened (CV(RMSE) of the last 7 days' forecasts over the hours that have passed, shown in
+  ``/api/status``), and raises ``demand_capacity`` when a forecast hour is above the building's
+  ``capacity_kwh``; it clears when every forecast hour is at or below 95 % of it;
+- **anomaly** (``[[models.anomaly]]``): scores the hour that just ended against what the model
+  expects for that meter, with the meter's own threshold; ``unusual_use`` is raised with the score
+  and a reason, and cleared after ``ANOMALY_CLEAR_H`` ordinary hours in a row;
+- **cessation** (``[[models.dwellings]]``): feeds the dwelling's hour to its detector
+  (:mod:`models.cessation`); ``use_stopped`` is raised when the dwelling's inactivity becomes
+  unlikely for it, with the reason ("no water use for 4 h, usually active in 3.1 of these hours"),
+  and cleared at the first hour with use again.
+
+Per-meter thresholds and activity profiles are learnt from the meter's own history in the store
+once ``min_history_days`` of it exist, and learnt again each day. At start, the detectors replay
+the last day, so that a dwelling already quiet before a restart is not forgotten.
+
+Models come from bundles (:mod:`models.bundle`): the shipped ones (``models/artifacts/``) and a
+newer bundle an operator puts in ``<state_dir>/models/<kind>/``, checked every
+``bundle_check_interval_s``: a bundle that passes every check replaces the one in use without a
+restart; one that fails is refused and logged, and the model in use stays. A model that gives
+invalid output is replaced by the previous one (:class:`models.runtime.ModelSlot`).
+
+All model work runs in one thread of its own (``nbedge-models``), never on the event loop; alert
+changes go through the pipeline's alert book (``Pipeline.submit_verdict``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from edge.alerts import Verdict
+from edge.config import meter_kind
+from edge.pipeline import Pipeline
+from edge.schemas import DemandSeriesSection, DwellingSection, GatewayConfig
+from edge.store import Store
+from edge.store.forecasts import Forecast
+from models.bundle import CARD_FILE, trusted_keys
+from models.calendar import Calendar
+from models.runtime import ModelSlot
+from nbedge.errors import InvalidOutput, ModelRejected
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HOUR_S = 3600
+HOUR_DELAY_S = 60.0
+"""Seconds past the hour the hourly run waits for the hour's summaries."""
+CAPACITY_CLEAR_FRACTION = 0.95
+ACCURACY_WINDOW_S = 7 * 86_400
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "artifacts"
+
+DEMAND_RULE = "demand_capacity"
+ANOMALY_RULE = "unusual_use"
+CESSATION_RULE = "use_stopped"
+ANOMALY_CLEAR_H = 3
+"""Ordinary hours in a row that clear ``unusual_use``."""
+REPLAY_H = 24
+"""Thresholds and profiles are learnt from the history up to a day ago; a dwelling's detector is
+fed that last day again after a start."""
+CALIBRATION_DAYS = 8 * 7
+"""A meter's threshold is learnt from (up to) its last eight weeks."""
+
+
+def _hour(epoch: float) -> int:
+    return int(epoch // HOUR_S) * HOUR_S
+
+
+def _utc_hour(epoch: int) -> np.datetime64:
+    return np.datetime64(epoch // HOUR_S, "h")
+
+
+@dataclass
+class DemandState:
+    config: DemandSeriesSection
+    last: Forecast | None = None
+    status: str = "waiting for the first run"
+    cv_rmse_7d: float | None = None
+    pairs_7d: int = 0
+
+
+@dataclass
+class MeterState:
+    meter: str
+    calibration: Any = None  # models.anomaly.Calibration once learnt
+    fitted_day: int = -1
+    ordinary_run: int = 0
+    alarmed: bool = False
+    status: str = "learning"
+    score: float | None = None
+
+
+@dataclass
+class DwellingState:
+    config: DwellingSection
+    kinds: dict[str, str]  # meter -> electricity | water
+    scales: dict[str, float]  # meter -> factor to the model's unit (m3 -> litres)
+    detector: Any = None  # models.cessation.CessationDetector once learnt
+    fitted_day: int = -1
+    last_hour: int = 0
+    status: str = "learning"
+    score: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class AnalyticsStats:
+    runs: int = 0
+    forecasts: int = 0
+    invalid_outputs: int = 0
+    bundles_refused: int = 0
+    failures: int = 0
+    bundle_errors: list[str] = field(default_factory=list)
+
+
+class Analytics:
+    """The hourly model runs of one gateway (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: Store,
+        pipeline: Pipeline,
+        *,
+        shipped_dir: Path = SHIPPED_DIR,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._pipeline = pipeline
+        self._shipped_dir = shipped_dir
+        self._state_models = config.gateway.state_dir / "models"
+        self._now = now
+        site = config.site
+        self.calendar = Calendar(site.timezone, site.country, site.subdivision)
+        keys = trusted_keys(config.models.trusted_keys)
+        self.slots: dict[str, ModelSlot] = {}
+        if config.models.demand:
+            from models import demand
+
+            self.slots["demand"] = ModelSlot("demand", demand.FEATURE_VERSION, keys)
+        if config.models.anomaly:
+            from models import anomaly
+
+            self.slots["anomaly"] = ModelSlot("anomaly", anomaly.FEATURE_VERSION, keys)
+        self._offered: dict[str, str] = {}  # kind -> sha256 of the state folder's card offered
+        self.demand = {s.name: DemandState(s) for s in config.models.demand}
+        self.meters = {a.meter: MeterState(a.meter) for a in config.models.anomaly}
+        self.dwellings = {d.name: _dwelling_state(config, d) for d in config.models.dwellings}
+        self.stats = AnalyticsStats()
+        self._executor: ThreadPoolExecutor | None = None
+
+    # --- the service ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Load the models, then run every hour and check for new bundles until cancelled."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbedge-models")
+        try:
+            await self.start()
+            await self.run_hour()
+            next_check = time.monotonic() + self._config.models.bundle_check_interval_s
+            while True:
+                now = self._now()
+                due = _hour(now) + HOUR_S + HOUR_DELAY_S - now
+                wait = min(due, next_check - time.monotonic())
+                await asyncio.sleep(max(0.0, wait))
+                if time.monotonic() >= next_check:
+                    await self.check_bundles()
+                    next_check = time.monotonic() + self._config.models.bundle_check_interval_s
+                if self._now() >= _hour(now) + HOUR_S + HOUR_DELAY_S:
+                    await self.run_hour()
+        finally:
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True)
+
+    async def start(self) -> None:
+        """Load the shipped models, then any newer bundle from the state folder."""
+        await self._load_shipped()
+        await self.check_bundles()
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _load_shipped(self) -> None:
+        for kind, slot in self.slots.items():
+            try:
+                await self._in_thread(slot.offer, self._shipped_dir / kind)
+            except ModelRejected as exc:
+                self._refused(exc)
+
+    async def check_bundles(self) -> None:
+        """Offer each kind's bundle in ``<state_dir>/models/<kind>/`` if it changed since."""
+        for kind, slot in self.slots.items():
+            folder = self._state_models / kind
+            try:
+                digest = hashlib.sha256((folder / CARD_FILE).read_bytes()).hexdigest()
+            except OSError:
+                continue  # no bundle there (or it is being replaced): keep the model in use
+            if self._offered.get(kind) == digest:
+                continue
+            self._offered[kind] = digest
+            try:
+                await self._in_thread(slot.offer, folder)
+            except ModelRejected as exc:
+                self._refused(exc)
+
+    def _refused(self, exc: ModelRejected) -> None:
+        self.stats.bundles_refused += 1
+        self.stats.bundle_errors = [*self.stats.bundle_errors[-4:], str(exc)]
+
+    async def run_hour(self) -> None:
+        """One hourly run of every configured model; a failure of one is logged, not fatal."""
+        self.stats.runs += 1
+        hour = _hour(self._now())
+        for state in self.demand.values():
+            await self._guarded(self._forecast(state, hour), f"demand {state.config.name}")
+        for meter in self.meters.values():
+            await self._guarded(self._score_meter(meter, hour), f"meter {meter.meter}")
+        for dwelling in self.dwellings.values():
+            await self._guarded(
+                self._watch_dwelling(dwelling, hour), f"dwelling {dwelling.config.name}"
+            )
+
+    async def _guarded(self, work: Any, what: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.failures += 1
+            log.exception("model run failed", extra={"series": what})
+
+    # --- series from the store -----------------------------------------------------------
+
+    async def _counter_sum(self, meters: Sequence[str], start: int, hours: int) -> np.ndarray:
+        total = np.zeros(hours)
+        for meter in meters:
+            device, point = meter.split(":")
+            values = await self._store.hourly(
+                device,
+                point,
+                start=start,
+                hours=hours,
+                how="delta",
+                synced_only=self._store.clock.synced(),
+            )
+            total += np.asarray(values, dtype=np.float64)  # NaN in any meter: NaN
+        return total
+
+    async def _gauge(self, meter: str, start: int, hours: int) -> np.ndarray:
+        device, point = meter.split(":")
+        values = await self._store.hourly(
+            device,
+            point,
+            start=start,
+            hours=hours,
+            how="mean",
+            synced_only=self._store.clock.synced(),
+        )
+        return np.asarray(values, dtype=np.float64)
+
+    # --- demand ---------------------------------------------------------------------------
+
+    async def demand_inputs(
+        self, series: DemandSeriesSection, hour: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The 168 hourly values (and temperatures) before ``hour``, as the model is fed them."""
+        from models import demand
+
+        start = hour - demand.HISTORY_H * HOUR_S
+        history = await self._counter_sum(series.meters, start, demand.HISTORY_H)
+        temperature = None
+        if series.temperature is not None:
+            temperature = await self._gauge(series.temperature, start, demand.HISTORY_H)
+        return history, temperature
+
+    async def _forecast(self, state: DemandState, hour: int) -> None:
+        from models import demand
+
+        series = state.config
+        slot = self.slots["demand"]
+        history, temperature = await self.demand_inputs(series, hour)
+        await self._compare(state, hour)
+        features = demand.demand_features(history, temperature, _utc_hour(hour), self.calendar)
+        if features is None:
+            known = int(np.sum(~np.isnan(history)))
+            state.status = (
+                f"waiting for history: {known} of the last {demand.HISTORY_H} hours known, "
+                f"{demand.MIN_KNOWN_H} needed"
+            )
+            return
+        rows, level = features
+        if slot.active is None:
+            state.status = "no demand model loaded"
+            return
+        try:
+            relative = await self._in_thread(slot.run, rows)
+        except InvalidOutput:
+            self.stats.invalid_outputs += 1
+            if slot.active is None:
+                raise
+            relative = await self._in_thread(slot.run, rows)  # the previous model, once
+        values = tuple(max(0.0, float(v)) for v in relative * level)
+        bundle = slot.active.bundle if slot.active is not None else None
+        label = (
+            "unknown"
+            if bundle is None
+            else (f"{bundle.card.name} {bundle.card.version} {bundle.card.sha256[:12]}")
+        )
+        forecast = Forecast(
+            series=series.name,
+            issued_at=self._now(),
+            start=float(hour),
+            values=values,
+            model=label,
+            capacity_kwh=series.capacity_kwh,
+        )
+        await self._store.write_forecast(forecast)
+        self.stats.forecasts += 1
+        state.last = forecast
+        peak = max(values)
+        state.status = f"forecast issued; peak {peak:.1f} kWh"
+        if series.capacity_kwh is not None:
+            self._capacity_verdict(series, forecast, peak)
+
+    def _capacity_verdict(
+        self, series: DemandSeriesSection, forecast: Forecast, peak: float
+    ) -> None:
+        capacity = series.capacity_kwh
+        assert capacity is not None
+        at = forecast.issued_at
+        if peak > capacity:
+            index = forecast.values.index(peak)
+            when = _utc_hour(int(forecast.start) + index * HOUR_S)
+            local = self.calendar.local(np.array([when]))
+            message = (
+                f"{series.name}: {peak:.1f} kWh forecast for {int(local.hour[0]):02d}:00 local "
+                f"({index} h from now), above the capacity of {capacity:g} kWh"
+            )
+            verdict = Verdict(
+                DEMAND_RULE, series.name, "forecast", True, "warning", message, peak, at
+            )
+        elif peak <= CAPACITY_CLEAR_FRACTION * capacity:
+            message = f"{series.name}: forecast peak {peak:.1f} kWh, within capacity again"
+            verdict = Verdict(
+                DEMAND_RULE, series.name, "forecast", False, "warning", message, peak, at
+            )
+        else:
+            return
+        self._pipeline.submit_verdict(verdict)
+
+    async def _compare(self, state: DemandState, hour: int) -> None:
+        """CV(RMSE) of the last week's forecasts over the hours that have passed."""
+        since = hour - ACCURACY_WINDOW_S - 24 * HOUR_S
+        forecasts = await self._store.forecasts(state.config.name, since)
+        if not forecasts:
+            return
+        first = int(min(f.start for f in forecasts))
+        span = (hour - first) // HOUR_S
+        if span <= 0:
+            return
+        actual = await self._counter_sum(state.config.meters, first, span)
+        predicted: list[float] = []
+        measured: list[float] = []
+        for f in forecasts:
+            offset = (int(f.start) - first) // HOUR_S
+            for k, value in enumerate(f.values):
+                i = offset + k
+                if i < span and not math.isnan(actual[i]) and f.start >= hour - ACCURACY_WINDOW_S:
+                    predicted.append(value)
+                    measured.append(float(actual[i]))
+        if len(measured) < 24:
+            return
+        from models.metrics import cv_rmse
+
+        state.cv_rmse_7d = cv_rmse(measured, predicted)
+        state.pairs_7d = len(measured)
+
+    # --- anomaly --------------------------------------------------------------------------
+
+    async def _score_meter(self, state: MeterState, hour: int) -> None:
+        """Score the hour that just ended; calibrate from the meter's own history once a day."""
+        from models import anomaly
+
+        slot = self.slots["anomaly"]
+        if slot.active is None:
+            state.status = "no anomaly model loaded"
+            return
+        session = slot.as_session()
+        day = hour // 86_400
+        if state.fitted_day != day:
+            span = CALIBRATION_DAYS * 24
+            fit_end = hour - REPLAY_H * HOUR_S  # the hours being judged are not what is usual
+            values = await self._counter_sum([state.meter], fit_end - span * HOUR_S, span)
+            known = int(np.sum(~np.isnan(values)))
+            needed = self._config.models.min_history_days * 24
+            if known < needed:
+                state.status = f"learning: {known // 24} of {needed // 24} days of history"
+                return
+            stamps = np.arange(_utc_hour(fit_end - span * HOUR_S), _utc_hour(fit_end))
+            try:
+                state.calibration = await self._in_thread(
+                    anomaly.calibrate, values, stamps, self.calendar, session
+                )
+            except anomaly.CalibrationError as exc:
+                state.status = f"learning: {exc}"
+                return
+            state.fitted_day = day
+        context = anomaly.CONTEXT_H + 1
+        values = await self._counter_sum([state.meter], hour - context * HOUR_S, context)
+        stamps = np.arange(_utc_hour(hour - context * HOUR_S), _utc_hour(hour))
+        scored = await self._in_thread(
+            anomaly.score, session, values, stamps, self.calendar, state.calibration
+        )
+        last = float(scored.score[-1])
+        state.score = None if math.isnan(last) else last
+        device = state.meter.split(":")[0]
+        at = self._now()
+        if bool(scored.flag[-1]):
+            state.ordinary_run = 0
+            state.alarmed = True
+            state.status = f"unusual: {scored.reason[-1]}"
+            message = f"{state.meter}: {scored.reason[-1]}"
+            score_value = last if not math.isnan(last) else scored.threshold
+            self._pipeline.submit_verdict(
+                Verdict(
+                    ANOMALY_RULE, device, state.meter, True, "warning", message, score_value, at
+                )
+            )
+            return
+        if math.isnan(last):
+            state.status = "hour not scored (missing readings)"
+            return
+        state.ordinary_run += 1
+        state.status = f"usual (score {last:.1f}, threshold {scored.threshold:.1f})"
+        if state.alarmed and state.ordinary_run >= ANOMALY_CLEAR_H:
+            state.alarmed = False
+            message = f"{state.meter}: usual use again for {ANOMALY_CLEAR_H} h"
+            self._pipeline.submit_verdict(
+                Verdict(ANOMALY_RULE, device, state.meter, False, "warning", message, last, at)
+            )
+
+    # --- cessation ------------------------------------------------------------------------
+
+    async def _watch_dwelling(self, state: DwellingState, hour: int) -> None:
+        from models import cessation
+
+        history_days = self._config.models.min_history_days
+        day = hour // 86_400
+        weeks = cessation.CessationParams().calibration_weeks
+        if state.fitted_day != day:
+            # Learnt from the history up to a day ago: an inactive run going on now must not be
+            # part of what "usual" is learnt from (the detector replays the last day instead).
+            fit_end = hour - REPLAY_H * HOUR_S
+            span = weeks * 7 * 24
+            start = fit_end - span * HOUR_S
+            values = {
+                m: await self._counter_sum([m], start, span) * state.scales[m] for m in state.kinds
+            }
+            known = min(int(np.sum(~np.isnan(v))) for v in values.values())
+            if known < history_days * 24:
+                state.status = f"learning: {known // 24} of {history_days} days of history"
+                return
+            first = int(np.argmax(np.all([~np.isnan(v) for v in values.values()], axis=0)))
+            timestamps = np.arange(_utc_hour(start + first * HOUR_S), _utc_hour(fit_end))
+            meters = {
+                state.kinds[m]: cessation.MeterHistory(state.kinds[m], v[first:])
+                for m, v in values.items()
+            }
+            model = await self._in_thread(
+                lambda: cessation.fit_dwelling(meters, timestamps, self.calendar)
+            )
+            replay_from = hour - REPLAY_H * HOUR_S
+            if state.detector is None:
+                state.detector = cessation.CessationDetector(model, self.calendar)
+                state.last_hour = replay_from
+            else:
+                state.detector.replace_model(model)
+            state.fitted_day = day
+        # feed every hour since the last one fed (a replay after start, normally just one)
+        start = max(state.last_hour, hour - REPLAY_H * HOUR_S)
+        hours = (hour - start) // HOUR_S
+        if hours <= 0:
+            return
+        values = {
+            m: await self._counter_sum([m], start, hours) * state.scales[m] for m in state.kinds
+        }
+        for k in range(hours):
+            readings = {state.kinds[m]: float(v[k]) for m, v in values.items()}
+            verdict = state.detector.update(_utc_hour(start + k * HOUR_S), readings)
+        state.last_hour = hour
+        state.score = verdict.score
+        state.reason = verdict.reason
+        name = state.config.name
+        at = self._now()
+        if verdict.alarmed:
+            state.status = f"alert: {verdict.reason}"
+            message = f"{name}: {verdict.reason}"
+            self._pipeline.submit_verdict(
+                Verdict(CESSATION_RULE, name, "use", True, "critical", message, verdict.score, at)
+            )
+        else:
+            state.status = (
+                "in use" if verdict.inactive_h == 0 else f"quiet for {verdict.inactive_h:g} h"
+            )
+            self._pipeline.submit_verdict(
+                Verdict(
+                    CESSATION_RULE, name, "use", False, "critical", f"{name}: in use again", 0.0, at
+                )
+            )
+
+    # --- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        slots = {}
+        for kind, slot in self.slots.items():
+            active = slot.active
+            slots[kind] = {
+                "model": None if active is None else active.bundle.label,
+                "bundle": None if active is None else str(active.bundle.path),
+                "previous": None if slot.previous is None else slot.previous.bundle.label,
+                "swaps": slot.swaps,
+                "rollbacks": slot.rollbacks,
+                "invalid_outputs": slot.invalid_outputs,
+            }
+        return {
+            "models": slots,
+            "runs": self.stats.runs,
+            "forecasts": self.stats.forecasts,
+            "failures": self.stats.failures,
+            "bundles_refused": self.stats.bundles_refused,
+            "bundle_errors": list(self.stats.bundle_errors),
+            "demand": {
+                name: {
+                    "status": s.status,
+                    "cv_rmse_7d": s.cv_rmse_7d,
+                    "hours_compared_7d": s.pairs_7d,
+                    "capacity_kwh": s.config.capacity_kwh,
+                    "forecast": None
+                    if s.last is None
+                    else {
+                        "start": s.last.start,
+                        "issued_at": s.last.issued_at,
+                        "kwh": list(s.last.values),
+                        "model": s.last.model,
+                    },
+                }
+                for name, s in self.demand.items()
+            },
+            "meters": {
+                name: {"status": m.status, "score": m.score} for name, m in self.meters.items()
+            },
+            "dwellings": {
+                name: {
+                    "status": d.status,
+                    "score": d.score,
+                    "threshold": None if d.detector is None else d.detector.model.threshold,
+                    "reason": d.reason,
+                }
+                for name, d in self.dwellings.items()
+            },
+        }
+
+
+def _dwelling_state(config: GatewayConfig, dwelling: DwellingSection) -> DwellingState:
+    """Each meter's kind (electricity, water) and unit factor, from its profile's unit."""
+    from firmware_bridge.modbus.profiles import load_profile
+
+    profiles = {d.name: load_profile(d.profile) for d in config.modbus.devices}
+    kinds, scales = {}, {}
+    for meter in dwelling.meters:
+        device, point = meter.split(":")
+        kinds[meter], scales[meter] = meter_kind(profiles[device].point(point).unit)
+    return DwellingState(config=dwelling, kinds=kinds, scales=scales)
