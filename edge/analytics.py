@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -253,32 +253,23 @@ class Analytics:
 
     # --- series from the store -----------------------------------------------------------
 
+    async def _hourly(
+        self, meter: str, start: int, hours: int, how: Literal["delta", "mean"]
+    ) -> np.ndarray:
+        device, point = meter.split(":")
+        values = await self._store.hourly(
+            device, point, start=start, hours=hours, how=how, synced_only=self._store.clock.synced()
+        )
+        return np.asarray(values, dtype=np.float64)
+
     async def _counter_sum(self, meters: Sequence[str], start: int, hours: int) -> np.ndarray:
         total = np.zeros(hours)
         for meter in meters:
-            device, point = meter.split(":")
-            values = await self._store.hourly(
-                device,
-                point,
-                start=start,
-                hours=hours,
-                how="delta",
-                synced_only=self._store.clock.synced(),
-            )
-            total += np.asarray(values, dtype=np.float64)  # NaN in any meter: NaN
+            total += await self._hourly(meter, start, hours, "delta")  # NaN in any meter: NaN
         return total
 
     async def _gauge(self, meter: str, start: int, hours: int) -> np.ndarray:
-        device, point = meter.split(":")
-        values = await self._store.hourly(
-            device,
-            point,
-            start=start,
-            hours=hours,
-            how="mean",
-            synced_only=self._store.clock.synced(),
-        )
-        return np.asarray(values, dtype=np.float64)
+        return await self._hourly(meter, start, hours, "mean")
 
     # --- demand ---------------------------------------------------------------------------
 

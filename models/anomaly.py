@@ -59,6 +59,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from models.calendar import Calendar
 from models.metrics import Detection, FloatArray, event_f1, lead_f1, point_f1
+from models.runtime import predict as predict_relative
 from models.series import HourlySeries
 from nbedge.errors import InvalidOutput as InvalidOutput  # raised here; re-exported
 from nbedge.errors import NbedgeError
@@ -174,40 +175,6 @@ def anomaly_features(
     columns.append(_nanmedian_rows(weeks) / level)
     rows: Float32Array = np.stack(columns, axis=1).astype(np.float32)
     return rows
-
-
-def session_options() -> ort.SessionOptions:
-    """One thread each: the gateway scores a few rows at a time on a small board."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return options
-
-
-def load_session(onnx: bytes) -> ort.InferenceSession:
-    """An onnxruntime session of the shipped model (CPU, single-threaded)."""
-    return ort.InferenceSession(
-        onnx, sess_options=session_options(), providers=["CPUExecutionProvider"]
-    )
-
-
-def predict_relative(session: ort.InferenceSession, rows: Float32Array) -> FloatArray:
-    """The model's output (expected ``value / L``) for each row; :class:`InvalidOutput` if the
-    output is not one finite number per row."""
-    if rows.shape[0] == 0:
-        return np.zeros(0)
-    try:
-        outputs = session.run(None, {"features": np.ascontiguousarray(rows, dtype=np.float32)})
-    except Exception as exc:  # onnxruntime raises its own error types
-        raise InvalidOutput(f"the model failed on {rows.shape[0]} rows: {exc}") from exc
-    out = np.asarray(outputs[0], dtype=np.float64)
-    if out.ndim == 2 and out.shape[1] == 1:
-        out = out[:, 0]
-    if out.shape != (rows.shape[0],):
-        raise InvalidOutput(f"model output has shape {out.shape}, expected ({rows.shape[0]}, 1)")
-    if not np.isfinite(out).all():
-        raise InvalidOutput("model output holds NaN or infinite values")
-    return out
 
 
 @dataclass(frozen=True, slots=True)

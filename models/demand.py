@@ -47,8 +47,8 @@ import onnxruntime as ort
 from models.baselines import BASELINES, HOURS_PER_DAY, day_ahead_forecasts
 from models.calendar import Calendar, LocalTime
 from models.metrics import FloatArray, cv_rmse, nmbe
+from models.runtime import predict as predict_relative
 from models.series import HourlySeries
-from nbedge.errors import NbedgeError
 
 FEATURE_VERSION = "demand-1"
 HISTORY_H = 168
@@ -84,10 +84,6 @@ N_FEATURES = len(FEATURE_NAMES)
 
 Float32Array = npt.NDArray[np.float32]
 ONE_HOUR = np.timedelta64(1, "h")
-
-
-class InvalidOutput(NbedgeError):
-    """The model returned something that is not 24 finite numbers: the model file is unusable."""
 
 
 def _off_day(local: LocalTime) -> npt.NDArray[np.bool_]:
@@ -188,38 +184,6 @@ def demand_features(
     positive.
     """
     return feature_rows(history, temperature, calendar.local(window_hours(origin)))
-
-
-def session_options() -> ort.SessionOptions:
-    """One thread per session: the gateway scores 24 rows an hour, off the event loop."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return options
-
-
-def load_session(onnx: bytes) -> ort.InferenceSession:
-    """An onnxruntime session on the CPU for the model bytes, with :func:`session_options`."""
-    return ort.InferenceSession(
-        onnx, sess_options=session_options(), providers=["CPUExecutionProvider"]
-    )
-
-
-def predict_relative(session: ort.InferenceSession, rows: Float32Array) -> FloatArray:
-    """The model's outputs (relative to the level); :class:`InvalidOutput` if unusable."""
-    try:
-        outputs = session.run(None, {"features": rows})
-    except Exception as exc:  # onnxruntime raises its own unrelated classes
-        raise InvalidOutput(f"the model could not score {rows.shape} features: {exc}") from exc
-    out = np.asarray(outputs[0], dtype=np.float64)
-    if out.shape not in ((len(rows),), (len(rows), 1)):
-        raise InvalidOutput(f"the model returned shape {out.shape} for {len(rows)} rows")
-    out = out.reshape(len(rows))
-    if not np.all(np.isfinite(out)):
-        raise InvalidOutput(
-            f"the model returned {int(np.sum(~np.isfinite(out)))} non-finite values"
-        )
-    return out
 
 
 def forecast(

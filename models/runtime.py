@@ -54,6 +54,27 @@ def open_session(onnx: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(onnx, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def predict(session: Any, rows: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """One finite output per row of ``rows`` from an onnxruntime session (or a
+    :class:`SlotSession`); :class:`~nbedge.errors.InvalidOutput` for anything else."""
+    features = np.ascontiguousarray(rows, dtype=np.float32)
+    if features.shape[0] == 0:
+        return np.zeros(0)
+    try:
+        raw = session.run(None, {INPUT_NAME: features})[0]
+    except InvalidOutput:
+        raise
+    except Exception as exc:  # onnxruntime raises its own unrelated classes
+        raise InvalidOutput(f"the model failed on {features.shape} features: {exc}") from exc
+    out = np.asarray(raw, dtype=np.float64)
+    if out.shape not in ((len(features),), (len(features), 1)):
+        raise InvalidOutput(f"the model returned shape {out.shape} for {len(features)} rows")
+    out = out.reshape(len(features))
+    if not np.all(np.isfinite(out)):
+        raise InvalidOutput(f"the model output is not finite ({int(np.sum(~np.isfinite(out)))})")
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
     bundle: Bundle
@@ -72,17 +93,9 @@ class LoadedModel:
                 f"the model takes [N, {self.n_features}]"
             )
         try:
-            raw = self.session.run(None, {INPUT_NAME: rows})[0]
-        except Exception as exc:  # onnxruntime raises its own unrelated classes
-            raise InvalidOutput(f"{self.bundle.label}: onnxruntime failed: {exc}") from exc
-        out = np.asarray(raw, dtype=np.float64).reshape(-1)
-        if out.shape != (len(rows),):
-            raise InvalidOutput(
-                f"{self.bundle.label}: {out.size} outputs for {len(rows)} rows (shape {raw.shape})"
-            )
-        if not np.all(np.isfinite(out)):
-            raise InvalidOutput(f"{self.bundle.label}: output is not finite")
-        return out
+            return predict(self.session, rows)
+        except InvalidOutput as exc:
+            raise InvalidOutput(f"{self.bundle.label}: {exc}") from exc
 
     def self_test(self) -> None:
         """Run the card's check vector; InvalidOutput when the answers differ from the card's."""

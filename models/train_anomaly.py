@@ -38,8 +38,7 @@ figure is indicative, not a like-for-like comparison.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,6 @@ from models.anomaly import (
     Residuals,
     anomaly_features,
     flags_for_series,
-    load_session,
     recent_level,
     residuals_for,
     score_flags,
@@ -72,6 +70,8 @@ from models.anomaly import (
 from models.bundle import TrainedModel
 from models.calendar import Calendar
 from models.metrics import FloatArray
+from models.onnx_export import TARGET_OPSET, integer_missing_flags
+from models.runtime import open_session
 from models.series import HourlySeries, load_cambridge_estates, load_lead
 
 NAME = "anomaly"
@@ -126,37 +126,16 @@ def fit(x: Float32Array, y: FloatArray, **overrides: Any) -> HistGradientBoostin
     return model
 
 
-@contextmanager
-def _integer_missing_flags() -> Iterator[None]:
-    """skl2onnx 1.20 gives the leaves of a histogram gradient-boosting tree the Python ``False``
-    as their missing-value flag, which onnx 1.2x refuses in an integer attribute ("Expected an
-    int, got a boolean"). For the duration of one conversion, pass it on as an ``int``."""
-    from skl2onnx.common import tree_ensemble
-
-    original = tree_ensemble.add_node
-
-    def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
-        return original(
-            *args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs
-        )
-
-    tree_ensemble.add_node = add_node
-    try:
-        yield
-    finally:
-        tree_ensemble.add_node = original
-
-
 def to_onnx(model: HistGradientBoostingRegressor) -> bytes:
     """ONNX bytes: input ``features`` float32 ``[None, N_FEATURES]``, one output ``[None, 1]``."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    with _integer_missing_flags():
+    with integer_missing_flags():
         onx = convert_sklearn(
             model,
             initial_types=[("features", FloatTensorType([None, N_FEATURES]))],
-            target_opset={"": 17, "ai.onnx.ml": 3},
+            target_opset=TARGET_OPSET,
             name=NAME,  # the default is a random identifier: the same model would differ in bytes
         )
     data: bytes = onx.SerializeToString()
@@ -274,7 +253,7 @@ def train(data_root: Path) -> TrainedModel:
     onnx = to_onnx(model)
     fit_s = time.monotonic() - started
 
-    session = load_session(onnx)
+    session = open_session(onnx)
     lead = load_lead(data_root / "lead_subset")
     names = [b.name for b in lead]
     table = grid_scores(lead, session, Calendar())

@@ -48,8 +48,7 @@ the week before (held-out -0.6 points, on the day before +0.3), 3 LEAD buildings
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +61,8 @@ from models.bundle import TrainedModel
 from models.calendar import Calendar
 from models.demand import DemandReport, Float32Array
 from models.metrics import FloatArray
+from models.onnx_export import TARGET_OPSET, integer_missing_flags
+from models.runtime import open_session
 from models.series import (
     HourlySeries,
     load_cambridge_estates,
@@ -90,7 +91,6 @@ HYPERPARAMETERS: dict[str, Any] = {
     "early_stopping": False,
     "random_state": 0,
 }
-TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
 def build_matrix(
@@ -120,37 +120,12 @@ def fit(x: Float32Array, y: FloatArray, **overrides: Any) -> HistGradientBoostin
     return model
 
 
-@contextmanager
-def _integer_missing_flags() -> Iterator[None]:
-    """Let skl2onnx 1.20 write the NaN routing of histogram trees with current onnx/protobuf.
-
-    skl2onnx passes each node's ``missing_go_to_left`` (a bool) into the integer attribute
-    ``nodes_missing_value_tracks_true``; onnx 1.23 with protobuf 7 rejects a bool there
-    ("Expected an int, got a boolean"). This casts it to int for the duration of a conversion.
-    The routing itself is unchanged: the parity test compares scikit-learn and onnxruntime on rows
-    with NaN.
-    """
-    from skl2onnx.common import tree_ensemble
-
-    original = tree_ensemble.add_node
-
-    def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
-        flag = int(nodes_missing_value_tracks_true)
-        return original(*args, nodes_missing_value_tracks_true=flag, **kwargs)
-
-    tree_ensemble.add_node = add_node
-    try:
-        yield
-    finally:
-        tree_ensemble.add_node = original
-
-
 def to_onnx(model: HistGradientBoostingRegressor) -> bytes:
     """The model as ONNX: input ``features`` float32 ``[None, F]``, one output ``[None, 1]``."""
     from skl2onnx import to_onnx as convert
     from skl2onnx.common.data_types import FloatTensorType
 
-    with _integer_missing_flags():
+    with integer_missing_flags():
         proto = convert(
             model,
             initial_types=[("features", FloatTensorType([None, demand.N_FEATURES]))],
@@ -197,7 +172,7 @@ def _train_and_evaluate(
     model = fit(x, y)
     onnx = to_onnx(model)
     seconds = time.monotonic() - started
-    session = demand.load_session(onnx)
+    session = open_session(onnx)
     report = demand.evaluate(test_series, session, EVAL_START, EVAL_END, CAMBRIDGE_CALENDAR)
     return onnx, report, seconds, len(y)
 
@@ -262,9 +237,7 @@ def train(data_root: Path, *, cross_validation: bool = False) -> TrainedModel:
             ),
             **{
                 name: other.as_dict()
-                for name, other in evaluate_other_sources(
-                    data_root, demand.load_session(onnx)
-                ).items()
+                for name, other in evaluate_other_sources(data_root, open_session(onnx)).items()
             },
         },
     }

@@ -20,11 +20,10 @@ from models.anomaly import (
     calibrate,
     evaluate,
     format_report,
-    load_session,
-    predict_relative,
     score,
 )
 from models.calendar import Calendar
+from models.runtime import open_session, predict
 from models.series import HourlySeries, load_lead
 from nbedge.errors import InvalidOutput
 
@@ -102,7 +101,7 @@ def test_onnx_output_equals_scikit_learn(trained: tuple[Any, bytes]) -> None:
     rows = rows[~np.isnan(anomaly.recent_level(load))]
     assert np.isnan(rows).any()  # NaN features take the learned branch in both
     expected = model.predict(rows)
-    got = predict_relative(load_session(onnx), rows)
+    got = predict(open_session(onnx), rows)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
@@ -120,7 +119,7 @@ def test_training_is_deterministic(trained: tuple[Any, bytes]) -> None:
 @pytest.fixture(scope="module")
 def meter(trained: tuple[Any, bytes]) -> tuple[Any, np.ndarray, np.ndarray, Calibration]:
     """A new office meter (not trained on) calibrated on its first 8 weeks."""
-    session = load_session(trained[1])
+    session = open_session(trained[1])
     stamps, load = office(10, seed=30, scale=2.5)
     calibration = calibrate(load[: 8 * WEEK], stamps[: 8 * WEEK], UTC, session)
     return session, stamps, load, calibration
@@ -234,11 +233,11 @@ def _graph(kind: str) -> bytes:
 
 @pytest.mark.parametrize("kind", ["nan", "shape"])
 def test_invalid_model_output_is_detected(kind: str) -> None:
-    session = load_session(_graph(kind))
+    session = open_session(_graph(kind))
     stamps, load = office(5, seed=40)
     rows = anomaly_features(load, stamps, UTC)[CONTEXT_H:]
     with pytest.raises(InvalidOutput):
-        predict_relative(session, rows)
+        predict(session, rows)
 
 
 def test_reasons_read_well() -> None:
