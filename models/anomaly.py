@@ -566,7 +566,7 @@ def evaluate(
 
 
 def _row(label: str, values: Sequence[float]) -> str:
-    return f"{label:<22}" + "".join(f"{v:>9.3f}" for v in values)
+    return f"{label:<22}" + "".join(f"{v:>11.3f}" for v in values)
 
 
 def format_report(report: AnomalyReport) -> str:
@@ -576,7 +576,7 @@ def format_report(report: AnomalyReport) -> str:
     mean over buildings with Prabhu et al. 2024 Table 4); ``event`` columns count runs.
     """
     columns = ["point"] + [f"{k}_{t}h" for t in TOLERANCES_H for k in ("lead", "event")]
-    head = f"{'building / method':<22}" + "".join(f"{c:>9}" for c in columns)
+    head = f"{'building / method':<22}" + "".join(f"{c:>11}" for c in columns)
     lines = [
         "Anomaly flags against labels: F1 per building "
         f"(threshold: quantile {report.quantile} of own scores, floor {report.floor})",
