@@ -388,11 +388,40 @@ async def _wait_or_fail(event: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 
 async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them. A task still running after ``SHUTDOWN_TIMEOUT_S`` is
+    logged with where it waits, and cancelled again (once a cancellation was swallowed, only
+    another one ends it)."""
     for task in tasks:
         task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_S)
+    if pending:
+        log.error(
+            "tasks did not stop when cancelled; cancelling again",
+            extra={
+                "tasks": [
+                    f"{task.get_name()} at {_where(task)}"
+                    for task in sorted(pending, key=lambda t: t.get_name())
+                ]
+            },
+        )
+        for task in pending:
+            task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """The innermost coroutine a task waits in (following ``cr_await``), as file:line (name)."""
+    coro: Any = task.get_coro()
+    while getattr(getattr(coro, "cr_await", None), "cr_frame", None) is not None:
+        coro = coro.cr_await
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None:
+        return "?"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
 
 
 async def run_gateway(config: GatewayConfig) -> None:
