@@ -1,7 +1,12 @@
-"""Features, training, ONNX export and runtime scoring of the anomaly and demand models.
+"""The models on the gateway: features, scoring, bundles, training and evaluation (docs/models.md).
 
-So far: the evaluation harness, plain numpy. ``series`` loads hourly series of buildings (a
-documented CSV format, and the shipped public data sets); ``metrics`` scores demand forecasts
-(ASHRAE Guideline 14 CV(RMSE), NMBE) and anomaly flags (point, LEAD tolerance and event F1);
-``baselines`` gives the naive day-ahead forecasts every model is reported beside.
+Runtime (the gateway imports these; no scikit-learn): ``calendar`` (local hour, weekday, public
+holidays), ``demand`` (24-hour forecasts), ``anomaly`` (unusual hours of a meter), ``cessation``
+(a home whose use stops; plain numpy), ``bundle`` (signed model bundles), ``runtime`` (one
+onnxruntime session per model, swapped in and rolled back), ``series`` (hourly series, the
+documented CSV format and the public data sets), ``metrics`` and ``baselines`` (ASHRAE Guideline
+14, F1 measures, naive forecasts).
+
+Training (the ``train`` extra, never on a gateway): ``train_demand``, ``train_anomaly``,
+``onnx_export`` and ``train`` (writes the bundles); ``commands`` is ``nbedge models ...``.
 """
