@@ -126,7 +126,6 @@ class DwellingState:
 class AnalyticsStats:
     runs: int = 0
     forecasts: int = 0
-    invalid_outputs: int = 0
     bundles_refused: int = 0
     failures: int = 0
     bundle_errors: list[str] = field(default_factory=list)
@@ -307,18 +306,13 @@ class Analytics:
             return
         try:
             relative = await self._in_thread(slot.run, rows)
-        except InvalidOutput:
-            self.stats.invalid_outputs += 1
+        except InvalidOutput:  # counted by the slot, which went back to the previous model
             if slot.active is None:
                 raise
             relative = await self._in_thread(slot.run, rows)  # the previous model, once
         values = tuple(max(0.0, float(v)) for v in relative * level)
-        bundle = slot.active.bundle if slot.active is not None else None
-        label = (
-            "unknown"
-            if bundle is None
-            else (f"{bundle.card.name} {bundle.card.version} {bundle.card.sha256[:12]}")
-        )
+        card = slot.active.bundle.card  # the model that answered (run raises without one)
+        label = f"{card.name} {card.version} {card.sha256[:12]}"
         forecast = Forecast(
             series=series.name,
             issued_at=self._now(),
@@ -333,30 +327,24 @@ class Analytics:
         peak = max(values)
         state.status = f"forecast issued; peak {peak:.1f} kWh"
         if series.capacity_kwh is not None:
-            self._capacity_verdict(series, forecast, peak)
+            self._capacity_verdict(series.name, series.capacity_kwh, forecast, peak)
 
     def _capacity_verdict(
-        self, series: DemandSeriesSection, forecast: Forecast, peak: float
+        self, name: str, capacity: float, forecast: Forecast, peak: float
     ) -> None:
-        capacity = series.capacity_kwh
-        assert capacity is not None
         at = forecast.issued_at
         if peak > capacity:
             index = forecast.values.index(peak)
             when = _utc_hour(int(forecast.start) + index * HOUR_S)
             local = self.calendar.local(np.array([when]))
             message = (
-                f"{series.name}: {peak:.1f} kWh forecast for {int(local.hour[0]):02d}:00 local "
+                f"{name}: {peak:.1f} kWh forecast for {int(local.hour[0]):02d}:00 local "
                 f"({index} h from now), above the capacity of {capacity:g} kWh"
             )
-            verdict = Verdict(
-                DEMAND_RULE, series.name, "forecast", True, "warning", message, peak, at
-            )
+            verdict = Verdict(DEMAND_RULE, name, "forecast", True, "warning", message, peak, at)
         elif peak <= CAPACITY_CLEAR_FRACTION * capacity:
-            message = f"{series.name}: forecast peak {peak:.1f} kWh, within capacity again"
-            verdict = Verdict(
-                DEMAND_RULE, series.name, "forecast", False, "warning", message, peak, at
-            )
+            message = f"{name}: forecast peak {peak:.1f} kWh, within capacity again"
+            verdict = Verdict(DEMAND_RULE, name, "forecast", False, "warning", message, peak, at)
         else:
             return
         self._pipeline.submit_verdict(verdict)

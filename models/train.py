@@ -59,19 +59,15 @@ def check_rows(kind: str) -> npt.NDArray[np.float32]:
     if kind == "demand":
         from models import demand
 
+        temperature = 10 + 5 * np.sin(np.arange(demand.HISTORY_H) / 24 * 2 * np.pi)
         rows = []
         for end in (24 * 10, 24 * 14 + 7):
-            temperature = 10 + 5 * np.sin(np.arange(demand.HISTORY_H) / 24 * 2 * np.pi)
-            made = demand.demand_features(
-                load[end - demand.HISTORY_H : end], temperature, stamps[end], calendar
-            )
-            assert made is not None
-            rows.append(made[0])
-            made = demand.demand_features(
-                load[end - demand.HISTORY_H : end], None, stamps[end], calendar
-            )
-            assert made is not None
-            rows.append(made[0][:6])
+            history = load[end - demand.HISTORY_H : end]
+            for temps, keep in ((temperature, demand.HORIZON_H), (None, 6)):
+                made = demand.demand_features(history, temps, stamps[end], calendar)
+                if made is None:
+                    raise ValueError("the synthetic week has too few known hours to forecast")
+                rows.append(made[0][:keep])
         return np.concatenate(rows).astype(np.float32)
     if kind == "anomaly":
         from models import anomaly
