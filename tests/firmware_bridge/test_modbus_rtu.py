@@ -101,7 +101,7 @@ async def test_garbled_answers_are_counted_and_the_device_stays_online(
         two_meters(), port=0, update_interval_s=0.1, framer="rtu", garble_fraction=0.2
     ) as building:
         devices = [DeviceSpec("flat_a", 1, SDM630, 0.1)]
-        bus = ModbusBus(line(building), devices, readings.append, timeout_s=0.1, offline_after=3)
+        bus = ModbusBus(line(building), devices, readings.append, timeout_s=0.5, offline_after=3)
         async with running(bus):
             await wait_until(lambda: bus.status().device("flat_a").frame_errors >= 5, 15)
         garbled = building.garbled
