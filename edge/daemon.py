@@ -2,9 +2,14 @@
 
 Start: open the store, load the active alerts, then start the store writer, the local publisher,
 the sync client, the summariser, the local web app and, last, acquisition (the field-bus owners).
-Stop (SIGTERM or Ctrl-C): acquisition first, then the writer flushes what is queued, then the rest
-is cancelled; the whole stop is bounded by ``SHUTDOWN_TIMEOUT_S``. What was committed to the store
-is never lost: the outbox is on disk and the sync client resumes it at the next start.
+Stop (SIGTERM or Ctrl-C): acquisition first, then the writer flushes what is queued (bounded by
+``SHUTDOWN_TIMEOUT_S``), then the rest is cancelled. What was committed to the store is never lost:
+the outbox is on disk and the sync client resumes it at the next start.
+
+A cancellation can be lost: on Python 3.11, ``asyncio.wait_for`` returns the result instead of
+raising when the awaited future completes in the same loop turn as the cancellation (fixed in
+3.12), and libraries call it on every request. So a task that is still running after a cancel is
+cancelled again every ``RECANCEL_S`` until it ends, and named in the log.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 8.0
+RECANCEL_S = 1.0
 CREDENTIAL_KEY_FILE = "credential-key"
 """In the state folder: the key of the credential pseudonyms (docs/gate-controller.md)."""
 SUMMARY_GRACE_S = 5.0
@@ -206,14 +212,13 @@ class Gateway:
                 await stop.wait()
                 systemd.notify("STOPPING=1")
                 log.info("gateway stopping")
+                await _cancel_and_wait([*acquisition, *producers])
+                pipeline.close()
                 try:
                     async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
-                        await _cancel_and_wait([*acquisition, *producers])
-                        pipeline.close()
-                        await writer
+                        await asyncio.shield(writer)
                 except TimeoutError:
                     flushed = False
-                    writer.cancel()
                 else:
                     flushed = True
                 if not flushed:
@@ -221,6 +226,7 @@ class Gateway:
                         "store flush did not finish in time; queued readings and access events"
                         " are lost"
                     )
+                    await _cancel_and_wait([writer])
                 await _cancel_and_wait(services)
         stats = pipeline.stats()
         log.info(
@@ -388,24 +394,22 @@ async def _wait_or_fail(event: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 
 async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait for them. A task still running after ``SHUTDOWN_TIMEOUT_S`` is
-    logged with where it waits, and cancelled again (once a cancellation was swallowed, only
-    another one ends it)."""
+    """Cancel ``tasks`` and wait until every one has ended. One still running ``RECANCEL_S``
+    after a cancellation lost it (see the module doc): it is cancelled again, and logged once
+    with where it waits."""
     for task in tasks:
         task.cancel()
-    if not tasks:
-        return
-    _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_S)
-    if pending:
-        log.error(
-            "tasks did not stop when cancelled; cancelling again",
-            extra={
-                "tasks": [
-                    f"{task.get_name()} at {_where(task)}"
-                    for task in sorted(pending, key=lambda t: t.get_name())
-                ]
-            },
-        )
+    pending: set[asyncio.Task[Any]] = set(tasks)
+    logged: set[asyncio.Task[Any]] = set()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+        stubborn = sorted(pending - logged, key=lambda t: t.get_name())
+        if stubborn:
+            log.warning(
+                "tasks did not stop when cancelled; cancelling again",
+                extra={"tasks": [f"{task.get_name()} at {_where(task)}" for task in stubborn]},
+            )
+            logged.update(stubborn)
         for task in pending:
             task.cancel()
     for task in tasks:

@@ -527,8 +527,14 @@ class ModbusBus:
         deadlines = [(now, i) for i in range(len(self._devices))]  # in phase: see the module doc
         heapq.heapify(deadlines)
         self._stopped = False
+        task = asyncio.current_task()
         try:
             while True:
+                if task is not None and task.cancelling():
+                    # Cancelled, yet running: Python 3.11's wait_for, which pymodbus awaits on
+                    # every request, returns the answer instead of raising when the answer and
+                    # the cancellation arrive in the same loop turn.
+                    raise asyncio.CancelledError
                 if not client.connected:
                     if self._connection is ConnectionState.CONNECTED:
                         self._lost_connection(client)  # the peer closed it between polls

@@ -229,6 +229,33 @@ async def test_cancelling_run_propagates_and_leaves_nothing_behind() -> None:
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
+async def test_a_cancellation_lost_inside_a_request_still_stops_the_bus() -> None:
+    # Python 3.11's wait_for, which pymodbus awaits on every request, returns the answer instead
+    # of raising when the answer and the cancellation arrive in the same loop turn. An operation
+    # here loses the cancellation the same way; the bus must stop all the same.
+    async with SimulatedBuilding(two_meters(), port=0, update_interval_s=0.1) as building:
+        bus = ModbusTcpBus(
+            "127.0.0.1", building.port, [DeviceSpec("a", 1, SDM630, 0.05)], lambda r: None
+        )
+        task = asyncio.create_task(bus.run())
+        await wait_until(lambda: bus.status().device("a").reads_ok > 0)
+        inside = asyncio.Event()
+
+        async def loses_the_cancellation(io: object) -> str:
+            inside.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+            return "answered"
+
+        command = asyncio.create_task(bus.execute("a", loses_the_cancellation))
+        await inside.wait()
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
+        assert task.cancelled()
+        assert await command == "answered"
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
 def profile_with(extra_point: str) -> DeviceProfile:
     return parse_profile(
         f"""
