@@ -169,6 +169,28 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait per unit (default 0.3)",
     )
     modbus.set_defaults(handler=_scan_modbus)
+    ble = scan_commands.add_parser(
+        "ble",
+        help="list the BTHome sensors (door/window, buttons) in range",
+        description="Listen for BTHome v2 advertisements and print each sensor heard: address, "
+        "name, kind, encrypted or not, signal strength and last values. Copy the address "
+        "(and the key of an encrypted sensor) into [[ble.sensors]].",
+    )
+    ble.add_argument(
+        "--seconds", type=_scan_seconds, default=10.0, help="how long to listen (default 10)"
+    )
+    ble.add_argument("--adapter", help="Bluetooth adapter, e.g. hci0 (default: the first one)")
+    ble.add_argument(
+        "--passive",
+        action="store_true",
+        help="passive scanning (needs bluetoothd --experimental)",
+    )
+    ble.add_argument(
+        "--config",
+        type=Path,
+        help="a gateway configuration whose bind keys decrypt the sensors it names",
+    )
+    ble.set_defaults(handler=_scan_ble)
 
     from models import commands as models_commands
 
@@ -410,6 +432,66 @@ def _scan_modbus(args: argparse.Namespace) -> int:
         print(f"{probe.unit_id:>4}  {probe.answer:<22}  {' or '.join(probe.profiles) or '-'}")
     print(f"{len(found)} unit(s) answered", file=sys.stderr)
     return status
+
+
+def _scan_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"seconds must be > 0 and <= 3600, not {text}")
+    return value
+
+
+def _scan_ble(args: argparse.Namespace) -> int:
+    from bleak.exc import BleakError
+
+    from firmware_bridge.ble.discover import discover
+    from firmware_bridge.ble.scanner import ScanMode, explain_failure
+
+    keys: dict[str, bytes] = {}
+    if args.config is not None:
+        from edge.config import load_config
+        from nbedge.errors import ConfigError
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 78
+        keys = {s.mac: s.key_bytes for s in config.ble.sensors if s.key_bytes is not None}
+    mode: ScanMode = "passive" if args.passive else "active"
+    print(
+        f"listening for BTHome sensors for {args.seconds:g} s"
+        f" on {args.adapter or 'the default adapter'} ({mode})",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        found = asyncio.run(discover(args.seconds, adapter=args.adapter, mode=mode, keys=keys))
+    except KeyboardInterrupt:
+        return 130
+    except (BleakError, OSError) as exc:
+        print(f"nbedge: cannot scan: {explain_failure(exc, mode)}", file=sys.stderr)
+        return 1
+    print(
+        f"{'address':<17}  {'name':<14}  {'kind':<12}  {'encrypted':<9}  {'rssi':>4}  last values"
+    )
+    for sensor in found:
+        values = sensor.problem or ", ".join(f"{k}={_show(v)}" for k, v in sensor.values.items())
+        print(
+            f"{sensor.mac:<17}  {(sensor.name or '-')[:14]:<14}  {sensor.kind:<12}  "
+            f"{'yes' if sensor.encrypted else 'no':<9}  "
+            f"{sensor.rssi if sensor.rssi is not None else '-':>4}  {values}"
+        )
+    print(f"{len(found)} BTHome sensor(s) heard", file=sys.stderr)
+    return 0
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "open" if value else "closed"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 if __name__ == "__main__":

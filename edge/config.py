@@ -26,7 +26,26 @@ def load_config(path: Path) -> GatewayConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, [ConfigIssue("(file)", f"cannot read: {exc.strerror}")]) from exc
-    return parse_config(text, source=source)
+    config = parse_config(text, source=source)
+    if config.ble.has_keys:
+        _check_key_file_mode(path)
+    return config
+
+
+def _check_key_file_mode(path: Path) -> None:
+    """A file holding BLE bind keys may be read by its group (the service's), nothing more."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o027:
+        raise ConfigError(
+            str(path),
+            [
+                ConfigIssue(
+                    "ble.sensors",
+                    f"the file holds bind keys and its mode is {mode:04o}: others may read or "
+                    f"change it; run chmod 640 {path} (owner root, group nbedge) or chmod 600",
+                )
+            ],
+        )
 
 
 def parse_config(text: str, *, source: str = "<config>") -> GatewayConfig:

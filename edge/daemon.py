@@ -56,6 +56,7 @@ from firmware_bridge.readings import Reading
 
 if TYPE_CHECKING:
     from edge.analytics import Analytics
+    from edge.ble import DoorSensors
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Gateway:
         self._gates: dict[str, tuple[GateSection, GateController, ModbusBus]] = {}
         self._sync: SyncClient | None = None
         self.analytics: Analytics | None = None
+        self.doors: DoorSensors | None = None
 
     # --- what the local web app sees (edge.web.GatewayView) --------------------------------
 
@@ -108,6 +110,7 @@ class Gateway:
             "uplink": None if self._sync is None else asdict(self._sync.status()),
             "gates": [asdict(gate.status()) for gate in self._gate_controllers()],
             "analytics": None if self.analytics is None else self.analytics.status(),
+            "ble": None if self.doors is None else self.doors.status(),
             "active_alerts": len(self._book.active()),
         }
 
@@ -181,6 +184,11 @@ class Gateway:
 
                     self.analytics = Analytics(config, store, pipeline)
                     producers.append(tasks.create_task(self.analytics.run(), name="analytics"))
+                if config.ble.enabled:
+                    from edge.ble import DoorSensors
+
+                    self.doors = DoorSensors(config.ble, store, pipeline, self._book)
+                    producers.append(tasks.create_task(self.doors.run(), name="ble"))
                 if config.local_api.enabled:
                     web_started = asyncio.Event()
                     services.append(

@@ -7,10 +7,19 @@ errors, so a misspelt key never silently falls back to a default.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 Identifier = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -374,6 +383,85 @@ class ModelsSection(_Section):
         return bool(self.demand or self.anomaly or self.dwellings)
 
 
+MacAddress = Annotated[
+    str,
+    Field(pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$", description="AA:BB:CC:DD:EE:FF"),
+]
+
+
+class BleSensorSection(_Section):
+    """A BTHome v2 door or window sensor (e.g. Shelly BLU Door/Window)."""
+
+    name: Identifier
+    """The door's name in the store, events and alerts (unique among all devices)."""
+    mac: MacAddress
+    """The sensor's Bluetooth address, as ``nbedge scan ble`` lists it."""
+    bind_key: SecretStr | None = None
+    """The sensor's 16-byte encryption key in hex (32 characters), for encrypted sensors. Kept
+    out of logs and errors; a file holding one must not be readable by others."""
+    held_open_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 600.0
+    """An open door raises ``door_held_open`` after this long; cleared when it closes. 0: no
+    alert."""
+    silent_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = 6 * 3600.0
+    """No frame from the sensor for this long raises ``sensor_silent``; cleared by two frames
+    (set it to a few times the sensor's heartbeat). 0: no alert."""
+    low_battery_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
+    """A battery at or below this raises ``low_battery``; it clears at 10 points above."""
+
+    @field_validator("mac")
+    @classmethod
+    def _upper(cls, mac: str) -> str:
+        return mac.upper()
+
+    @field_validator("bind_key")
+    @classmethod
+    def _hex_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and re.fullmatch(r"[0-9A-Fa-f]{32}", key.get_secret_value()) is None:
+            raise ValueError("a bind key is 32 hexadecimal characters (16 bytes)")
+        return key
+
+    @property
+    def key_bytes(self) -> bytes | None:
+        return None if self.bind_key is None else bytes.fromhex(self.bind_key.get_secret_value())
+
+
+class BleSection(_Section):
+    """The BLE scanner and its BTHome door sensors (see docs/ble.md)."""
+
+    adapter: str | None = None
+    """The Bluetooth adapter (``hci0``); none: the first powered one."""
+    mode: Literal["active", "passive"] = "active"
+    """Passive scanning sends no scan requests (less radio, less battery drain in the sensors'
+    neighbours) and needs bluetoothd started with ``--experimental``."""
+    restart_after_s: Annotated[float, Field(ge=5, le=86_400)] = 120.0
+    """With no advertisement of any device for this long the scanner is restarted."""
+    backoff_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    """Longest wait between two attempts to start a scanner that failed."""
+    unhealthy_after: Annotated[int, Field(ge=1, le=100)] = 3
+    """Failures in a row after which the adapter is reported unhealthy (``ble_adapter`` alert)."""
+    reading_interval_s: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    """Battery, illuminance and signal strength are stored at most this often per sensor (and
+    at once when the battery changes); door events are stored as they happen."""
+    sensors: list[BleSensorSection] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> BleSection:
+        for what in ("name", "mac"):
+            values = [getattr(sensor, what) for sensor in self.sensors]
+            duplicates = sorted({v for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"sensor {what}s must be unique: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sensors)
+
+    @property
+    def has_keys(self) -> bool:
+        return any(sensor.bind_key is not None for sensor in self.sensors)
+
+
 class LogSection(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
@@ -391,7 +479,16 @@ class GatewayConfig(_Section):
     local_api: LocalApiSection = LocalApiSection()
     site: SiteSection = SiteSection()
     models: ModelsSection = ModelsSection()
+    ble: BleSection = BleSection()
     log: LogSection = LogSection()
+
+    @model_validator(mode="after")
+    def _device_names_unique(self) -> GatewayConfig:
+        modbus = {d.name for d in (*self.modbus.devices, *self.modbus.gates)}
+        clash = sorted(modbus & {sensor.name for sensor in self.ble.sensors})
+        if clash:
+            raise ValueError(f"BLE sensors and Modbus devices share names: {', '.join(clash)}")
+        return self
 
     @property
     def database_path(self) -> Path:

@@ -7,6 +7,8 @@ missing=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_sub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
+# The BLE integration test runs BlueZoo (a mock BlueZ) on a private D-Bus daemon.
+command -v dbus-daemon >/dev/null 2>&1 || missing="$missing dbus-daemon"
 # The central API's tests start throw-away PostgreSQL clusters with initdb and pg_ctl, which
 # Debian keeps out of PATH, under /usr/lib/postgresql/<version>/bin.
 has_postgres=""

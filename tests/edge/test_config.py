@@ -189,3 +189,69 @@ def test_site_and_trusted_keys_are_checked() -> None:
     )
     assert config.models.enabled
     assert config.models.min_history_days == 14
+
+
+BLE = (
+    MINIMAL
+    + """
+[[ble.sensors]]
+name = "entrance"
+mac = "a4:c1:38:00:00:01"
+bind_key = "231d39c1d7cc1ab1aee224cd096db932"
+
+[[ble.sensors]]
+name = "bike-store"
+mac = "A4:C1:38:00:00:02"
+"""
+)
+
+
+def test_ble_sensors_with_and_without_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(BLE)
+    path.chmod(0o640)
+    config = load_config(path)
+    entrance, bikes = config.ble.sensors
+    assert entrance.mac == "A4:C1:38:00:00:01"
+    assert entrance.key_bytes == bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
+    assert bikes.key_bytes is None
+    assert "231d39c1" not in repr(config)
+    assert (entrance.held_open_s, entrance.silent_s, entrance.low_battery_pct) == (600, 21600, 20)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o660, 0o604])
+def test_a_file_with_bind_keys_that_others_can_read_or_change_is_refused(
+    tmp_path: Path, mode: int
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(BLE)
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    (issue,) = error.value.issues
+    assert issue.path == "ble.sensors"
+    assert f"chmod 640 {path}" in issue.message
+    # Without a key the same file is fine.
+    path.write_text(BLE.replace('bind_key = "231d39c1d7cc1ab1aee224cd096db932"\n', ""))
+    assert load_config(path).ble.has_keys is False
+
+
+def test_a_bad_bind_key_is_named_without_being_shown() -> None:
+    text = BLE.replace("231d39c1d7cc1ab1aee224cd096db932", "231d39c1d7cc1ab1aee224cd096db93Z")
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    (issue,) = error.value.issues
+    assert issue.path == "ble.sensors.0.bind_key"
+    assert "32 hexadecimal characters" in issue.message
+    assert "231d39c1" not in str(error.value)
+
+
+def test_sensor_names_must_differ_from_each_other_and_from_modbus_devices() -> None:
+    with pytest.raises(ConfigError, match="sensor macs must be unique"):
+        parse_config(BLE.replace("A4:C1:38:00:00:02", "A4:C1:38:00:00:01"))
+    clash = (
+        BLE
+        + '[[modbus.devices]]\nname = "entrance"\nprofile = "eastron_sdm120"\nhost = "10.0.0.5"\n'
+    )
+    with pytest.raises(ConfigError, match="share names: entrance"):
+        parse_config(clash)

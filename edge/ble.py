@@ -1,0 +1,186 @@
+"""The gateway's BLE service: the scanner, and what its door sensors' frames become.
+
+- A door that opens or closes becomes an access event (``opened`` / ``closed``, the sensor's name
+  as the device, no credential): stored, summarised and synced like a gate's, with the sensor's
+  tracker state (last counter, packet id, door state) as its cursor in the same transaction, so
+  after a restart a recorded frame from before the last event is still refused and no event is
+  repeated.
+- Battery (%), illuminance (lx), signal strength (dBm) and the door state (1 open, 0 closed) become
+  readings, at most every ``reading_interval_s`` per sensor and at once when the battery or the
+  door changes.
+- The alerts of ``edge.doors`` are checked on every frame and every second.
+
+bleak is imported only here, so a gateway without door sensors never loads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from edge.doors import DoorAlerts
+from edge.schemas import BleSection
+from firmware_bridge.ble.scanner import BleScanner, ScannerFactory
+from firmware_bridge.ble.tracker import Accepted, Resume, SensorSpec, SensorTracker
+from firmware_bridge.events import AccessEvent
+from firmware_bridge.readings import Reading
+
+if TYPE_CHECKING:
+    from edge.alerts import AlertBook
+    from edge.pipeline import Pipeline
+    from edge.store import Store
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+UNITS = {"battery": "%", "illuminance": "lx", "rssi": "dBm", "door_open": ""}
+
+
+def cursor_key(mac: str) -> str:
+    return f"ble:{mac.upper()}"
+
+
+class DoorSensors:
+    """Run the scanner until cancelled and turn frames into events, readings and alerts."""
+
+    def __init__(
+        self,
+        config: BleSection,
+        store: Store,
+        pipeline: Pipeline,
+        book: AlertBook,
+        *,
+        scanner_factory: ScannerFactory | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._pipeline = pipeline
+        self._book = book
+        self._factory = scanner_factory
+        self._wall = wall_clock
+        self._monotonic = monotonic
+        self._alerts = DoorAlerts(config.sensors, book, monotonic=monotonic, wall_clock=wall_clock)
+        self._last_readings: dict[str, float] = {}  # sensor name -> monotonic time
+        self._last_battery: dict[str, float] = {}
+        self._refused: deque[tuple[AccessEvent, tuple[str, str]]] = deque(maxlen=10_000)
+        self.scanner: BleScanner | None = None
+
+    async def run(self) -> None:
+        specs = [
+            SensorSpec(name=s.name, mac=s.mac, bind_key=s.key_bytes) for s in self.config.sensors
+        ]
+        resume = {
+            spec.mac: Resume.parse(await self._store.cursor(cursor_key(spec.mac))) for spec in specs
+        }
+        extra: dict[str, Any] = {}
+        if self._factory is not None:
+            extra["scanner_factory"] = self._factory
+        self.scanner = scanner = BleScanner(
+            specs,
+            self._on_frame,
+            adapter=self.config.adapter,
+            mode=self.config.mode,
+            restart_after_s=self.config.restart_after_s,
+            backoff_max_s=self.config.backoff_max_s,
+            unhealthy_after=self.config.unhealthy_after,
+            resume=resume,
+            wall_clock=self._wall,
+            **extra,
+        )
+        log.info(
+            "BLE scanner starting",
+            extra={
+                "adapter": self.config.adapter or "default",
+                "mode": self.config.mode,
+                "sensors": len(specs),
+            },
+        )
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(scanner.run(), name="ble-scanner")
+            tasks.create_task(self._tick_forever(), name="ble-alerts")
+
+    def status(self) -> dict[str, Any] | None:
+        """The scanner's status (``/api/status``), None until it runs."""
+        return None if self.scanner is None else asdict(self.scanner.status())
+
+    def _on_frame(self, tracker: SensorTracker, accepted: Accepted) -> None:
+        frame = accepted.advert
+        name = tracker.spec.name
+        if accepted.door_changed:
+            event = AccessEvent(
+                device=name,
+                event="opened" if frame.door_open else "closed",
+                credential_ref=None,
+                wall_time=frame.time,
+                monotonic_ns=time.monotonic_ns(),
+            )
+            self._submit_event(event, (cursor_key(tracker.spec.mac), tracker.resume().encode()))
+        battery_changed = (
+            frame.battery is not None and self._last_battery.get(name) != frame.battery
+        )
+        now = self._monotonic()
+        last = self._last_readings.get(name)
+        if (
+            accepted.door_changed
+            or battery_changed
+            or last is None
+            or now - last >= self.config.reading_interval_s
+        ):
+            self._last_readings[name] = now
+            if frame.battery is not None:
+                self._last_battery[name] = frame.battery
+            self._submit_readings(tracker, frame.time)
+        for verdict in self._alerts.frame(name, door_open=frame.door_open, battery=frame.battery):
+            self._pipeline.submit_verdict(verdict)
+
+    def _submit_event(self, event: AccessEvent, cursor: tuple[str, str]) -> None:
+        if not self._pipeline.submit_access(event, cursor):
+            self._refused.append((event, cursor))  # offered again on the next tick
+
+    def _submit_readings(self, tracker: SensorTracker, wall_time: float) -> None:
+        frame = tracker.last
+        if frame is None:
+            return
+        values: dict[str, float] = {}
+        for point in ("battery", "illuminance"):
+            if point in frame.values:
+                values[point] = frame.values[point]
+        if frame.rssi is not None:
+            values["rssi"] = float(frame.rssi)
+        if tracker.door_open is not None:
+            values["door_open"] = 1.0 if tracker.door_open else 0.0
+        stamp = time.monotonic_ns()
+        for point, value in values.items():
+            self._pipeline.submit(
+                Reading(
+                    device=tracker.spec.name,
+                    point=point,
+                    value=value,
+                    unit=UNITS[point],
+                    wall_time=wall_time,
+                    monotonic_ns=stamp,
+                )
+            )
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            while self._refused:
+                event, cursor = self._refused[0]
+                if not self._pipeline.submit_access(event, cursor):
+                    break
+                self._refused.popleft()
+            status = self.scanner.status() if self.scanner is not None else None
+            verdicts = self._alerts.tick(
+                adapter_healthy=status.healthy if status is not None else True,
+                adapter_reason=status.reason if status is not None else None,
+            )
+            for verdict in verdicts:
+                self._pipeline.submit_verdict(verdict)

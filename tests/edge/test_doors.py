@@ -1,0 +1,108 @@
+"""Door sensor alerts with a fake monotonic clock: raised once, cleared with hysteresis."""
+
+from __future__ import annotations
+
+from edge.alerts import AlertBook
+from edge.doors import DoorAlerts
+from edge.schemas import BleSensorSection
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sensor(**overrides: object) -> BleSensorSection:
+    values: dict[str, object] = {
+        "name": "entrance",
+        "mac": "aa:bb:cc:dd:ee:01",
+        "held_open_s": 600,
+        "silent_s": 3600,
+    }
+    values.update(overrides)
+    return BleSensorSection.model_validate(values)
+
+
+def apply(verdicts: list, book: AlertBook) -> list[tuple[str, str]]:
+    changes = [v.apply(book) for v in verdicts]
+    return [(c.rule, c.state) for c in changes if c is not None]
+
+
+def test_a_door_held_open_raises_once_and_clears_when_it_closes() -> None:
+    clock, book = Clock(), AlertBook()
+    alerts = DoorAlerts([sensor()], book, monotonic=clock, wall_clock=lambda: 1.7e9)
+    assert apply(alerts.frame("entrance", door_open=True, battery=90), book) == []
+    clock.now += 599
+    assert apply(alerts.tick(), book) == []
+    clock.now += 2
+    verdicts = alerts.tick()
+    assert apply(verdicts, book) == [("door_held_open", "raised")]
+    assert "entrance open for 10 min (limit 10 min)" in verdicts[0].message
+    clock.now += 600
+    assert alerts.tick() == []  # raised once, not again while it stays open
+    assert apply(alerts.frame("entrance", door_open=True, battery=90), book) == []
+    closed = alerts.frame("entrance", door_open=False, battery=90)
+    assert apply(closed, book) == [("door_held_open", "cleared")]
+    assert closed[0].message == "entrance closed after 20 min open"
+    # Opened again: the clock starts again from the new opening.
+    alerts.frame("entrance", door_open=True, battery=90)
+    clock.now += 300
+    assert alerts.tick() == []
+
+
+def test_a_silent_sensor_raises_and_needs_two_frames_to_clear() -> None:
+    clock, book = Clock(), AlertBook()
+    alerts = DoorAlerts([sensor()], book, monotonic=clock, wall_clock=lambda: 1.7e9)
+    clock.now += 3599
+    assert alerts.tick() == []
+    clock.now += 1
+    verdicts = alerts.tick()
+    assert apply(verdicts, book) == [("sensor_silent", "raised")]
+    assert "never heard for 60 min" in verdicts[0].message
+    assert apply(alerts.frame("entrance", door_open=None, battery=None), book) == []
+    assert apply(alerts.frame("entrance", door_open=None, battery=None), book) == [
+        ("sensor_silent", "cleared")
+    ]
+    clock.now += 3600
+    assert apply(alerts.tick(), book) == [("sensor_silent", "raised")]
+
+
+def test_low_battery_clears_only_ten_points_above_its_threshold() -> None:
+    clock, book = Clock(), AlertBook()
+    alerts = DoorAlerts([sensor(low_battery_pct=20)], book, monotonic=clock)
+    seen = []
+    for battery in (25, 21, 20, 22, 19, 24, 29, 30, 21):
+        seen += apply(alerts.frame("entrance", door_open=None, battery=battery), book)
+    assert seen == [("low_battery", "raised"), ("low_battery", "cleared")]
+
+
+def test_alerts_active_before_a_restart_are_cleared_not_raised_twice() -> None:
+    clock, book = Clock(), AlertBook()
+    first = DoorAlerts([sensor()], book, monotonic=clock)
+    apply(first.frame("entrance", door_open=True, battery=10), book)
+    clock.now += 700
+    apply(first.tick(), book)
+    assert {a.rule for a in book.active()} == {"door_held_open", "low_battery"}
+    # A new gateway process: the book comes back from the store.
+    restarted = AlertBook(book.active())
+    second = DoorAlerts([sensor()], restarted, monotonic=clock)
+    assert apply(second.frame("entrance", door_open=True, battery=10), restarted) == []
+    assert apply(second.frame("entrance", door_open=False, battery=50), restarted) == [
+        ("door_held_open", "cleared"),
+        ("low_battery", "cleared"),
+    ]
+
+
+def test_the_adapter_alert_follows_the_scanner_health() -> None:
+    clock, book = Clock(), AlertBook()
+    alerts = DoorAlerts([], book, monotonic=clock)
+    assert alerts.tick(adapter_healthy=True) == []
+    down = alerts.tick(adapter_healthy=False, adapter_reason="adapter 'hci0' not found")
+    assert apply(down, book) == [("ble_adapter", "raised")]
+    assert down[0].severity == "critical"
+    assert "hci0" in down[0].message
+    assert alerts.tick(adapter_healthy=False) == []
+    assert apply(alerts.tick(adapter_healthy=True), book) == [("ble_adapter", "cleared")]
