@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -147,3 +148,58 @@ async def test_a_new_sensor_s_door_events_reach_the_store_the_platform_and_mqtt(
             listener.cancel()
             advertising.cancel()
     assert stored_door_events(db) == ["opened", "closed", "opened"]
+
+
+async def test_scan_ble_lists_the_sensor_an_installer_copies_into_the_config(
+    tmp_path: Path, bluez: PrivateBlueZ
+) -> None:
+    sensor = SimulatedDoorSensor(  # open, and a frame a second (BlueZoo reports changes only)
+        mac=SENSOR_MAC,
+        bind_key=KEY,
+        start=time.time(),
+        schedule=[(0.0, 600.0)],
+        repeat_interval_s=1.0,
+    )
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[gateway]\nid = "gw-1"\nsite = "site-1"\n[[ble.sensors]]\nname = "entrance"\n'
+        f'mac = "{SENSOR_MAC}"\nbind_key = "{KEY.hex()}"\n'
+    )
+    config.chmod(0o600)
+
+    async def scan(*extra: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "scan",
+            "ble",
+            "--seconds",
+            "3",
+            "--adapter",
+            "hci0",
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        return out.decode()
+
+    async with (
+        BlueZAdvertiser(bluez.address, adapter="hci1", local_name="SBDW-002C") as advertiser,
+        asyncio.TaskGroup() as tasks,
+    ):
+        advertising = tasks.create_task(run_sensor(advertiser, sensor, tick_s=0.2))
+        without_key = await scan()
+        with_key = await scan("--config", str(config))
+        advertising.cancel()
+    (row,) = [line for line in without_key.splitlines() if line.startswith(SENSOR_MAC)]
+    assert "SBDW-002C" in row
+    assert "encrypted: give its key to see values" in row
+    assert " yes " in row
+    (row,) = [line for line in with_key.splitlines() if line.startswith(SENSOR_MAC)]
+    assert "door/window" in row
+    assert "window=open" in row
+    assert "battery=100" in row

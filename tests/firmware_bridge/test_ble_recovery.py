@@ -169,9 +169,9 @@ async def test_passive_scanning_without_experimental_bluez_says_how_to_enable_it
 
 def _bthome_bytes() -> st.SearchStrategy[bytes]:
     header = st.sampled_from([0x40, 0x41, 0x44, 0x45, 0x00, 0x20, 0xFF])
-    objects = st.lists(
-        st.tuples(st.integers(0, 0xFF), st.binary(max_size=4)), max_size=8
-    ).map(lambda objs: b"".join(bytes([i]) + v for i, v in objs))
+    objects = st.lists(st.tuples(st.integers(0, 0xFF), st.binary(max_size=4)), max_size=8).map(
+        lambda objs: b"".join(bytes([i]) + v for i, v in objs)
+    )
     framed = st.tuples(header, objects).map(lambda t: bytes([t[0]]) + t[1])
     return st.one_of(st.binary(max_size=40), framed)
 
