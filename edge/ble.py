@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.doors import DoorAlerts
 from edge.schemas import BleSection
-from firmware_bridge.ble.scanner import BleScanner, ScannerFactory
+from firmware_bridge.ble.scanner import BleScanner
 from firmware_bridge.ble.tracker import Accepted, Resume, SensorSpec, SensorTracker
 from firmware_bridge.events import AccessEvent
 from firmware_bridge.readings import Reading
@@ -55,7 +55,6 @@ class DoorSensors:
         pipeline: Pipeline,
         book: AlertBook,
         *,
-        scanner_factory: ScannerFactory | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -63,7 +62,6 @@ class DoorSensors:
         self._store = store
         self._pipeline = pipeline
         self._book = book
-        self._factory = scanner_factory
         self._wall = wall_clock
         self._monotonic = monotonic
         self._alerts = DoorAlerts(config.sensors, book, monotonic=monotonic, wall_clock=wall_clock)
@@ -79,9 +77,6 @@ class DoorSensors:
         resume = {
             spec.mac: Resume.parse(await self._store.cursor(cursor_key(spec.mac))) for spec in specs
         }
-        extra: dict[str, Any] = {}
-        if self._factory is not None:
-            extra["scanner_factory"] = self._factory
         self.scanner = scanner = BleScanner(
             specs,
             self._on_frame,
@@ -92,7 +87,6 @@ class DoorSensors:
             unhealthy_after=self.config.unhealthy_after,
             resume=resume,
             wall_clock=self._wall,
-            **extra,
         )
         log.info(
             "BLE scanner starting",

@@ -1,18 +1,22 @@
-"""Fixtures shared by every test: free loopback ports, a real Mosquitto, a guard against leaks."""
+"""Fixtures shared by every test: free loopback ports, a real Mosquitto, BlueZoo on a private
+D-Bus, a guard against leaks."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from sim.bluez import HarnessUnavailable, PrivateBlueZ, private_bluez
 
 
 def free_port() -> int:
@@ -78,6 +82,20 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+@pytest.fixture
+async def bluez(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[PrivateBlueZ]:
+    """BlueZoo on a private bus with adapters hci0 (00:00:00:00:0A:01) and hci1 (...:0A:02),
+    which bleak (connecting later, in this loop) will use."""
+    try:
+        async with private_bluez(scan_interval_s=1) as harness:
+            monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", harness.address)
+            yield harness
+    except HarnessUnavailable as exc:
+        if os.environ.get("CI"):  # the README's test command installs both: never skip there
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -23,7 +21,7 @@ import pytest
 
 from edge.daemon import Gateway
 from edge.schemas import GatewayConfig
-from sim.bluez import BlueZAdvertiser, HarnessUnavailable, PrivateBlueZ, private_bluez, run_sensor
+from sim.bluez import BlueZAdvertiser, PrivateBlueZ, run_sensor
 from sim.bthome import SimulatedDoorSensor
 from tests.conftest import Broker, free_port
 from tests.test_end_to_end import GATEWAY, SITE, central_api, eventually, pull
@@ -32,18 +30,6 @@ SENSOR_MAC = "00:00:00:00:0A:02"  # hci1's address: what hci0 sees the advertise
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def bluez(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[PrivateBlueZ]:
-    try:
-        async with private_bluez(adapters=("00:00:00:00:0A:01", SENSOR_MAC)) as harness:
-            monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", harness.address)
-            yield harness
-    except HarnessUnavailable as exc:
-        if os.environ.get("CI"):  # the README's test command installs both: never skip there
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
 
 
 def stored_door_events(db: Path) -> list[str]:

@@ -78,7 +78,8 @@ class Discovery:
         sensor.values.update(frame.values)
         sensor.values.update(frame.binary)
         for event in frame.events:
-            sensor.values[event.split(":")[0]] = event.split(":")[1]
+            source, _, kind = event.partition(":")
+            sensor.values[source] = kind
 
 
 async def discover(

@@ -36,7 +36,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from firmware_bridge.ble.bthome import BTHOME_UUID, AdvertError, RejectReason, decode
+from firmware_bridge.ble.bthome import BTHOME_UUID, AdvertError, RejectReason
 from firmware_bridge.ble.tracker import Accepted, Resume, SensorSpec, SensorTracker
 
 log = logging.getLogger(__name__)
@@ -158,25 +158,9 @@ class BleScanner:
             self._note_unconfigured(mac)
             return
         try:
-            frame = decode(
-                mac,
-                advertisement.local_name,
-                advertisement.rssi,
-                data,
-                bind_key=tracker.spec.bind_key,
-                time=self._wall_clock(),
+            accepted = tracker.take(
+                advertisement.local_name, advertisement.rssi, data, self._wall_clock()
             )
-        except AdvertError as exc:
-            tracker.reject(exc)
-            self._count_rejected(exc.reason, tracker.spec.name, str(exc))
-            return
-        except Exception:  # a parser bug must not stop the scanner
-            tracker.reject(AdvertError("malformed", "the parser failed"))
-            self._count_rejected("malformed", tracker.spec.name, "the parser failed")
-            log.debug("BTHome parser failed", exc_info=True)
-            return
-        try:
-            accepted = tracker.accept(frame)  # counts its own refusals
         except AdvertError as exc:
             self._count_rejected(exc.reason, tracker.spec.name, str(exc))
             return
@@ -264,15 +248,14 @@ class BleScanner:
 
     def _failed(self, reason: str) -> None:
         self._failures += 1
-        passive = reason.startswith("passive scanning needs")
+        self._reason = reason
         if self._failures == 1:
             log.warning(
                 "BLE scanner failed; retrying",
                 extra={"adapter": self.adapter or "default", "reason": reason},
             )
-        if (passive or self._failures >= self._unhealthy_after) and self._healthy:
+        if self._healthy and (reason == PASSIVE_HINT or self._failures >= self._unhealthy_after):
             self._set_health(False, reason)
-        self._reason = reason
 
     def _set_health(self, healthy: bool, reason: str | None) -> None:
         self._healthy = healthy

@@ -1,8 +1,8 @@
 """What the gateway knows of each configured BTHome sensor: de-duplication, replay rejection, state.
 
 A sensor repeats each frame several times (Shelly BLU: a burst per change, then a heartbeat), and
-a recorded frame can be sent again by anyone in range. ``SensorTracker.accept`` lets a frame through
-once:
+a recorded frame can be sent again by anyone in range. ``SensorTracker.take`` decodes a frame with
+the sensor's key and lets it through once:
 
 - encrypted sensors: by the encryption counter, which the sensor raises with every frame and which
   the AES-CCM MIC authenticates. The counter of the last accepted frame again is a duplicate; a
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from firmware_bridge.ble.bthome import AdvertError, BTHomeAdvert, RejectReason
+from firmware_bridge.ble.bthome import AdvertError, BTHomeAdvert, RejectReason, decode
 
 RESTART_BELOW = 100
 DUPLICATE_WINDOW_S = 60.0
@@ -94,16 +94,18 @@ class SensorTracker:
     def resume(self) -> Resume:
         return Resume(counter=self._counter, packet_id=self._packet_id, door_open=self.door_open)
 
-    def reject(self, error: AdvertError) -> None:
-        self.rejected[error.reason] += 1
-
-    def accept(self, advert: BTHomeAdvert) -> Accepted:
-        """Let ``advert`` through, or raise ``AdvertError`` (duplicate or replay), counted."""
+    def take(self, name: str | None, rssi: int | None, data: bytes, time: float) -> Accepted:
+        """Decode BTHome service data ``data`` with this sensor's key and let the frame
+        through, or raise ``AdvertError`` with the reason it is refused (counted here)."""
         try:
+            advert = decode(self.spec.mac, name, rssi, data, bind_key=self.spec.bind_key, time=time)
             self._check_order(advert)
         except AdvertError as exc:
-            self.reject(exc)
+            self.rejected[exc.reason] += 1
             raise
+        except Exception as exc:  # a parser bug must not stop the scanner
+            self.rejected["malformed"] += 1
+            raise AdvertError("malformed", f"the parser failed: {type(exc).__name__}") from exc
         if advert.counter is not None:
             self._counter = advert.counter
         if advert.packet_id is not None:

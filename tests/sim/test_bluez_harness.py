@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 
-import pytest
 from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from sim.bluez import BlueZAdvertiser, HarnessUnavailable, PrivateBlueZ, private_bluez, run_sensor
+from sim.bluez import BlueZAdvertiser, PrivateBlueZ, run_sensor
 from sim.bthome import BTHOME_UUID, SimulatedDoorSensor, battery, encode_service_data, window
 
 ADVERTISER_MAC = "00:00:00:00:0A:02"
-
-
-@pytest.fixture
-async def bluez(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[PrivateBlueZ]:
-    """BlueZoo on a private bus, which bleak (connecting later, in this loop) will use."""
-    try:
-        async with private_bluez(scan_interval_s=1) as harness:
-            monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", harness.address)
-            yield harness
-    except HarnessUnavailable as exc:
-        if os.environ.get("CI"):  # the README's test command installs both: never skip there
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
 
 
 class Seen:
