@@ -265,6 +265,9 @@ def test_lead_baseline_figures_and_report() -> None:
     text = format_report(report)
     assert "lead_118" in text
     assert "median over 6 buildings" in text
+    header = text.splitlines()[1].split()
+    assert header[-5:] == ["point", "event_12h", "run_12h", "event_24h", "run_24h"]
+    assert "event_* = event F1 with tolerance as the LEAD benchmark computes it" in text
 
 
 @lead_data
