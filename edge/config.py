@@ -83,7 +83,10 @@ def _explain(error: Any, *, show_input: bool) -> str:
     if kind == "missing":
         return "required key is missing"
     message = str(error["msg"])
-    if show_input and "input" in error and kind not in {"model_type", "dict_type"}:
+    # only a single value is echoed: a section's or the whole file's (from a check across keys)
+    # would hold every key under it, secrets included
+    scalar = isinstance(error.get("input"), str | int | float | bool)
+    if show_input and scalar and kind not in {"model_type", "dict_type"}:
         return f"{message} (got {error['input']!r})"
     return message
 

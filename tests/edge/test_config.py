@@ -255,3 +255,15 @@ def test_sensor_names_must_differ_from_each_other_and_from_modbus_devices() -> N
     )
     with pytest.raises(ConfigError, match="share names: entrance"):
         parse_config(clash)
+
+
+def test_errors_of_checks_across_keys_do_not_echo_the_section_and_its_keys() -> None:
+    clash = (
+        BLE
+        + '[[modbus.devices]]\nname = "entrance"\nprofile = "eastron_sdm120"\nhost = "10.0.0.5"\n'
+    )
+    for text in (clash, BLE.replace("A4:C1:38:00:00:02", "A4:C1:38:00:00:01")):
+        with pytest.raises(ConfigError) as error:
+            parse_config(text)
+        assert "231d39c1" not in str(error.value)
+        assert "231d39c1" not in repr(error.value.issues)
