@@ -16,7 +16,10 @@ and
 - **cessation** (``[[models.dwellings]]``): feeds the dwelling's hour to its detector
   (:mod:`models.cessation`); ``use_stopped`` is raised when the dwelling's inactivity becomes
   unlikely for it, with the reason ("no water use for 4 h, usually active in 3.1 of these hours"),
-  and cleared at the first hour with use again.
+  and cleared at the first hour with use again. A dwelling with ``doors`` (BLE door sensors) also
+  feeds the detector how many times its doors opened in each hour (from the store's access
+  events), in its history too: a quiet spell that starts as the door opens is an outing, shown as
+  "presumed out for N h (door)" with no alert, until the door opens again or 12 h have passed.
 
 Per-meter thresholds and activity profiles are learnt from the meter's own history in the store
 once ``min_history_days`` of it exist, and learnt again each day. At start, the detectors replay
@@ -270,6 +273,21 @@ class Analytics:
     async def _gauge(self, meter: str, start: int, hours: int) -> np.ndarray:
         return await self._hourly(meter, start, hours, "mean")
 
+    async def _door_openings(
+        self, dwelling: DwellingSection, start: int, hours: int
+    ) -> np.ndarray | None:
+        """How many times the dwelling's doors opened in each hour; None without doors."""
+        if not dwelling.doors:
+            return None
+        counts = await self._store.hourly_access(
+            dwelling.doors,
+            "opened",
+            start=start,
+            hours=hours,
+            synced_only=self._store.clock.synced(),
+        )
+        return np.asarray(counts, dtype=np.int64)
+
     # --- demand ---------------------------------------------------------------------------
 
     async def demand_inputs(
@@ -467,8 +485,10 @@ class Analytics:
                 state.kinds[m]: cessation.MeterHistory(state.kinds[m], v[first:])
                 for m, v in values.items()
             }
+            opened = await self._door_openings(state.config, start, span)
+            history = None if opened is None else opened[first:]
             model = await self._in_thread(
-                lambda: cessation.fit_dwelling(meters, timestamps, self.calendar)
+                lambda: cessation.fit_dwelling(meters, timestamps, self.calendar, doors=history)
             )
             replay_from = hour - REPLAY_H * HOUR_S
             if state.detector is None:
@@ -485,15 +505,21 @@ class Analytics:
         values = {
             m: await self._counter_sum([m], start, hours) * state.scales[m] for m in state.kinds
         }
+        opened = await self._door_openings(state.config, start, hours)
         for k in range(hours):
             readings = {state.kinds[m]: float(v[k]) for m, v in values.items()}
-            verdict = state.detector.update(_utc_hour(start + k * HOUR_S), readings)
+            doors = 0 if opened is None else int(opened[k])
+            verdict = state.detector.update(_utc_hour(start + k * HOUR_S), readings, doors=doors)
         state.last_hour = hour
         state.score = verdict.score
         state.reason = verdict.reason
         name = state.config.name
         at = self._now()
-        if verdict.alarmed:
+        if verdict.away:
+            # An outing: nothing is raised, and an alert raised before the door opened is not
+            # cleared either (no use came back; the one who opened it may be answering it).
+            state.status = f"presumed out for {verdict.inactive_h:g} h (door)"
+        elif verdict.alarmed:
             state.status = f"alert: {verdict.reason}"
             message = f"{name}: {verdict.reason}"
             self._pipeline.submit_verdict(

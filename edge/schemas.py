@@ -346,6 +346,11 @@ class DwellingSection(_Section):
     name: Identifier
     meters: Annotated[list[MeterPoint], Field(min_length=1)]
     """The dwelling's counters (electricity, water): all of them must go quiet for an alert."""
+    doors: list[Identifier] = []
+    """Names of ``[[ble.sensors]]`` on the dwelling's entrance door(s). With them, a quiet spell
+    that starts as the door opens is taken for an outing: no alert while the dwelling is presumed
+    out (at most ``away_max_h`` = 12 h, so that a door opened just before a fall does not silence
+    it for longer), and the count of quiet hours starts again when the door opens again."""
 
 
 class ModelsSection(_Section):
@@ -488,6 +493,21 @@ class GatewayConfig(_Section):
         clash = sorted(modbus & {sensor.name for sensor in self.ble.sensors})
         if clash:
             raise ValueError(f"BLE sensors and Modbus devices share names: {', '.join(clash)}")
+        return self
+
+    @model_validator(mode="after")
+    def _dwelling_doors_are_sensors(self) -> GatewayConfig:
+        """A door a dwelling names must be a sensor the scanner listens to: a misspelt one would
+        never open, and the dwelling would be watched as if it had no door."""
+        sensors = {sensor.name for sensor in self.ble.sensors}
+        problems = [
+            f"models.dwellings.{i}.doors.{j}: {door!r} is not a sensor of [[ble.sensors]]"
+            for i, home in enumerate(self.models.dwellings)
+            for j, door in enumerate(home.doors)
+            if door not in sensors
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

@@ -3,9 +3,9 @@
 The format users give to ``nbedge models evaluate --data PATH`` (one building per CSV file; a
 folder holds one building per ``*.csv`` file, named after the file)::
 
-    timestamp,value[,temperature][,label]
-    2019-01-01T00:00:00,12.5,3.1,0
-    2019-01-01T01:00:00,,3.0,0
+    timestamp,value[,temperature][,label][,doors]
+    2019-01-01T00:00:00,12.5,3.1,0,0
+    2019-01-01T01:00:00,,3.0,0,2
 
 - ``timestamp``: ISO 8601, on the hour (``2019-01-01 00:00:00`` or ``2019-01-01T00:00``); an offset
   such as ``+01:00`` or ``Z`` is converted to UTC, a naive time is taken as UTC. Rows must be in
@@ -13,6 +13,9 @@ folder holds one building per ``*.csv`` file, named after the file)::
 - ``value``: energy in the hour (e.g. kWh); empty or ``NaN`` means missing.
 - ``temperature`` (optional): outdoor dry-bulb temperature in degrees C; empty means missing.
 - ``label`` (optional): ``1`` for an hour a person labelled anomalous, ``0`` otherwise.
+- ``doors`` (optional): how many times the dwelling's door opened in the hour, a whole number of 0
+  or more (``3`` or ``3.0``); empty means 0, as do hours absent from the file. A door sensor counts
+  openings and has no "missing" state the evaluation could use, so a gap is read as no opening.
 
 Any line that cannot be read raises :class:`SeriesFormatError` naming the file and the line.
 
@@ -23,6 +26,7 @@ Three adapters read the public data sets shipped beside the project (``../shared
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +40,7 @@ from nbedge.errors import NbedgeError
 FloatArray = npt.NDArray[np.float64]
 HourArray = npt.NDArray[np.datetime64]
 LabelArray = npt.NDArray[np.int8]
+IntArray = npt.NDArray[np.int64]
 
 ONE_HOUR = np.timedelta64(1, "h")
 
@@ -56,8 +61,8 @@ class HourlySeries:
 
     ``timestamps`` are consecutive UTC hours (``datetime64[h]``, hour-beginning); ``values`` is NaN
     where the reading is missing; ``temperature`` (NaN where missing) and ``labels`` (1 for a
-    labelled anomalous hour, 0 otherwise, also 0 on missing hours) are ``None`` when the source has
-    none.
+    labelled anomalous hour, 0 otherwise, also 0 on missing hours) and ``doors`` (the door's
+    openings in the hour, 0 on missing hours) are ``None`` when the source has none.
     """
 
     name: str
@@ -65,12 +70,14 @@ class HourlySeries:
     values: FloatArray
     temperature: FloatArray | None = None
     labels: LabelArray | None = None
+    doors: IntArray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.timestamps)
         if len(self.values) != n:
             raise ValueError(f"{self.name}: {len(self.values)} values for {n} timestamps")
-        for what, arr in (("temperature", self.temperature), ("labels", self.labels)):
+        extra = (("temperature", self.temperature), ("labels", self.labels), ("doors", self.doors))
+        for what, arr in extra:
             if arr is not None and len(arr) != n:
                 raise ValueError(f"{self.name}: {len(arr)} {what} for {n} timestamps")
         if n > 1 and not np.all(np.diff(self.timestamps) == ONE_HOUR):
@@ -87,6 +94,7 @@ class HourlySeries:
             values=self.values[keep],
             temperature=None if self.temperature is None else self.temperature[keep],
             labels=None if self.labels is None else self.labels[keep],
+            doors=None if self.doors is None else self.doors[keep],
         )
 
 
@@ -138,6 +146,22 @@ def _parse_label(text: str) -> float:
     return float(label)
 
 
+def _parse_doors(text: str) -> float:
+    """Door openings in an hour: a count, so negative or fractional values are refused."""
+    text = text.strip()
+    if text == "":
+        return 0.0
+    try:
+        count = float(text)
+    except ValueError:
+        raise ValueError(f"doors {text!r} is not a number of openings") from None
+    if not math.isfinite(count) or count != int(count):
+        raise ValueError(f"doors {text!r} is not a whole number of openings")
+    if count < 0:
+        raise ValueError(f"doors {text!r} is negative")
+    return count
+
+
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     with path.open(newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
@@ -159,17 +183,18 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
     for required in ("timestamp", "value"):
         if required not in header:
             raise SeriesFormatError(path, 1, f"no {required!r} column in header {header}")
-    unknown = set(header) - {"timestamp", "value", "temperature", "label"}
+    unknown = set(header) - {"timestamp", "value", "temperature", "label", "doors"}
     if unknown:
         raise SeriesFormatError(path, 1, f"unknown column(s) {sorted(unknown)}")
     col = {key: header.index(key) for key in header}
-    has_temp, has_label = "temperature" in col, "label" in col
+    has_temp, has_label, has_doors = "temperature" in col, "label" in col, "doors" in col
 
     lines: list[int] = []
     hours: list[np.datetime64] = []
     values: list[float] = []
     temps: list[float] = []
     labels: list[float] = []
+    doors: list[float] = []
     try:
         for number, row in rows:
             if len(row) != len(header):
@@ -183,24 +208,32 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
                     temps.append(_parse_float(row[col["temperature"]]))
                 if has_label:
                     labels.append(_parse_label(row[col["label"]]))
+                if has_doors:
+                    doors.append(_parse_doors(row[col["doors"]]))
             except ValueError as exc:
                 raise SeriesFormatError(path, number, str(exc)) from exc
             lines.append(number)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SeriesFormatError(path, 0, f"cannot read: {exc}") from exc
 
-    columns = [values] + ([temps] if has_temp else []) + ([labels] if has_label else [])
+    optional = [(has_temp, temps), (has_label, labels), (has_doors, doors)]
+    columns = [values] + [column for present, column in optional if present]
     grid, filled = _grid(path, lines, hours, columns)
-    temperature = filled[1] if has_temp else None
+    rest = iter(filled[1:])
+    temperature = next(rest) if has_temp else None
     label_arr = None
     if has_label:
-        label_arr = np.nan_to_num(filled[-1], nan=0.0).astype(np.int8)
+        label_arr = np.nan_to_num(next(rest), nan=0.0).astype(np.int8)
+    door_arr = None
+    if has_doors:
+        door_arr = np.nan_to_num(next(rest), nan=0.0).astype(np.int64)
     return HourlySeries(
         name=name or path.stem,
         timestamps=grid,
         values=filled[0],
         temperature=temperature,
         labels=label_arr,
+        doors=door_arr,
     )
 
 

@@ -17,12 +17,21 @@ missing hour of a training series. With ``synced_only`` (the gateway's clock is 
 periods whose clock was not synchronised are left out: their wall times are not trustworthy. A
 gateway whose clock has no synchronisation at all (no network time, no real-time clock) uses every
 summary: its hours may be shifted, but it still forecasts and scores.
+
+A dwelling's door sensors are read as counts (``hourly_access_counts``): how many access events of
+the given doors and kind (``opened``) have their wall time in each hour, taken from the access
+events themselves rather than their count summaries, so that an hour is exactly
+``[start, start + 3600)`` whatever the summary period. An hour with none counts 0, not unknown: a
+door that did not open is the usual case. ``synced_only`` leaves out events whose wall time was
+not trustworthy (taken before the clock synchronised and not corrected since).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
+from collections.abc import Sequence
 from typing import Literal
 
 HOUR_S = 3600
@@ -89,3 +98,41 @@ def hourly_values(
         if period_end >= hour_start + HOUR_S:
             complete[index] = good[index] and period_end == hour_start + HOUR_S
     return [e if ok else math.nan for e, ok in zip(energy, complete, strict=True)]
+
+
+def hourly_access_counts(
+    conn: sqlite3.Connection,
+    devices: Sequence[str],
+    event: str,
+    *,
+    start: int,
+    hours: int,
+    synced_only: bool = True,
+) -> list[int]:
+    """How many ``event`` access events of ``devices`` fell in each of the ``hours`` hours from
+    ``start`` (epoch s, on the hour)."""
+    if start % HOUR_S:
+        raise ValueError("start must be on the hour")
+    counts = [0] * hours
+    if not devices or hours <= 0:
+        return counts
+    rows = conn.execute(
+        """SELECT CAST((wall_time - ?) / ? AS INTEGER) AS hour, COUNT(*)
+           FROM access_events
+           WHERE wall_time >= ? AND wall_time < ? AND event = ?
+             AND device IN (SELECT value FROM json_each(?))
+             AND (clock_synced OR wall_time_corrected) >= ?
+           GROUP BY hour""",
+        (
+            start,
+            HOUR_S,
+            start,
+            start + hours * HOUR_S,
+            event,
+            json.dumps(list(devices)),
+            int(synced_only),
+        ),
+    ).fetchall()
+    for index, count in rows:
+        counts[index] = count
+    return counts

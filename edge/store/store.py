@@ -431,6 +431,26 @@ class Store:
             synced_only=synced_only,
         )
 
+    async def hourly_access(
+        self,
+        devices: Sequence[str],
+        event: str,
+        *,
+        start: int,
+        hours: int,
+        synced_only: bool = True,
+    ) -> list[int]:
+        """Access events of ``devices`` per hour, by kind (:mod:`edge.store.hourly`)."""
+        return await self._run(
+            hourly.hourly_access_counts,
+            self._conn,
+            list(devices),
+            event,
+            start=start,
+            hours=hours,
+            synced_only=synced_only,
+        )
+
     async def forecasts(self, series: str, since: float) -> list[Forecast]:
         """The forecasts of ``series`` whose first hour is at or after ``since``, by start."""
         return await self._run(forecasts.since, self._conn, series, since)

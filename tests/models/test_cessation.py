@@ -12,9 +12,13 @@ from models.calendar import Calendar
 from models.cessation import (
     ActivityProfile,
     CessationDetector,
+    DoorSimulation,
     DwellingModel,
     MeterHistory,
+    Verdict,
+    door_run_scores,
     evaluate,
+    evaluate_dwelling,
     fit_dwelling,
     format_report,
     run_scores,
@@ -222,3 +226,151 @@ def test_uci_injected_stop_figures_reproduce() -> None:
     assert "median" in text
     assert "3h_inactive" in text
     assert evaluate([home], Calendar(country="FR"), seed=0) == report  # deterministic
+
+
+# --- a door sensor: outings are not stops
+
+
+def door_detector() -> tuple[CessationDetector, np.datetime64]:
+    model, hours, _ = electricity_model()
+    return CessationDetector(model, UTC), hours[-1] + np.timedelta64(1, "h")  # Monday 00:00
+
+
+def feed(
+    detector: CessationDetector, start: np.datetime64, hours: range, value: float, doors: int = 0
+) -> list[Verdict]:
+    return [
+        detector.update(start + np.timedelta64(h, "h"), {"electricity": value}, doors=doors)
+        for h in hours
+    ]
+
+
+def test_an_outing_after_the_door_opens_is_not_a_stop_and_the_return_restarts_the_count() -> None:
+    detector, monday = door_detector()
+    feed(detector, monday, range(7, 10), 1.2)
+    left = detector.update(monday + np.timedelta64(10, "h"), {"electricity": 1.2}, doors=1)
+    assert not left.away  # an active hour: whether the door was a departure, the next hour tells
+    out = feed(detector, monday, range(11, 17), 0.2)  # six quiet hours it is usually active
+    assert not any(v.alert or v.alarmed for v in out)
+    assert all(v.away and v.score == 0.0 for v in out)
+    assert out[-1].reason == "presumed out: the door opened, then no use for 6 h"
+    back = detector.update(monday + np.timedelta64(17, "h"), {"electricity": 0.2}, doors=1)
+    assert not back.away
+    assert not back.alert
+    assert back.score == 0.0
+    after = feed(detector, monday, range(18, 22), 0.2)  # home again, and nothing is used
+    first = next(k for k, v in enumerate(after) if v.alert)
+    assert first + 1 <= 3
+    assert after[first].reason.startswith(f"no electricity use for {first + 1} h since the door")
+    assert after[first].inactive_h == 8 + first  # the whole quiet spell since 10:00-11:00
+
+
+def test_without_the_door_the_same_afternoon_raises_the_alert() -> None:
+    detector, monday = door_detector()
+    feed(detector, monday, range(7, 11), 1.2)
+    quiet = feed(detector, monday, range(11, 17), 0.2)
+    assert any(v.alert for v in quiet)
+    assert not any(v.away for v in quiet)
+
+
+def test_a_return_seen_in_an_active_hour_is_not_taken_for_a_departure() -> None:
+    detector, monday = door_detector()
+    feed(detector, monday, range(7, 10), 1.2, doors=0)
+    detector.update(monday + np.timedelta64(10, "h"), {"electricity": 1.2}, doors=1)  # leaves
+    feed(detector, monday, range(11, 14), 0.2)  # out
+    detector.update(monday + np.timedelta64(14, "h"), {"electricity": 1.5}, doors=1)  # returns
+    after = feed(detector, monday, range(15, 19), 0.2)  # then a fall: use stops
+    assert not any(v.away for v in after)
+    assert any(v.alert for v in after[:3])
+
+
+def test_presumed_out_ends_after_away_max_h() -> None:
+    detector, monday = door_detector()
+    feed(detector, monday, range(0, 8), 1.2)
+    detector.update(monday + np.timedelta64(8, "h"), {"electricity": 0.2}, doors=1)
+    away_max = int(detector.model.params.away_max_h)
+    verdicts = feed(detector, monday, range(9, 9 + away_max + 4), 0.2)
+    assert all(v.away for v in verdicts[: away_max - 1])
+    assert not verdicts[away_max - 1].away
+    assert any(v.alert for v in verdicts[away_max:])
+
+
+def test_door_scores_equal_run_scores_without_doors_and_the_streaming_detector_with_them() -> None:
+    model, hours, electricity = electricity_model()
+    values = electricity[-336:].copy()
+    values[34:44] = 0.2  # Tuesday 10:00-19:59, after the door opened at 09:xx: an outing
+    values[200:210] = 0.2  # the next Tuesday 08:00-17:59: out, back at 13:xx, then nothing
+    stamps = hours[-336:]
+    profile = model.profiles["electricity"]
+    active, evidence = window_evidence(
+        {"electricity": values},
+        {"electricity": profile.probabilities(week_slots(stamps, UTC))},
+        {"electricity": profile.threshold},
+    )
+    plain = run_scores(active, evidence, model.threshold)
+    none = door_run_scores(active, evidence, model.threshold, np.zeros(336), 12)
+    np.testing.assert_allclose(none.score, plain.score, rtol=1e-9, atol=1e-9)
+    assert none.alert.tolist() == plain.alert.tolist()
+    doors = np.zeros(336, dtype=np.int64)
+    doors[[33, 60, 199, 205]] = 1
+    batch = door_run_scores(active, evidence, model.threshold, doors, 12)
+    detector = CessationDetector(model, UTC)
+    stream = [
+        detector.update(t, {"electricity": float(v)}, doors=int(d))
+        for t, v, d in zip(stamps, values, doors, strict=True)
+    ]
+    np.testing.assert_allclose([v.score for v in stream], batch.score, rtol=1e-9, atol=1e-9)
+    assert [v.alert for v in stream] == batch.alert.tolist()
+    assert plain.alert[34:44].any()
+    assert plain.alert[200:210].any()
+    assert not batch.alert[34:44].any()  # the outing
+    assert batch.alert[206:210].any()  # back home, and use does not resume
+
+
+def test_calibration_with_doors_leaves_outings_out() -> None:
+    hours, electricity, _ = synthetic_home(30, seed=3)
+    rng = np.random.default_rng(8)
+    doors = np.zeros(len(hours), dtype=np.int64)
+    for day in range(0, 30 * 7, 2):  # an afternoon out every other day, announced by the door
+        start = day * 24 + int(rng.integers(9, 14))
+        electricity[start : start + 4] = quiet_night(rng, 4)
+        doors[start - 1] += 1
+        doors[start + 4] += 1
+    meters = {"electricity": MeterHistory("electricity", electricity)}
+    without = fit_dwelling(meters, hours, UTC)
+    with_doors = fit_dwelling(meters, hours, UTC, doors=doors)
+    assert with_doors.threshold < without.threshold
+
+
+def test_door_simulation_opens_the_door_around_daytime_outings() -> None:
+    active = np.ones(48, dtype=np.bool_)
+    active[10:14] = False  # 10:00-13:59: an outing
+    active[1:6] = False  # 01:00-05:59: a night
+    local_hour = np.arange(48) % 24
+    rng = np.random.default_rng(0)
+    opened = DoorSimulation(seen=1.0, visits_per_day=0.0).doors(active, local_hour, rng)
+    assert np.flatnonzero(opened).tolist() == [9, 14]
+    visits = DoorSimulation(seen=0.0, visits_per_day=50.0).doors(active, local_hour, rng)
+    hours = local_hour[np.flatnonzero(visits)]
+    assert visits.sum() > 50
+    assert hours.min() >= 8
+    assert hours.max() <= 19
+
+
+@needs_data
+def test_uci_with_a_door_sensor_what_if_figures_reproduce() -> None:
+    home = load_uci_household(UCI)
+    meters = {"electricity": ("electricity", home)}
+    figures = {}
+    for label, doors in (("seen", DoorSimulation(1.0, 0.0)), ("usual", DoorSimulation())):
+        rows = evaluate_dwelling(home.name, meters, Calendar(country="FR"), seed=0, doors=doors)
+        figures[label] = {r.method: r for r in rows[0].methods}
+    # measured with this protocol (module docstring); the plain methods are unchanged by doors
+    seen, usual = figures["seen"], figures["usual"]
+    assert seen["cessation_T5"].detected_pct == pytest.approx(97.9, abs=0.5)
+    assert seen["cessation_T5+doors"].detected_pct == pytest.approx(96.9, abs=0.5)
+    assert seen["cessation_T5+doors"].alarms_per_month == pytest.approx(2.62, abs=0.05)
+    assert seen["cessation+doors"].alarms_per_month == pytest.approx(0.99, abs=0.05)
+    assert usual["cessation_T5+doors"].detected_pct == pytest.approx(91.2, abs=0.5)
+    assert usual["cessation_T5+doors"].alarms_per_month == pytest.approx(4.11, abs=0.05)
+    assert usual["cessation+doors"].alarms_per_month == pytest.approx(1.16, abs=0.05)

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.series import SeriesFormatError, load_csv, load_path, zero_runs_to_nan
+from models.series import (
+    HourlySeries,
+    SeriesFormatError,
+    load_csv,
+    load_path,
+    zero_runs_to_nan,
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -43,10 +49,34 @@ def test_value_only_and_utc_offsets(tmp_path: Path) -> None:
     s = load_csv(path)
     assert s.temperature is None
     assert s.labels is None
+    assert s.doors is None
     assert s.timestamps.tolist() == [
         np.datetime64("2019-06-01T00", "h").item(),
         np.datetime64("2019-06-01T01", "h").item(),
     ]
+
+
+def test_doors_column_counts_openings(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "flat.csv",
+        "timestamp,value,doors\n"
+        "2019-01-01T00:00,0.2,0\n"
+        "2019-01-01T01:00,0.3,\n"
+        "2019-01-01T02:00,1.1,2\n"
+        "2019-01-01T04:00,0.9,1.0\n",
+    )
+    s = load_csv(path)
+    assert s.doors is not None
+    assert s.doors.dtype == np.int64
+    assert s.doors.tolist() == [0, 0, 2, 0, 1]  # empty and absent hours: no opening
+    assert s.labels is None
+    assert s.between("2019-01-01T02", "2019-01-01T05").doors.tolist() == [2, 0, 1]
+
+
+def test_doors_must_match_the_timestamps() -> None:
+    hours = np.arange(np.datetime64("2019-01-01T00", "h"), np.datetime64("2019-01-01T03", "h"))
+    with pytest.raises(ValueError, match="2 doors for 3 timestamps"):
+        HourlySeries("x", hours, np.zeros(3), doors=np.zeros(2, dtype=np.int64))
 
 
 def test_folder_is_one_building_per_file(tmp_path: Path) -> None:
@@ -67,6 +97,10 @@ def test_folder_is_one_building_per_file(tmp_path: Path) -> None:
         ("timestamp,value\n2019-01-01T00:00,lots\n", 2, "could not convert"),
         ("timestamp,value\n2019-01-01T00:00\n", 2, "1 fields"),
         ("timestamp,value,label\n2019-01-01T00:00,1,yes\n", 2, "neither 0 nor 1"),
+        ("timestamp,value,doors\n2019-01-01T00:00,1,0\n2019-01-01T01:00,1,-1\n", 3, "negative"),
+        ("timestamp,value,doors\n2019-01-01T00:00,1,1.5\n", 2, "not a whole number"),
+        ("timestamp,value,doors\n2019-01-01T00:00,1,nan\n", 2, "not a whole number"),
+        ("timestamp,value,doors\n2019-01-01T00:00,1,open\n", 2, "not a number of openings"),
         ("timestamp,value,kwh\n", 1, "unknown column"),
         ("timestamp,value\n", 0, "no data rows"),
         ("", 0, "empty file"),

@@ -1,0 +1,60 @@
+"""``nbedge models evaluate anomaly`` on dwelling files: the door column adds the door methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.cli import main
+
+START = np.datetime64("2024-01-01T00", "h")  # a Monday
+
+
+def write_dwelling(path: Path, weeks: int, *, with_doors: bool, seed: int = 3) -> None:
+    """A home used from 07:00 to 22:59 (UTC) that goes out most days, the door announcing it.
+
+    The outings (2 to 4 h, starting 09:00-16:00) are quiet stretches at active times, the false
+    alarms a door sensor should explain: the door opens in the hour before (leaving) and in the
+    hour after (coming back).
+    """
+    rng = np.random.default_rng(seed)
+    n = weeks * 168
+    hour = np.arange(n) % 24
+    used = (hour >= 7) & (hour <= 22) & (rng.random(n) < 0.95)
+    doors = np.zeros(n, dtype=np.int64)
+    for day in range(weeks * 7):
+        if rng.random() < 0.6:
+            start = day * 24 + int(rng.integers(9, 17))
+            stop = start + int(rng.integers(2, 5))
+            used[start:stop] = False
+            used[start - 1] = used[stop] = True
+            doors[start - 1] += 1
+            doors[stop] += 1
+    values = 0.15 + 0.1 * rng.random(n) + np.where(used, rng.uniform(0.5, 2.0, n), 0.0)
+    stamps = START + np.arange(n) * np.timedelta64(1, "h")
+    header = "timestamp,value,doors" if with_doors else "timestamp,value"
+    lines = [header]
+    for t, v, d in zip(stamps, values, doors, strict=True):
+        lines.append(f"{t}:00,{v:.3f},{d}" if with_doors else f"{t}:00,{v:.3f}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_dwelling_with_doors_gets_the_door_methods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dwelling(tmp_path / "flat.csv", 12, with_doors=True)
+    write_dwelling(tmp_path / "house.csv", 12, with_doors=False, seed=4)
+    assert main(["models", "evaluate", "anomaly", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    methods = {(line.split()[0], line.split()[2]) for line in out.splitlines() if "all" in line}
+    for name in ("flat", "house", "median"):
+        assert (name, "cessation") in methods
+        assert (name, "cessation_T5") in methods
+    # only the file with a doors column is evaluated with the door sensor
+    assert ("flat", "cessation+doors") in methods
+    assert ("flat", "cessation_T5+doors") in methods
+    assert ("house", "cessation+doors") not in methods
+    assert ("median", "cessation+doors") in methods
+    assert ("median", "cessation_T5+doors") in methods
