@@ -170,18 +170,24 @@ def test_model_json_round_trip_gives_the_same_verdicts() -> None:
         DwellingModel.from_dict({**model.to_dict(), "feature_version": "cessation-0"})
 
 
+def electricity_evidence(
+    model: DwellingModel, values: np.ndarray, stamps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    profile = model.profiles["electricity"]
+    return window_evidence(
+        {"electricity": values},
+        {"electricity": profile.probabilities(week_slots(stamps, UTC))},
+        {"electricity": profile.threshold},
+    )
+
+
 def test_streaming_detector_equals_the_vectorised_scores() -> None:
     model, hours, electricity = electricity_model()
     values = electricity[-336:].copy()
     values[30:50] = 0.2  # a stop
     values[100] = np.nan  # a missing hour
     stamps = hours[-336:]
-    profile = model.profiles["electricity"]
-    active, evidence = window_evidence(
-        {"electricity": values},
-        {"electricity": profile.probabilities(week_slots(stamps, UTC))},
-        {"electricity": profile.threshold},
-    )
+    active, evidence = electricity_evidence(model, values, stamps)
     batch = run_scores(active, evidence, model.threshold)
     detector = CessationDetector(model, UTC)
     stream = [
@@ -301,12 +307,7 @@ def test_door_scores_equal_run_scores_without_doors_and_the_streaming_detector_w
     values[34:44] = 0.2  # Tuesday 10:00-19:59, after the door opened at 09:xx: an outing
     values[200:210] = 0.2  # the next Tuesday 08:00-17:59: out, back at 13:xx, then nothing
     stamps = hours[-336:]
-    profile = model.profiles["electricity"]
-    active, evidence = window_evidence(
-        {"electricity": values},
-        {"electricity": profile.probabilities(week_slots(stamps, UTC))},
-        {"electricity": profile.threshold},
-    )
+    active, evidence = electricity_evidence(model, values, stamps)
     plain = run_scores(active, evidence, model.threshold)
     none = door_run_scores(active, evidence, model.threshold, np.zeros(336), 12)
     np.testing.assert_allclose(none.score, plain.score, rtol=1e-9, atol=1e-9)
