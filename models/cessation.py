@@ -162,6 +162,10 @@ class CessationParams:
     absence_h: float = 24.0
     away_max_h: float = 12.0
 
+    def away_max_windows(self, window_minutes: int) -> int:
+        """``away_max_h`` in windows of ``window_minutes``."""
+        return round(self.away_max_h * 60 / window_minutes)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             name: list(value) if isinstance(value, tuple) else value
@@ -477,7 +481,7 @@ def calibrate_threshold(
     if doors is None:
         runs = run_scores(active, evidence, math.inf)
     else:
-        away_max = round(params.away_max_h * 60 / window_minutes)
+        away_max = params.away_max_windows(window_minutes)
         runs = door_run_scores(active, evidence, math.inf, doors, away_max)
     n = len(active)
     ends = ~runs.active & np.r_[runs.active[1:], True]
@@ -637,7 +641,7 @@ class CessationDetector:
             float(evidence[0]),
             self.model.threshold,
             doors,
-            round(self.model.params.away_max_h * 60 / self._window_minutes),
+            self.model.params.away_max_windows(self._window_minutes),
         )
         if state.counted == 0:
             self._expected = dict.fromkeys(self._expected, 0.0)
@@ -967,7 +971,7 @@ def evaluate_dwelling(
             force,
             door_threshold=_door_thresholds(history, slots, params, opened, force.block_starts),
         )
-    away_max = round(params.away_max_h)
+    away_max = params.away_max_windows(60)
 
     def scored(
         method: str, act: BoolArray, ev: FloatArray, limit: Any, span: slice, stop: int = -1
