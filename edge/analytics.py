@@ -20,6 +20,10 @@ and
   feeds the detector how many times its doors opened in each hour (from the store's access
   events), in its history too: a quiet spell that starts as the door opens is an outing, shown as
   "presumed out for N h (door)" with no alert, until the door opens again or 12 h have passed.
+  The dwelling's usual night is learnt too: a quiet night, and a morning quiet until the hour it
+  is usually up by, is shown as "quiet for N h (the usual night)" and counts for nothing; the
+  status also shows how many alarms a month the dwelling's own last 26 weeks would have raised
+  (``past_alarms_per_month``: above one, a door sensor is what helps).
 
 Per-meter thresholds and activity profiles are learnt from the meter's own history in the store
 once ``min_history_days`` of it exist, and learnt again each day. At start, the detectors replay
@@ -526,9 +530,12 @@ class Analytics:
                 Verdict(CESSATION_RULE, name, "use", True, "critical", message, verdict.score, at)
             )
         else:
-            state.status = (
-                "in use" if verdict.inactive_h == 0 else f"quiet for {verdict.inactive_h:g} h"
-            )
+            if verdict.inactive_h == 0:
+                state.status = "in use"
+            elif verdict.asleep:
+                state.status = f"quiet for {verdict.inactive_h:g} h (the usual night)"
+            else:
+                state.status = f"quiet for {verdict.inactive_h:g} h"
             self._pipeline.submit_verdict(
                 Verdict(
                     CESSATION_RULE, name, "use", False, "critical", f"{name}: in use again", 0.0, at
@@ -581,6 +588,10 @@ class Analytics:
                     "status": d.status,
                     "score": d.score,
                     "threshold": None if d.detector is None else d.detector.model.threshold,
+                    # alarms a month its own last 26 weeks would have raised at that threshold
+                    "past_alarms_per_month": None
+                    if d.detector is None
+                    else d.detector.model.calibration.get("past_alarms_per_month"),
                     "reason": d.reason,
                 }
                 for name, d in self.dwellings.items()

@@ -51,10 +51,10 @@ def test_dwelling_with_doors_gets_the_door_methods(
     methods = {(line.split()[0], line.split()[2]) for line in out.splitlines() if "all" in line}
     for name in ("flat", "house", "median"):
         assert (name, "cessation") in methods
-        assert (name, "cessation_T5") in methods
+        assert (name, "cessation_calibrated") in methods
     # only the file with a doors column is evaluated with the door sensor
     assert ("flat", "cessation+doors") in methods
-    assert ("flat", "cessation_T5+doors") in methods
+    assert ("flat", "cessation_calibrated+doors") in methods
     assert ("house", "cessation+doors") not in methods
     assert ("median", "cessation+doors") in methods
-    assert ("median", "cessation_T5+doors") in methods
+    assert ("median", "cessation_calibrated+doors") in methods
