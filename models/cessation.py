@@ -809,6 +809,7 @@ class CessationDetector:
         state = self._state
         counted = state.counted
         phases = self.model.phases([slot])
+        phase = DAY if phases is None else int(phases[0])
         raise_now = step(
             state,
             bool(active[0]),
@@ -816,7 +817,7 @@ class CessationDetector:
             self.model.threshold,
             doors,
             self.model.params.away_max_windows(self._window_minutes),
-            DAY if phases is None else int(phases[0]),
+            phase,
         )
         if state.counted == 0:
             self._expected = dict.fromkeys(self._expected, 0.0)
@@ -826,7 +827,6 @@ class CessationDetector:
                     self._expected[name] += profile.p_active[slot]
         if active[0]:
             return Verdict(0.0, False, "", 0.0)
-        phase = DAY if phases is None else int(phases[0])
         asleep = state.night and phase != DAY and not state.away
         return Verdict(
             state.score,
