@@ -127,6 +127,7 @@ class DwellingState:
     status: str = "learning"
     score: float = 0.0
     reason: str = ""
+    choices: dict[str, Any] | None = None  # what each choice of respond costs it, at the last fit
 
 
 @dataclass
@@ -491,9 +492,13 @@ class Analytics:
             }
             opened = await self._door_openings(state.config, start, span)
             history = None if opened is None else opened[first:]
+            params = cessation.CessationParams.responding(state.config.respond)
             model = await self._in_thread(
-                lambda: cessation.fit_dwelling(meters, timestamps, self.calendar, doors=history)
+                lambda: cessation.fit_dwelling(
+                    meters, timestamps, self.calendar, params=params, doors=history
+                )
             )
+            state.choices = await self._in_thread(model.choices)
             replay_from = hour - REPLAY_H * HOUR_S
             if state.detector is None:
                 state.detector = cessation.CessationDetector(model, self.calendar)
@@ -583,20 +588,25 @@ class Analytics:
             "meters": {
                 name: {"status": m.status, "score": m.score} for name, m in self.meters.items()
             },
-            "dwellings": {
-                name: {
-                    "status": d.status,
-                    "score": d.score,
-                    "threshold": None if d.detector is None else d.detector.model.threshold,
-                    # alarms a month its own last 26 weeks would have raised at that threshold
-                    "past_alarms_per_month": None
-                    if d.detector is None
-                    else d.detector.model.calibration.get("past_alarms_per_month"),
-                    "reason": d.reason,
-                }
-                for name, d in self.dwellings.items()
-            },
+            "dwellings": {name: _dwelling_status(d) for name, d in self.dwellings.items()},
         }
+
+
+def _dwelling_status(state: DwellingState) -> dict[str, Any]:
+    """A dwelling's state, and what each choice of ``respond`` costs it (from its own history):
+    the alert threshold, the alarms a month its last 26 weeks would have raised at it, and the
+    hours from a stop at a usually active hour to the alert (median; None: over 24 h)."""
+    in_force = {} if state.choices is None else state.choices[state.config.respond]
+    return {
+        "status": state.status,
+        "score": state.score,
+        "reason": state.reason,
+        "respond": state.config.respond,
+        "threshold": in_force.get("threshold"),
+        "past_alarms_per_month": in_force.get("past_alarms_per_month"),
+        "response_h": in_force.get("response_h"),
+        "choices": state.choices,
+    }
 
 
 def _dwelling_state(config: GatewayConfig, dwelling: DwellingSection) -> DwellingState:

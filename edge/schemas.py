@@ -351,6 +351,12 @@ class DwellingSection(_Section):
     that starts as the door opens is taken for an outing: no alert while the dwelling is presumed
     out (at most ``away_max_h`` = 12 h, so that a door opened just before a fall does not silence
     it for longer), and the count of quiet hours starts again when the door opens again."""
+    respond: Literal["within_3h", "calibrated"] = "within_3h"
+    """``within_3h``: the alert threshold is capped so that a stop at an hour the dwelling is
+    usually active in is alerted within about 3 hours, at the cost of the alarms its own quiet
+    spells raise (``past_alarms_per_month`` in the status). ``calibrated``: the threshold its
+    own last 26 weeks allow at about one false alarm every two months, however late that makes
+    the alert (``response_h`` in the status says how late)."""
 
 
 class ModelsSection(_Section):

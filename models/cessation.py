@@ -61,7 +61,11 @@ Model, per meter (electricity in kWh per window, water in litres or pulses per w
   household whose own quiet spells would need more gets the alarms its history says it will get,
   counted in ``calibration["past_alarms_per_month"]`` (the runs of the history at or above the
   threshold in force, per month) for the operator to see. ``calibration["calibrated"]`` keeps the
-  uncapped value.
+  uncapped value. A dwelling may choose that one instead (``CessationParams.responding``:
+  ``within_3h``, the default, or ``calibrated``: no cap); :meth:`DwellingModel.choices` tells
+  what each choice costs it (its threshold, the alarms a month of its history at that threshold,
+  and :meth:`DwellingModel.response_h`, the median hours from a stop at a normally active hour
+  to the alert, computed from the profile: a stop makes every window inactive).
 
 Evaluation protocol (injected stops), :func:`evaluate`: the dwelling is refitted every 168 h from
 the end of its first 8 weeks on the data before the refit only (profile: last 8 weeks; threshold:
@@ -164,6 +168,11 @@ SLOTS = 168
 HOURS_PER_WEEK = 168
 DAYS_PER_MONTH = 30.44
 KINDS = ("electricity", "water")
+DETECT_WITHIN_H = 3  # the promise: a stop at a normally active hour is alerted within 3 h
+STOP_H = 24  # the hours after a stop that are looked at (injected stops, response_h)
+MIN_EXPECTED_ACTIVE = 2.4  # "normally active" at t: so many active hours of [t, t + 3 h) expected
+WITHIN_3H_CAP = 5.0  # the threshold cap of respond = "within_3h": about 3 usually active hours
+RESPONSES = ("within_3h", "calibrated")  # what a dwelling's alert threshold is chosen for
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +190,7 @@ class CessationParams:
     p_max: float = 0.97
     target_alarms_per_month: float = 0.5
     min_threshold: float = 3.0
-    max_threshold: float = 5.0
+    max_threshold: float | None = WITHIN_3H_CAP  # None: the calibrated threshold, uncapped
     absence_h: float = 24.0
     away_max_h: float = 12.0
     sleep_p: float = 0.5
@@ -198,6 +207,13 @@ class CessationParams:
             name: list(value) if isinstance(value, tuple) else value
             for name, value in ((f, getattr(self, f)) for f in self.__dataclass_fields__)
         }
+
+    @classmethod
+    def responding(cls, respond: str) -> CessationParams:
+        """The parameters of a dwelling configured to respond ``within_3h`` or ``calibrated``."""
+        if respond not in RESPONSES:
+            raise ValueError(f"respond must be one of {RESPONSES}, not {respond!r}")
+        return cls(max_threshold=WITHIN_3H_CAP if respond == "within_3h" else None)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CessationParams:
@@ -645,13 +661,20 @@ def calibrate_threshold(
     budget = math.floor(params.target_alarms_per_month * months)
     order_stat = float(final[budget]) if final.size > budget else 0.0
     calibrated = max(params.min_threshold, float(np.nextafter(order_stat, math.inf)))
-    threshold = min(calibrated, params.max_threshold)
+    cap = params.max_threshold
+    threshold = calibrated if cap is None else min(calibrated, cap)
+
+    def per_month(limit: float) -> float:
+        return float((final >= limit).sum() / months) if months else 0.0
+
     return threshold, {
         "months": months,
         "budget": budget,
         "order_statistic": order_stat,
         "calibrated": calibrated,
-        "past_alarms_per_month": float((final >= threshold).sum() / months) if months else 0.0,
+        "past_alarms_per_month": per_month(threshold),
+        "within_3h_past_alarms_per_month": per_month(min(calibrated, WITHIN_3H_CAP)),
+        "calibrated_past_alarms_per_month": per_month(calibrated),
     }
 
 
@@ -668,6 +691,54 @@ class DwellingModel:
     def phases(self, slots: npt.ArrayLike) -> IntArray | None:
         """Each window's place in the usual night (None: the dwelling has no usual night)."""
         return None if self.night is None else self.night.phases(slots)
+
+    def response_h(self, threshold: float | None = None) -> float | None:
+        """Hours from a stop to its alert, median over the hours of the week the dwelling is
+        normally active in (as the evaluation draws its stops: at least 2.4 active hours of the
+        next 3 expected, on one of its meters), at ``threshold`` (default: the one in force).
+
+        A stop makes every window inactive, so its score is the profile's evidence summed from
+        the stop on, the usual night left out as :func:`step` does: no data needed. None when the
+        dwelling has no such hour or the median stop is not alerted within 24 h.
+        """
+        limit = self.threshold if threshold is None else threshold
+        p = np.array([m.p_active for m in self.profiles.values()])  # meters x 168 hours
+        hours = np.arange(SLOTS + STOP_H) % SLOTS
+        expected = np.max(
+            [np.convolve(row, np.ones(DETECT_WITHIN_H), "valid")[:SLOTS] for row in p[:, hours]],
+            axis=0,
+        )
+        per_hour = 60 // next(iter(self.profiles.values())).window_minutes
+        slots = np.repeat(hours, per_hour)  # one per window
+        evidence = -np.log1p(-p).sum(axis=0)
+        phases = self.phases(slots)
+        delays = []
+        for hour in np.flatnonzero(expected >= MIN_EXPECTED_ACTIVE):
+            run = slice(hour * per_hour, (hour + STOP_H) * per_hour)
+            counted = evidence[slots[run]].copy()
+            if phases is not None:
+                slept = np.cumsum(phases[run] == NIGHT) > 0
+                counted[(phases[run] == NIGHT) | ((phases[run] == MORNING) & slept)] = 0.0
+            crossed = np.flatnonzero(np.cumsum(counted) >= limit)
+            delays.append(math.inf if crossed.size == 0 else (crossed[0] + 1) / per_hour)
+        if not delays:
+            return None
+        median = float(np.quantile(delays, 0.5, method="inverted_cdf"))
+        return None if math.isinf(median) else median
+
+    def choices(self) -> dict[str, dict[str, float | None]]:
+        """What each choice of :data:`RESPONSES` costs this dwelling: its threshold, the alarms a
+        month its calibration history would have raised at it, and :meth:`response_h`."""
+        calibrated = self.calibration.get("calibrated", self.threshold)
+        thresholds = {"within_3h": min(calibrated, WITHIN_3H_CAP), "calibrated": calibrated}
+        return {
+            choice: {
+                "threshold": threshold,
+                "past_alarms_per_month": self.calibration.get(f"{choice}_past_alarms_per_month"),
+                "response_h": self.response_h(threshold),
+            }
+            for choice, threshold in thresholds.items()
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -874,9 +945,6 @@ class CessationDetector:
 
 # --- evaluation on injected stops
 
-DETECT_WITHIN_H = 3
-STOP_H = 24
-MIN_EXPECTED_ACTIVE = 2.4
 STOPS_PER_WEEK = 3
 METHODS = ("cessation", "cessation_calibrated", "3h_inactive", "3h_inactive_day")
 DOORS = "+doors"  # the suffix of a method that also reads the door sensor

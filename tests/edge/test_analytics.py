@@ -142,8 +142,12 @@ class Running:
 
 
 @pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    config = parse_config(CONFIG.format(state=tmp_path / "state"))
+async def running(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Running]:
+    text = CONFIG.format(state=tmp_path / "state")
+    respond = getattr(request, "param", None)  # the dwelling's respond, when parametrised
+    if respond is not None:
+        text = text.replace('name = "flat-1"\n', f'name = "flat-1"\nrespond = "{respond}"\n')
+    config = parse_config(text)
     office = office_load()
     office[-1] *= 4.0  # the hour that just ended: four times the usual
     kwh, litres = dwelling_use()
@@ -213,8 +217,33 @@ async def test_a_dwelling_quiet_for_hours_it_is_usually_active_raises_use_stoppe
     dwelling = analytics.status()["dwellings"]["flat-1"]
     assert dwelling["status"].startswith("alert: ")
     assert 3.0 <= dwelling["threshold"] <= 5.0  # calibrated, capped to answer within about 3 h
-    assert dwelling["past_alarms_per_month"] >= 0.0  # what its own history would have raised
+    assert dwelling["respond"] == "within_3h"
+    # what each choice would cost it, from its own history
+    choices = dwelling["choices"]
+    assert dwelling["threshold"] == choices["within_3h"]["threshold"]
+    assert choices["calibrated"]["threshold"] >= dwelling["threshold"]
+    assert dwelling["past_alarms_per_month"] == choices["within_3h"]["past_alarms_per_month"] >= 0
+    assert dwelling["response_h"] == choices["within_3h"]["response_h"] <= 3
+    assert choices["calibrated"]["response_h"] >= dwelling["response_h"]
     # the next hour with use clears it
+
+
+@pytest.mark.parametrize("running", ["calibrated"], indirect=True)
+async def test_a_dwelling_that_responds_calibrated_uses_its_uncapped_threshold(
+    running: Running,
+) -> None:
+    analytics = running.analytics
+    await analytics.start()
+    await analytics.run_hour()
+    dwelling = analytics.status()["dwellings"]["flat-1"]
+    assert dwelling["respond"] == "calibrated"
+    calibrated = dwelling["choices"]["calibrated"]
+    assert dwelling["threshold"] == calibrated["threshold"]
+    assert dwelling["past_alarms_per_month"] == calibrated["past_alarms_per_month"]
+    assert dwelling["response_h"] == calibrated["response_h"]
+    detector = analytics.dwellings["flat-1"].detector
+    assert detector.model.params.max_threshold is None
+    assert detector.model.threshold == detector.model.calibration["calibrated"]
 
 
 def write_state_bundle(

@@ -189,6 +189,18 @@ def test_site_and_trusted_keys_are_checked() -> None:
     )
     assert config.models.enabled
     assert config.models.min_history_days == 14
+    assert config.models.dwellings[0].respond == "within_3h"
+
+
+def test_a_dwelling_responds_within_3h_or_calibrated() -> None:
+    dwelling = MINIMAL + MODEL_DEVICES + '[[models.dwellings]]\nname = "f"\n'
+    dwelling += 'meters = ["flat:import_energy"]\n'
+    config = parse_config(dwelling + 'respond = "calibrated"\n')
+    assert config.models.dwellings[0].respond == "calibrated"
+    with pytest.raises(ConfigError) as raised:
+        parse_config(dwelling + 'respond = "soon"\n')
+    issues = {issue.path: issue.message for issue in raised.value.issues}
+    assert "'within_3h' or 'calibrated'" in issues["models.dwellings.0.respond"]
 
 
 BLE = (

@@ -439,6 +439,74 @@ def test_calibration_with_doors_leaves_outings_out() -> None:
     )
 
 
+def home_out_every_other_afternoon(
+    weeks: int = 30,
+) -> tuple[np.ndarray, dict[str, MeterHistory]]:
+    """The synthetic home, out for 4 h on the afternoon of every other day."""
+    hours, electricity, _ = synthetic_home(weeks, seed=3)
+    rng = np.random.default_rng(8)
+    for day in range(0, weeks * 7, 2):
+        start = day * 24 + int(rng.integers(9, 14))
+        electricity[start : start + 4] = quiet_night(rng, 4)
+    return hours, {"electricity": MeterHistory("electricity", electricity)}
+
+
+def stop_delays(model: DwellingModel, threshold: float) -> list[float]:
+    """Hours to the alert of a stop at each normally active hour of the week, by run_scores."""
+    p = np.array(model.profiles["electricity"].p_active)
+    delays = []
+    for start in range(168):
+        if sum(p[(start + k) % 168] for k in range(3)) < 2.4:
+            continue
+        slots = (start - 1 + np.arange(25)) % 168  # the active hour before, then 24 quiet ones
+        active = np.r_[True, np.zeros(24, dtype=np.bool_)]
+        evidence = np.where(active, 0.0, -np.log1p(-p[slots]))
+        runs = run_scores(active, evidence, threshold, model.phases(slots))
+        hits = np.flatnonzero(runs.alert)
+        delays.append(float(hits[0]) if hits.size else np.inf)
+    return delays
+
+
+def test_respond_within_3h_caps_the_threshold_and_calibrated_does_not() -> None:
+    hours, meters = home_out_every_other_afternoon()
+    fast = fit_dwelling(meters, hours, UTC, params=CessationParams.responding("within_3h"))
+    slow = fit_dwelling(meters, hours, UTC, params=CessationParams.responding("calibrated"))
+    assert slow.calibration["calibrated"] == fast.calibration["calibrated"] > 5.0
+    assert fast.threshold == 5.0
+    assert slow.threshold == slow.calibration["calibrated"]
+    # the history is the same: the choice changes which figures apply, not the figures
+    assert fast.choices() == slow.choices()
+    choices = fast.choices()
+    assert choices["within_3h"]["threshold"] == fast.threshold
+    assert choices["calibrated"]["threshold"] == slow.threshold
+    assert (
+        choices["within_3h"]["past_alarms_per_month"] == fast.calibration["past_alarms_per_month"]
+    )
+    assert (
+        choices["calibrated"]["past_alarms_per_month"] == slow.calibration["past_alarms_per_month"]
+    )
+    assert choices["within_3h"]["past_alarms_per_month"] > 3  # out every other afternoon
+    assert choices["calibrated"]["past_alarms_per_month"] <= 0.5
+    with pytest.raises(ValueError, match="respond must be one of"):
+        CessationParams.responding("soon")
+
+
+def test_response_h_is_the_median_delay_of_a_stop_at_a_normally_active_hour() -> None:
+    hours, meters = home_out_every_other_afternoon()
+    model = fit_dwelling(meters, hours, UTC)
+    assert model.night is not None
+    for threshold in (model.threshold, model.calibration["calibrated"], 40.0):
+        delays = stop_delays(model, threshold)
+        assert len(delays) > 50  # the daytime hours of the week
+        median = float(np.quantile(delays, 0.5, method="inverted_cdf"))
+        expected = None if np.isinf(median) else median
+        assert model.response_h(threshold) == expected
+    assert model.response_h() is not None
+    assert model.response_h() <= 3  # type: ignore[operator]
+    assert model.response_h(model.calibration["calibrated"]) > model.response_h()  # type: ignore[operator]
+    assert model.response_h(1000.0) is None  # not within 24 h
+
+
 def test_door_simulation_opens_the_door_around_daytime_outings() -> None:
     active = np.ones(48, dtype=np.bool_)
     active[10:14] = False  # 10:00-13:59: an outing
