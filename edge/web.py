@@ -159,7 +159,7 @@ def _render_page(
         if gates
         else ""
     )
-    models_html = _render_models(state.get("analytics"))
+    models_html = render_models(state.get("analytics"))
     alert_rows = (
         "".join(
             f"<tr><td>{esc(_iso(a.raised_at) or '')}</td><td>{esc(a.severity)}</td>"
@@ -191,7 +191,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 </body></html>"""
 
 
-def _render_models(analytics: dict[str, Any] | None) -> str:
+def render_models(analytics: dict[str, Any] | None) -> str:
     """Forecasts (the next 24 hours as a row of numbers), and the state of each watched series."""
     if not analytics:
         return ""
@@ -225,13 +225,32 @@ def _render_models(analytics: dict[str, Any] | None) -> str:
                 f"<table><tr><th>hour (UTC)</th>{cells}</tr><tr><th>kWh</th>{values}</tr></table>"
             )
     rows = [
-        f"<tr><td>{esc(kind)}</td><td>{esc(name)}</td><td>{esc(item['status'])}</td></tr>"
+        f"<tr><td>{esc(kind)}</td><td>{esc(name)}</td><td>{esc(item['status'])}</td>"
+        f"<td>{esc(_respond_text(item)) if kind == 'dwellings' else ''}</td></tr>"
         for kind in ("meters", "dwellings")
         for name, item in analytics.get(kind, {}).items()
     ]
     if rows:
         parts.append(
             "<h3>Watched meters and dwellings</h3><table><tr><th></th><th>name</th>"
-            f"<th>state</th></tr>{''.join(rows)}</table>"
+            f"<th>state</th><th>alerts</th></tr>{''.join(rows)}</table>"
         )
     return "".join(parts)
+
+
+def _respond_text(dwelling: dict[str, Any]) -> str:
+    """What the dwelling's choice of ``respond`` means for it, and what the other would mean."""
+    choices = dwelling.get("choices")
+    if not choices:
+        return ""
+
+    def said(choice: dict[str, Any]) -> str:
+        hours = choice["response_h"]
+        alarms = choice["past_alarms_per_month"]
+        when = "not alerted within 24 h" if hours is None else f"alerted after about {hours:g} h"
+        per_month = "" if alarms is None else f", {alarms:.1f} alarms a month in its last 26 weeks"
+        return f"a stop {when}{per_month}"
+
+    chosen = dwelling["respond"]
+    (other,) = (c for c in choices if c != chosen)
+    return f"{chosen}: {said(choices[chosen])} (if {other}: {said(choices[other])})"
