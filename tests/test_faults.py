@@ -36,6 +36,7 @@ from sim.meter import SimulatedMeter, VoltageEvent
 from sim.modbus_server import SWELL_V, SimulatedBuilding
 from tests.cloud_sync import conftest as central_fixtures
 from tests.cloud_sync.conftest import Central
+from tests.conftest import wait_until
 
 # The real central API (uvicorn in a thread, on SQLite), and the fixtures it is built from.
 central = central_fixtures.central
@@ -279,25 +280,26 @@ async def test_kill_9_fifty_times_loses_and_repeats_nothing(
 
 
 class CentralOutage(httpx.AsyncBaseTransport):
-    """The real transport to the real central API, failing for ``outage_s`` after the first
-    request: each ingest request then gets one of 500, 503 with ``Retry-After``, a timeout, a
+    """The real transport to the real central API, failing its first ``outage_requests``
+    requests: each ingest request then gets one of 500, 503 with ``Retry-After``, a timeout, a
     200 with a garbage body, a truncated JSON answer, or an answer lost after the central API
-    stored the batch. Afterwards, healthy."""
+    stored the batch. Afterwards, healthy. The outage is counted in requests, not seconds, so
+    that a stall of the machine does not leave a kind of fault untried."""
 
     FAULTS = ("500", "503", "timeout", "garbage", "truncated", "lost")
 
-    def __init__(self, outage_s: float, seed: int) -> None:
+    def __init__(self, outage_requests: int, seed: int) -> None:
         self._inner = httpx.AsyncHTTPTransport()
         self._rng = random.Random(seed)
-        self._outage_s = outage_s
-        self._started: float | None = None
+        self._outage_requests = outage_requests
         self.faults: Counter[str] = Counter()
 
+    @property
+    def over(self) -> bool:
+        return self.faults.total() >= self._outage_requests
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        now = time.monotonic()
-        if self._started is None:
-            self._started = now
-        if now - self._started > self._outage_s:
+        if self.over:
             return await self._inner.handle_async_request(request)
         fault = self._rng.choice(self.FAULTS)
         self.faults[fault] += 1
@@ -325,7 +327,8 @@ class CentralOutage(httpx.AsyncBaseTransport):
 async def test_a_failing_central_api_loses_and_repeats_nothing(
     tmp_path: Path, central: Central
 ) -> None:
-    transport = CentralOutage(outage_s=8.0, seed=SEED)
+    # Ten failed requests: about 8 s of the uplink's backoff (at most 1 s here).
+    transport = CentralOutage(outage_requests=10, seed=SEED)
     db_path = tmp_path / "state" / "gateway.db"
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as tasks:
@@ -334,7 +337,8 @@ async def test_a_failing_central_api_loses_and_repeats_nothing(
             gateway = Gateway(config, uplink_transport=transport)
             running = tasks.create_task(gateway.run(stop))
             await asyncio.wait_for(gateway.ready.wait(), READY_TIMEOUT_S)
-            await asyncio.sleep(10.0)  # the outage (8 s), then healthy again
+            await wait_until(lambda: transport.over, timeout_s=60)  # the outage
+            await asyncio.sleep(2.0)  # then healthy again, the meters still read
         await wait_until_drained(db_path, DRAIN_TIMEOUT_S)
         stop.set()
         await asyncio.wait_for(running, 20)

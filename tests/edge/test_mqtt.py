@@ -16,7 +16,7 @@ import pytest
 from edge.alerts import AlertBook
 from edge.mqtt import AlertPublisher
 from edge.schemas import MqttSection
-from tests.conftest import Broker
+from tests.conftest import Broker, wait_until
 
 ROOT = "nbedge/site-1/gw-1"
 
@@ -109,8 +109,7 @@ async def test_alerts_raised_while_the_broker_is_down_arrive_when_it_is_back(
     publisher.publish(alert)
     async with asyncio.TaskGroup() as tasks:
         task = tasks.create_task(publisher.run())
-        await asyncio.sleep(0.5)
-        assert publisher.status().connection_failures >= 1
+        await wait_until(lambda: publisher.status().connection_failures >= 1)
         assert publisher.status().pending == 1
         task.cancel()
     # The same pending alert reaches a broker that is reachable.

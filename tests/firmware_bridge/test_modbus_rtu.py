@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import statistics
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
+from itertools import pairwise
 
 import pytest
 
@@ -24,6 +26,7 @@ from firmware_bridge.modbus.bus import (
     TcpLink,
     default_request_gap_s,
 )
+from firmware_bridge.modbus.plan import plan_reads
 from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
 from nbedge.errors import ConfigError
@@ -169,14 +172,21 @@ port = 1502
 
 
 async def test_the_bus_leaves_the_request_gap_between_an_answer_and_the_next_request() -> None:
+    readings: list[Reading] = []
+    reads_per_poll = len(plan_reads(SDM120.points, SDM120.max_registers, SDM120.max_gap))
     async with SimulatedBuilding(two_meters(), port=0, framer="rtu") as building:
         # Polled as often as it can be (several reads per poll), paced at 50 ms per read.
         flat_b = DeviceSpec("flat_b", 2, SDM120, 0.001)
-        bus = ModbusBus(line(building), [flat_b], lambda _: None, request_gap_s=0.05)
+        bus = ModbusBus(line(building), [flat_b], readings.append, request_gap_s=0.05)
         async with running(bus):
-            await asyncio.sleep(1.0)
-    reads = bus.status().device("flat_b").reads_ok
-    assert 10 <= reads <= 21, f"{reads} reads in 1 s with a 50 ms gap"
+            await wait_until(lambda: len({r.monotonic_ns for r in readings}) >= 8)
+    # The time a read takes, from the gaps between the starts of two polls: at least the 50 ms
+    # gap, and not much more on loopback. The median, because a stall of the whole machine
+    # lengthens a gap or two.
+    polls = sorted({r.monotonic_ns for r in readings})
+    per_read_s = [(b - a) / 1e9 / reads_per_poll for a, b in pairwise(polls)]
+    median_s = statistics.median(per_read_s)
+    assert 0.05 <= median_s <= 0.1, f"{median_s:.3f} s a read with a 50 ms gap: {per_read_s}"
 
 
 def test_the_default_gap_is_three_and_a_half_characters_but_at_least_five_ms() -> None:
