@@ -43,16 +43,6 @@ def stored_door_events(db: Path) -> list[str]:
 async def test_a_new_sensor_s_door_events_reach_the_store_the_platform_and_mqtt(
     tmp_path: Path, bluez: PrivateBlueZ, mosquitto: Broker
 ) -> None:
-    start = time.time() + 1.0
-    # Closed at first; open 3-6 s; open again from 9 s and held (the limit is 10 s).
-    sensor = SimulatedDoorSensor(
-        mac=SENSOR_MAC,
-        bind_key=KEY,
-        start=start,
-        schedule=[(3.0, 6.0), (9.0, 600.0)],
-        repeat_interval_s=1.0,
-        first_counter=5000,
-    )
     mqtt_seen: list[tuple[str, bytes]] = []
     async with (
         central_api(tmp_path) as central,
@@ -90,8 +80,18 @@ async def test_a_new_sensor_s_door_events_reach_the_store_the_platform_and_mqtt(
         async with asyncio.TaskGroup() as tasks:
             running = tasks.create_task(gateway.run(stop))
             listener = tasks.create_task(listen())
-            advertising = tasks.create_task(run_sensor(advertiser, sensor, tick_s=0.2))
             await asyncio.wait_for(gateway.ready.wait(), 10)
+            # Closed at first; open 3-6 s; open again from 9 s and held (the limit is 10 s). The
+            # schedule starts once the gateway listens, however long the setup took.
+            sensor = SimulatedDoorSensor(
+                mac=SENSOR_MAC,
+                bind_key=KEY,
+                start=time.time() + 1.0,
+                schedule=[(3.0, 6.0), (9.0, 600.0)],
+                repeat_interval_s=1.0,
+                first_counter=5000,
+            )
+            advertising = tasks.create_task(run_sensor(advertiser, sensor, tick_s=0.2))
 
             db = config.database_path
             await eventually(
