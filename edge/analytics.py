@@ -23,7 +23,9 @@ and
   The dwelling's usual night is learnt too: a quiet night, and a morning quiet until the hour it
   is usually up by, is shown as "quiet for N h (the usual night)" and counts for nothing; the
   status also shows how many alarms a month the dwelling's own last 26 weeks would have raised
-  (``past_alarms_per_month``: above one, a door sensor is what helps).
+  (``past_alarms_per_month``: above one, a door sensor is what helps) and how soon a stop is
+  alerted (``response_h``), for its choice of ``respond`` (``within_3h`` or ``calibrated``) and
+  for the other (``choices``, worked out once per daily fit).
 
 Per-meter thresholds and activity profiles are learnt from the meter's own history in the store
 once ``min_history_days`` of it exist, and learnt again each day. At start, the detectors replay

@@ -172,7 +172,14 @@ DETECT_WITHIN_H = 3  # the promise: a stop at a normally active hour is alerted 
 STOP_H = 24  # the hours after a stop that are looked at (injected stops, response_h)
 MIN_EXPECTED_ACTIVE = 2.4  # "normally active" at t: so many active hours of [t, t + 3 h) expected
 WITHIN_3H_CAP = 5.0  # the threshold cap of respond = "within_3h": about 3 usually active hours
-RESPONSES = ("within_3h", "calibrated")  # what a dwelling's alert threshold is chosen for
+# what a dwelling's alert threshold is chosen for, and the cap on the calibrated one it means
+RESPONSE_CAPS: dict[str, float | None] = {"within_3h": WITHIN_3H_CAP, "calibrated": None}
+RESPONSES = tuple(RESPONSE_CAPS)
+
+
+def capped(calibrated: float, cap: float | None) -> float:
+    """The threshold in force: the calibrated one, at most ``cap`` (None: no cap)."""
+    return calibrated if cap is None else min(calibrated, cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +218,9 @@ class CessationParams:
     @classmethod
     def responding(cls, respond: str) -> CessationParams:
         """The parameters of a dwelling configured to respond ``within_3h`` or ``calibrated``."""
-        if respond not in RESPONSES:
+        if respond not in RESPONSE_CAPS:
             raise ValueError(f"respond must be one of {RESPONSES}, not {respond!r}")
-        return cls(max_threshold=WITHIN_3H_CAP if respond == "within_3h" else None)
+        return cls(max_threshold=RESPONSE_CAPS[respond])
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CessationParams:
@@ -661,8 +668,7 @@ def calibrate_threshold(
     budget = math.floor(params.target_alarms_per_month * months)
     order_stat = float(final[budget]) if final.size > budget else 0.0
     calibrated = max(params.min_threshold, float(np.nextafter(order_stat, math.inf)))
-    cap = params.max_threshold
-    threshold = calibrated if cap is None else min(calibrated, cap)
+    threshold = capped(calibrated, params.max_threshold)
 
     def per_month(limit: float) -> float:
         return float((final >= limit).sum() / months) if months else 0.0
@@ -673,8 +679,9 @@ def calibrate_threshold(
         "order_statistic": order_stat,
         "calibrated": calibrated,
         "past_alarms_per_month": per_month(threshold),
-        "within_3h_past_alarms_per_month": per_month(min(calibrated, WITHIN_3H_CAP)),
-        "calibrated_past_alarms_per_month": per_month(calibrated),
+    } | {
+        f"{choice}_past_alarms_per_month": per_month(capped(calibrated, cap))
+        for choice, cap in RESPONSE_CAPS.items()
     }
 
 
@@ -730,7 +737,7 @@ class DwellingModel:
         """What each choice of :data:`RESPONSES` costs this dwelling: its threshold, the alarms a
         month its calibration history would have raised at it, and :meth:`response_h`."""
         calibrated = self.calibration.get("calibrated", self.threshold)
-        thresholds = {"within_3h": min(calibrated, WITHIN_3H_CAP), "calibrated": calibrated}
+        thresholds = {choice: capped(calibrated, cap) for choice, cap in RESPONSE_CAPS.items()}
         return {
             choice: {
                 "threshold": threshold,
