@@ -353,10 +353,10 @@ class DwellingSection(_Section):
     it for longer), and the count of quiet hours starts again when the door opens again."""
     respond: Literal["within_3h", "calibrated"] = "within_3h"
     """``within_3h``: the alert threshold is capped so that a stop at an hour the dwelling is
-    usually active in is alerted within about 3 hours, at the cost of the alarms its own quiet
-    spells raise (``past_alarms_per_month`` in the status). ``calibrated``: the threshold its
-    own last 26 weeks allow at about one false alarm every two months, however late that makes
-    the alert (``response_h`` in the status says how late)."""
+    usually active in is alerted within 3 hours (at 97.5 % of those hours of its week), at the
+    cost of the alarms its own quiet spells raise (``past_alarms_per_month`` in the status).
+    ``calibrated``: the threshold its own last 26 weeks allow at about one false alarm every two
+    months, however late that makes the alert (``response_h`` in the status says how late)."""
 
 
 class ModelsSection(_Section):

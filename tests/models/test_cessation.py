@@ -28,7 +28,7 @@ from models.cessation import (
     week_slots,
     window_evidence,
 )
-from models.series import load_uci_household
+from models.series import HourlySeries, load_uci_household
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 UCI = DATA / "uci_household_power" / "household_power_consumption_hourly.csv"
@@ -310,9 +310,9 @@ def test_uci_injected_stop_figures_reproduce() -> None:
     # measured with this protocol (module docstring); a change here changes the reported figures
     shipped, calibrated = whole["cessation"], whole["cessation_calibrated"]
     assert shipped.stops == 514
-    assert shipped.detected_pct == pytest.approx(97.5, abs=0.5)
+    assert shipped.detected_pct == pytest.approx(98.6, abs=0.5)
     assert shipped.delay_quantile(0.5) == 2
-    assert shipped.alarms_per_month == pytest.approx(8.77, abs=0.1)
+    assert shipped.alarms_per_month == pytest.approx(8.79, abs=0.1)
     assert calibrated.detected_pct == pytest.approx(0.0, abs=0.5)
     assert calibrated.delay_quantile(0.5) == 12
     assert calibrated.alarms_per_month == pytest.approx(1.32, abs=0.05)
@@ -453,14 +453,14 @@ def home_out_every_other_afternoon(
 
 def stop_delays(model: DwellingModel, threshold: float) -> list[float]:
     """Hours to the alert of a stop at each normally active hour of the week, by run_scores."""
-    p = np.array(model.profiles["electricity"].p_active)
+    p = np.array([profile.p_active for profile in model.profiles.values()])
     delays = []
     for start in range(168):
-        if sum(p[(start + k) % 168] for k in range(3)) < 2.4:
+        if max(sum(row[(start + k) % 168] for k in range(3)) for row in p) < 2.4:
             continue
         slots = (start - 1 + np.arange(25)) % 168  # the active hour before, then 24 quiet ones
         active = np.r_[True, np.zeros(24, dtype=np.bool_)]
-        evidence = np.where(active, 0.0, -np.log1p(-p[slots]))
+        evidence = np.where(active, 0.0, -np.log1p(-p[:, slots]).sum(axis=0))
         runs = run_scores(active, evidence, threshold, model.phases(slots))
         hits = np.flatnonzero(runs.alert)
         delays.append(float(hits[0]) if hits.size else np.inf)
@@ -471,8 +471,9 @@ def test_respond_within_3h_caps_the_threshold_and_calibrated_does_not() -> None:
     hours, meters = home_out_every_other_afternoon()
     fast = fit_dwelling(meters, hours, UTC, params=CessationParams.responding("within_3h"))
     slow = fit_dwelling(meters, hours, UTC, params=CessationParams.responding("calibrated"))
-    assert slow.calibration["calibrated"] == fast.calibration["calibrated"] > 5.0
-    assert fast.threshold == 5.0
+    cap = fast.calibration["within_3h_cap"]
+    assert slow.calibration["calibrated"] == fast.calibration["calibrated"] > cap
+    assert fast.threshold == cap
     assert slow.threshold == slow.calibration["calibrated"]
     # the history is the same: the choice changes which figures apply, not the figures
     assert fast.choices() == slow.choices()
@@ -489,6 +490,81 @@ def test_respond_within_3h_caps_the_threshold_and_calibrated_does_not() -> None:
     assert choices["calibrated"]["past_alarms_per_month"] <= 0.5
     with pytest.raises(ValueError, match="respond must be one of"):
         CessationParams.responding("soon")
+
+
+def within_3h_share(model: DwellingModel, threshold: float) -> float:
+    """The share of the normally active hours of the week whose stop is alerted within 3 h."""
+    delays = stop_delays(model, threshold)
+    return sum(d <= 3 for d in delays) / len(delays)
+
+
+@pytest.mark.parametrize("kinds", [("electricity",), ("electricity", "water")])
+def test_the_within_3h_cap_is_the_highest_threshold_that_keeps_the_promise(
+    kinds: tuple[str, ...],
+) -> None:
+    hours, electricity, water = synthetic_home(30, seed=3)
+    history = {"electricity": electricity, "water": water}
+    meters = {kind: MeterHistory(kind, history[kind]) for kind in kinds}
+    model = fit_dwelling(meters, hours, UTC, params=CessationParams.responding("calibrated"))
+    cap = model.calibration["within_3h_cap"]
+    assert cap >= model.params.min_threshold
+    assert within_3h_share(model, cap) >= 0.975
+    assert within_3h_share(model, float(np.nextafter(cap, np.inf))) < 0.975
+
+
+def test_the_within_3h_cap_counts_each_meter_and_follows_the_window_length() -> None:
+    hours, electricity, water = synthetic_home(30, seed=3)
+    alone = {"electricity": MeterHistory("electricity", electricity)}
+    both = alone | {"water": MeterHistory("water", water)}
+    cap_alone = fit_dwelling(alone, hours, UTC).calibration["within_3h_cap"]
+    cap_both = fit_dwelling(both, hours, UTC).calibration["within_3h_cap"]
+    assert cap_both > cap_alone + 1.0  # a stop silences both meters: more evidence in 3 h
+    # the same home read every 15 minutes (each hour's use spread over its quarters)
+    quarters = hours[0] + np.arange(4 * len(hours)) * np.timedelta64(15, "m")
+    fine = {"electricity": MeterHistory("electricity", np.repeat(electricity / 4, 4))}
+    cap_fine = fit_dwelling(fine, quarters, UTC, window_minutes=15).calibration["within_3h_cap"]
+    assert cap_fine > 3 * cap_alone  # four windows an hour, each with the hour's evidence
+
+
+def resident_living_alone(
+    weeks: int, outings_per_day: float, seed: int = 3
+) -> dict[str, HourlySeries]:
+    """Electricity and water of one resident, up 07-22, out for 2-5 h on some days."""
+    rng = np.random.default_rng(seed)
+    n = weeks * 168
+    hours = START + np.arange(n) * np.timedelta64(1, "h")
+    hour_of_day = np.arange(n) % 24
+    home = (hour_of_day >= 7) & (hour_of_day <= 22)
+    for day in np.flatnonzero(rng.random(n // 24) < outings_per_day):
+        start = day * 24 + int(rng.integers(9, 18))
+        home[start : start + int(rng.integers(2, 6))] = False
+    used = home & (rng.random(n) < 0.9)
+    washed = home & (rng.random(n) < 0.6)
+    electricity = quiet_night(rng, n) + np.where(used, rng.uniform(0.5, 2.0, n), 0.0)
+    water = np.where(washed, rng.uniform(5, 40, n), 0.0)
+    return {
+        "electricity": HourlySeries("electricity", hours, electricity),
+        "water": HourlySeries("water", hours, water),
+    }
+
+
+def test_a_resident_living_alone_with_electricity_and_water_meets_the_target() -> None:
+    meters = resident_living_alone(104, outings_per_day=0.0)
+    figures = {}
+    for kinds in (("electricity",), ("electricity", "water")):
+        dwelling = {kind: (kind, meters[kind]) for kind in kinds}
+        (whole, *_) = evaluate_dwelling("resident", dwelling, UTC, seed=0)
+        figures[kinds] = {r.method: r for r in whole.methods}["cessation"]
+    # measured with this protocol (module docstring): water adds its evidence to the
+    # electricity's, so the 3-hour cap is higher and quiet hours raise fewer alarms
+    both = figures[("electricity", "water")]
+    assert both.detected_pct >= 95
+    assert both.alarms_per_month <= 1
+    assert both.detected_pct == pytest.approx(99.7, abs=0.5)
+    assert both.alarms_per_month == pytest.approx(0.72, abs=0.05)
+    alone = figures[("electricity",)]
+    assert alone.detected_pct == pytest.approx(96.9, abs=0.5)
+    assert alone.alarms_per_month == pytest.approx(1.77, abs=0.05)
 
 
 def test_response_h_is_the_median_delay_of_a_stop_at_a_normally_active_hour() -> None:
@@ -532,11 +608,11 @@ def test_uci_with_a_door_sensor_what_if_figures_reproduce() -> None:
         figures[label] = {r.method: r for r in rows[0].methods}
     # measured with this protocol (module docstring); the plain methods are unchanged by doors
     seen, usual = figures["seen"], figures["usual"]
-    assert seen["cessation"].detected_pct == pytest.approx(97.5, abs=0.5)
+    assert seen["cessation"].detected_pct == pytest.approx(98.6, abs=0.5)
     # every outing seen: the target (95 % within 3 h, at most one false alarm a month) is met
-    assert seen["cessation+doors"].detected_pct == pytest.approx(96.7, abs=0.5)
-    assert seen["cessation+doors"].alarms_per_month == pytest.approx(0.77, abs=0.05)
+    assert seen["cessation+doors"].detected_pct == pytest.approx(97.9, abs=0.5)
+    assert seen["cessation+doors"].alarms_per_month == pytest.approx(0.92, abs=0.05)
     assert seen["cessation_calibrated+doors"].alarms_per_month == pytest.approx(0.53, abs=0.05)
-    assert usual["cessation+doors"].detected_pct == pytest.approx(90.9, abs=0.5)
-    assert usual["cessation+doors"].alarms_per_month == pytest.approx(2.26, abs=0.05)
+    assert usual["cessation+doors"].detected_pct == pytest.approx(91.8, abs=0.5)
+    assert usual["cessation+doors"].alarms_per_month == pytest.approx(2.46, abs=0.05)
     assert usual["cessation_calibrated+doors"].alarms_per_month == pytest.approx(0.90, abs=0.05)
