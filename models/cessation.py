@@ -1071,6 +1071,7 @@ class DwellingReport:
     methods: tuple[MethodResult, ...]
     normally_active_pct: float  # of the hours 07:00-23:00 local that are eligible stop times
     real_quiet_starts_per_month: float  # eligible hours that begin a real 3 h without activity
+    meters: tuple[str, ...] = ("electricity",)  # the dwelling's meters' names
 
 
 @dataclass(frozen=True, slots=True)
@@ -1369,7 +1370,7 @@ def evaluate_dwelling(
         )
         share = 100 * float(eligible_all[day].mean()) if day.any() else math.nan
         quiet = float((real_quiet & mask).sum() / months) if months else math.nan
-        rows.append(DwellingReport(name, label, methods, share, quiet))
+        rows.append(DwellingReport(name, label, methods, share, quiet, tuple(meters)))
     return rows
 
 
@@ -1381,14 +1382,19 @@ def evaluate(
     params: CessationParams | None = None,
     pool_quantile: float = 0.5,
 ) -> CessationReport:
-    """Injected-stop evaluation, each series one dwelling with one electricity meter (kWh/h);
-    a series with door counts (``HourlySeries.doors``) also gets the door-aware methods."""
+    """Injected-stop evaluation, each series one dwelling: its electricity (kWh/h) and, where the
+    series has it (``HourlySeries.water``), its water meter, both silenced by a stop; a series
+    with door counts (``HourlySeries.doors``) also gets the door-aware methods."""
     params = params or CessationParams()
     rows: list[DwellingReport] = []
     for i, s in enumerate(series):
+        meters = {"electricity": ("electricity", s)}
+        if s.water is not None:
+            water = HourlySeries(f"{s.name} water", s.timestamps, s.water)
+            meters["water"] = ("water", water)
         rows += evaluate_dwelling(
             s.name,
-            {"electricity": ("electricity", s)},
+            meters,
             calendar,
             seed=seed + i,
             params=params,
@@ -1434,7 +1440,8 @@ def format_report(report: CessationReport) -> str:
         )
     for row in whole:
         lines.append(
-            f"{row.name}: eligible stop times (normally active, active the hour before) are "
+            f"{row.name} ({' and '.join(row.meters)}): eligible stop times (normally active, "
+            "active the hour before) are "
             f"{row.normally_active_pct:.0f} % of the hours 07:00-23:00 local; the untouched "
             "series goes 3 h without activity from such an hour "
             f"{row.real_quiet_starts_per_month:.1f} times a month (at 3 h these look like a stop: "

@@ -74,8 +74,8 @@ def register(commands: Any) -> None:
         "evaluate",
         help="a model on a CSV file or folder, beside the naive baselines",
         description="PATH is a CSV file or a folder of them (timestamp,value[,temperature]"
-        "[,label][,doors], one building per file: see docs/models.md), or a folder of a public "
-        "data set (Cambridge estates, LEAD, the UCI household).",
+        "[,label][,doors][,water], one building per file: see docs/models.md), or a folder of a "
+        "public data set (Cambridge estates, LEAD, the UCI household).",
     )
     evaluate.add_argument("model", choices=("demand", "anomaly"))
     evaluate.add_argument("--data", type=Path, required=True, metavar="PATH")

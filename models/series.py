@@ -3,7 +3,7 @@
 The format users give to ``nbedge models evaluate --data PATH`` (one building per CSV file; a
 folder holds one building per ``*.csv`` file, named after the file)::
 
-    timestamp,value[,temperature][,label][,doors]
+    timestamp,value[,temperature][,label][,doors][,water]
     2019-01-01T00:00:00,12.5,3.1,0,0
     2019-01-01T01:00:00,,3.0,0,2
 
@@ -16,6 +16,9 @@ folder holds one building per ``*.csv`` file, named after the file)::
 - ``doors`` (optional): how many times the dwelling's door opened in the hour, a whole number of 0
   or more (``3`` or ``3.0``); empty means 0, as do hours absent from the file. A door sensor counts
   openings and has no "missing" state the evaluation could use, so a gap is read as no opening.
+- ``water`` (optional): the dwelling's water use in the hour (litres, or the meter's pulses),
+  beside its electricity in ``value``; empty means missing. Only cessation reads it (a stop
+  silences both meters); demand and anomaly scoring read ``value`` alone.
 
 Any line that cannot be read raises :class:`SeriesFormatError` naming the file and the line.
 
@@ -61,8 +64,9 @@ class HourlySeries:
 
     ``timestamps`` are consecutive UTC hours (``datetime64[h]``, hour-beginning); ``values`` is NaN
     where the reading is missing; ``temperature`` (NaN where missing) and ``labels`` (1 for a
-    labelled anomalous hour, 0 otherwise, also 0 on missing hours) and ``doors`` (the door's
-    openings in the hour, 0 on missing hours) are ``None`` when the source has none.
+    labelled anomalous hour, 0 otherwise, also 0 on missing hours), ``doors`` (the door's
+    openings in the hour, 0 on missing hours) and ``water`` (a dwelling's water use beside its
+    electricity in ``values``, NaN where missing) are ``None`` when the source has none.
     """
 
     name: str
@@ -71,12 +75,18 @@ class HourlySeries:
     temperature: FloatArray | None = None
     labels: LabelArray | None = None
     doors: IntArray | None = None
+    water: FloatArray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.timestamps)
         if len(self.values) != n:
             raise ValueError(f"{self.name}: {len(self.values)} values for {n} timestamps")
-        extra = (("temperature", self.temperature), ("labels", self.labels), ("doors", self.doors))
+        extra = (
+            ("temperature", self.temperature),
+            ("labels", self.labels),
+            ("doors", self.doors),
+            ("water", self.water),
+        )
         for what, arr in extra:
             if arr is not None and len(arr) != n:
                 raise ValueError(f"{self.name}: {len(arr)} {what} for {n} timestamps")
@@ -95,6 +105,7 @@ class HourlySeries:
             temperature=None if self.temperature is None else self.temperature[keep],
             labels=None if self.labels is None else self.labels[keep],
             doors=None if self.doors is None else self.doors[keep],
+            water=None if self.water is None else self.water[keep],
         )
 
 
@@ -146,6 +157,17 @@ def _parse_label(text: str) -> float:
     return float(label)
 
 
+def _parse_use(text: str, what: str) -> float:
+    """A meter's use in an hour: empty is missing; negative or not finite is refused."""
+    try:
+        use = _parse_float(text)
+    except ValueError:
+        raise ValueError(f"{what} {text.strip()!r} is not a number") from None
+    if math.isinf(use) or use < 0:
+        raise ValueError(f"{what} {text.strip()!r} is not a use (negative or infinite)")
+    return use
+
+
 def _parse_doors(text: str) -> float:
     """Door openings in an hour: a count, so negative or fractional values are refused."""
     text = text.strip()
@@ -183,11 +205,12 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
     for required in ("timestamp", "value"):
         if required not in header:
             raise SeriesFormatError(path, 1, f"no {required!r} column in header {header}")
-    unknown = set(header) - {"timestamp", "value", "temperature", "label", "doors"}
+    unknown = set(header) - {"timestamp", "value", "temperature", "label", "doors", "water"}
     if unknown:
         raise SeriesFormatError(path, 1, f"unknown column(s) {sorted(unknown)}")
     col = {key: header.index(key) for key in header}
     has_temp, has_label, has_doors = "temperature" in col, "label" in col, "doors" in col
+    has_water = "water" in col
 
     lines: list[int] = []
     hours: list[np.datetime64] = []
@@ -195,6 +218,7 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
     temps: list[float] = []
     labels: list[float] = []
     doors: list[float] = []
+    water: list[float] = []
     try:
         for number, row in rows:
             if len(row) != len(header):
@@ -210,13 +234,15 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
                     labels.append(_parse_label(row[col["label"]]))
                 if has_doors:
                     doors.append(_parse_doors(row[col["doors"]]))
+                if has_water:
+                    water.append(_parse_use(row[col["water"]], "water"))
             except ValueError as exc:
                 raise SeriesFormatError(path, number, str(exc)) from exc
             lines.append(number)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SeriesFormatError(path, 0, f"cannot read: {exc}") from exc
 
-    optional = [(has_temp, temps), (has_label, labels), (has_doors, doors)]
+    optional = [(has_temp, temps), (has_label, labels), (has_doors, doors), (has_water, water)]
     columns = [values] + [column for present, column in optional if present]
     grid, filled = _grid(path, lines, hours, columns)
     rest = iter(filled[1:])
@@ -227,6 +253,7 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
     door_arr = None
     if has_doors:
         door_arr = np.nan_to_num(next(rest), nan=0.0).astype(np.int64)
+    water_arr = next(rest) if has_water else None
     return HourlySeries(
         name=name or path.stem,
         timestamps=grid,
@@ -234,6 +261,7 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
         temperature=temperature,
         labels=label_arr,
         doors=door_arr,
+        water=water_arr,
     )
 
 

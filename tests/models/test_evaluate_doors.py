@@ -1,4 +1,5 @@
-"""``nbedge models evaluate anomaly`` on dwelling files: the door column adds the door methods."""
+"""``nbedge models evaluate anomaly`` on dwelling files: the door column adds the door methods, the
+water column the dwelling's second meter."""
 
 from __future__ import annotations
 
@@ -58,3 +59,39 @@ def test_dwelling_with_doors_gets_the_door_methods(
     assert ("house", "cessation+doors") not in methods
     assert ("median", "cessation+doors") in methods
     assert ("median", "cessation_calibrated+doors") in methods
+
+
+def write_resident(path: Path, weeks: int, *, with_water: bool, seed: int = 5) -> None:
+    """A resident living alone, up 07:00-22:59 (UTC), who stays in: electricity in 90 % of those
+    hours, water in 60 %."""
+    rng = np.random.default_rng(seed)
+    n = weeks * 168
+    hour = np.arange(n) % 24
+    home = (hour >= 7) & (hour <= 22)
+    used, washed = home & (rng.random(n) < 0.9), home & (rng.random(n) < 0.6)
+    values = 0.15 + 0.1 * rng.random(n) + np.where(used, rng.uniform(0.5, 2.0, n), 0.0)
+    water = np.where(washed, rng.uniform(5, 40, n), 0.0)
+    stamps = START + np.arange(n) * np.timedelta64(1, "h")
+    lines = ["timestamp,value,water" if with_water else "timestamp,value"]
+    for t, v, w in zip(stamps, values, water, strict=True):
+        lines.append(f"{t}:00,{v:.3f},{w:.1f}" if with_water else f"{t}:00,{v:.3f}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_dwelling_file_with_water_is_evaluated_on_both_meters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_resident(tmp_path / "alone.csv", 40, with_water=False)
+    write_resident(tmp_path / "both.csv", 40, with_water=True)  # the same electricity
+    assert main(["models", "evaluate", "anomaly", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        (fields[0], fields[2]): fields
+        for fields in (line.split() for line in out.splitlines())
+        if len(fields) == 9 and fields[1] == "all"
+    }
+    alone, both = rows[("alone", "cessation")], rows[("both", "cessation")]
+    assert float(both[4]) >= 95  # detected within 3 h
+    assert float(both[7]) < float(alone[7])  # fewer false alarms a month with water
+    assert "both (electricity and water): eligible stop times" in out
+    assert "alone (electricity): eligible stop times" in out

@@ -50,6 +50,7 @@ def test_value_only_and_utc_offsets(tmp_path: Path) -> None:
     assert s.temperature is None
     assert s.labels is None
     assert s.doors is None
+    assert s.water is None
     assert s.timestamps.tolist() == [
         np.datetime64("2019-06-01T00", "h").item(),
         np.datetime64("2019-06-01T01", "h").item(),
@@ -71,6 +72,23 @@ def test_doors_column_counts_openings(tmp_path: Path) -> None:
     assert s.doors.tolist() == [0, 0, 2, 0, 1]  # empty and absent hours: no opening
     assert s.labels is None
     assert s.between("2019-01-01T02", "2019-01-01T05").doors.tolist() == [2, 0, 1]
+
+
+def test_water_column_is_the_dwellings_second_meter(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "flat.csv",
+        "timestamp,value,water,doors\n"
+        "2019-01-01T00:00,0.2,0,0\n"
+        "2019-01-01T01:00,0.3,,1\n"
+        "2019-01-01T03:00,1.1,12.5,0\n",
+    )
+    s = load_csv(path)
+    assert s.water is not None
+    np.testing.assert_array_equal(s.water, [0.0, np.nan, np.nan, 12.5])  # empty, absent: missing
+    assert s.values.tolist()[3] == 1.1
+    assert s.doors is not None
+    assert s.doors.tolist() == [0, 1, 0, 0]
+    np.testing.assert_array_equal(s.between("2019-01-01T03", "2019-01-01T04").water, [12.5])
 
 
 def test_doors_must_match_the_timestamps() -> None:
@@ -101,6 +119,9 @@ def test_folder_is_one_building_per_file(tmp_path: Path) -> None:
         ("timestamp,value,doors\n2019-01-01T00:00,1,1.5\n", 2, "not a whole number"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,nan\n", 2, "not a whole number"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,open\n", 2, "not a number of openings"),
+        ("timestamp,value,water\n2019-01-01T00:00,1,-3\n", 2, "water '-3' is not a use"),
+        ("timestamp,value,water\n2019-01-01T00:00,1,inf\n", 2, "water 'inf' is not a use"),
+        ("timestamp,value,water\n2019-01-01T00:00,1,tap\n", 2, "water 'tap' is not a number"),
         ("timestamp,value,kwh\n", 1, "unknown column"),
         ("timestamp,value\n", 0, "no data rows"),
         ("", 0, "empty file"),
