@@ -204,8 +204,8 @@ RESPONSES = ("within_3h", "calibrated")
 
 
 def response_thresholds(calibrated: float, cap: float | None) -> dict[str, float]:
-    """The alert threshold of each choice of :data:`RESPONSES`: the calibrated one, at most
-    ``cap`` (:func:`within_cap`; None: no cap) for ``within_3h``, as it is for ``calibrated``."""
+    """The alert threshold of each choice of :data:`RESPONSES`: for ``calibrated`` the calibrated
+    one, for ``within_3h`` the same at most ``cap`` (:func:`within_cap`; None: no cap)."""
     return {
         "within_3h": calibrated if cap is None else min(calibrated, cap),
         "calibrated": calibrated,
