@@ -34,11 +34,17 @@ def write_dwelling(path: Path, weeks: int, *, with_doors: bool, seed: int = 3) -
             doors[start - 1] += 1
             doors[stop] += 1
     values = 0.15 + 0.1 * rng.random(n) + np.where(used, rng.uniform(0.5, 2.0, n), 0.0)
+    columns = {"value": [f"{v:.3f}" for v in values]}
+    write_hours(path, columns | ({"doors": [str(d) for d in doors]} if with_doors else {}))
+
+
+def write_hours(path: Path, columns: dict[str, list[str]]) -> None:
+    """A dwelling file: the header, then one line per hour from START with the given cells."""
+    n = len(columns["value"])
     stamps = START + np.arange(n) * np.timedelta64(1, "h")
-    header = "timestamp,value,doors" if with_doors else "timestamp,value"
-    lines = [header]
-    for t, v, d in zip(stamps, values, doors, strict=True):
-        lines.append(f"{t}:00,{v:.3f},{d}" if with_doors else f"{t}:00,{v:.3f}")
+    lines = [",".join(["timestamp", *columns])]
+    rows = zip(stamps, *columns.values(), strict=True)
+    lines += [",".join([f"{t}:00", *cells]) for t, *cells in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -71,11 +77,8 @@ def write_resident(path: Path, weeks: int, *, with_water: bool, seed: int = 5) -
     used, washed = home & (rng.random(n) < 0.9), home & (rng.random(n) < 0.6)
     values = 0.15 + 0.1 * rng.random(n) + np.where(used, rng.uniform(0.5, 2.0, n), 0.0)
     water = np.where(washed, rng.uniform(5, 40, n), 0.0)
-    stamps = START + np.arange(n) * np.timedelta64(1, "h")
-    lines = ["timestamp,value,water" if with_water else "timestamp,value"]
-    for t, v, w in zip(stamps, values, water, strict=True):
-        lines.append(f"{t}:00,{v:.3f},{w:.1f}" if with_water else f"{t}:00,{v:.3f}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    columns = {"value": [f"{v:.3f}" for v in values]}
+    write_hours(path, columns | ({"water": [f"{w:.1f}" for w in water]} if with_water else {}))
 
 
 def test_a_dwelling_file_with_water_is_evaluated_on_both_meters(
