@@ -769,6 +769,18 @@ def within_cap(
     return max(params.min_threshold, reached)
 
 
+def _median_delay(scores: FloatArray, threshold: float) -> float | None:
+    """The median hours from a stop to its alert over the rows of :func:`stop_scores` (None: no
+    row, or the median stop not alerted within ``STOP_H``)."""
+    if not len(scores):
+        return None
+    per_hour = scores.shape[1] // STOP_H
+    crossed = scores >= threshold
+    delays = np.where(crossed.any(axis=1), (crossed.argmax(axis=1) + 1) / per_hour, math.inf)
+    median = float(np.quantile(delays, 0.5, method="inverted_cdf"))
+    return None if math.isinf(median) else median
+
+
 @dataclass(frozen=True, slots=True)
 class DwellingModel:
     """A dwelling's meters' profiles, its usual night and its alert threshold; JSON-able."""
@@ -790,25 +802,19 @@ class DwellingModel:
         None when the dwelling has no such hour or the median stop is not alerted within 24 h.
         """
         limit = self.threshold if threshold is None else threshold
-        scores = stop_scores(self.profiles, self.night)
-        if not len(scores):
-            return None
-        per_hour = scores.shape[1] // STOP_H
-        crossed = scores >= limit
-        delays = np.where(crossed.any(axis=1), (crossed.argmax(axis=1) + 1) / per_hour, math.inf)
-        median = float(np.quantile(delays, 0.5, method="inverted_cdf"))
-        return None if math.isinf(median) else median
+        return _median_delay(stop_scores(self.profiles, self.night), limit)
 
     def choices(self) -> dict[str, dict[str, float | None]]:
         """What each choice of :data:`RESPONSES` costs this dwelling: its threshold, the alarms a
         month its calibration history would have raised at it, and :meth:`response_h`."""
         calibrated = self.calibration.get("calibrated", self.threshold)
         thresholds = response_thresholds(calibrated, self.calibration.get("within_3h_cap"))
+        scores = stop_scores(self.profiles, self.night)  # once for both thresholds
         return {
             choice: {
                 "threshold": threshold,
                 "past_alarms_per_month": self.calibration.get(f"{choice}_past_alarms_per_month"),
-                "response_h": self.response_h(threshold),
+                "response_h": _median_delay(scores, threshold),
             }
             for choice, threshold in thresholds.items()
         }
