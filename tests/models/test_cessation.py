@@ -15,6 +15,7 @@ from models.cessation import (
     CessationParams,
     DoorSimulation,
     DwellingModel,
+    DwellingReport,
     MeterHistory,
     NightRule,
     Verdict,
@@ -528,43 +529,74 @@ def test_the_within_3h_cap_counts_each_meter_and_follows_the_window_length() -> 
 
 def resident_living_alone(
     weeks: int, outings_per_day: float, seed: int = 3
-) -> dict[str, HourlySeries]:
-    """Electricity and water of one resident, up 07-22, out for 2-5 h on some days."""
+) -> tuple[dict[str, HourlySeries], np.ndarray]:
+    """Electricity and water of one resident, up 07-22, out for 2-5 h on some days, and the
+    openings of a door sensor that sees every outing (in the last hour home and the hour back)."""
     rng = np.random.default_rng(seed)
     n = weeks * 168
     hours = START + np.arange(n) * np.timedelta64(1, "h")
     hour_of_day = np.arange(n) % 24
     home = (hour_of_day >= 7) & (hour_of_day <= 22)
+    doors = np.zeros(n, dtype=np.int64)
     for day in np.flatnonzero(rng.random(n // 24) < outings_per_day):
         start = day * 24 + int(rng.integers(9, 18))
-        home[start : start + int(rng.integers(2, 6))] = False
+        back = start + int(rng.integers(2, 6))
+        home[start:back] = False
+        doors[[start - 1, back]] += 1
     used = home & (rng.random(n) < 0.9)
     washed = home & (rng.random(n) < 0.6)
     electricity = quiet_night(rng, n) + np.where(used, rng.uniform(0.5, 2.0, n), 0.0)
     water = np.where(washed, rng.uniform(5, 40, n), 0.0)
-    return {
+    meters = {
         "electricity": HourlySeries("electricity", hours, electricity),
         "water": HourlySeries("water", hours, water),
     }
+    return meters, doors
+
+
+def cessation_figures(
+    meters: dict[str, HourlySeries], doors: np.ndarray | None = None
+) -> dict[str, DwellingReport]:
+    """The whole-period rows of ``evaluate_dwelling`` on these meters, by method."""
+    dwelling = {kind: (kind, series) for kind, series in meters.items()}
+    (whole, *_) = evaluate_dwelling("resident", dwelling, UTC, seed=0, doors=doors)
+    return {r.method: r for r in whole.methods}
 
 
 def test_a_resident_living_alone_with_electricity_and_water_meets_the_target() -> None:
-    meters = resident_living_alone(104, outings_per_day=0.0)
-    figures = {}
-    for kinds in (("electricity",), ("electricity", "water")):
-        dwelling = {kind: (kind, meters[kind]) for kind in kinds}
-        (whole, *_) = evaluate_dwelling("resident", dwelling, UTC, seed=0)
-        figures[kinds] = {r.method: r for r in whole.methods}["cessation"]
+    meters, _ = resident_living_alone(104, outings_per_day=0.0)
     # measured with this protocol (module docstring): water adds its evidence to the
     # electricity's, so the 3-hour cap is higher and quiet hours raise fewer alarms
-    both = figures[("electricity", "water")]
+    both = cessation_figures(meters)["cessation"]
     assert both.detected_pct >= 95
     assert both.alarms_per_month <= 1
     assert both.detected_pct == pytest.approx(99.7, abs=0.5)
     assert both.alarms_per_month == pytest.approx(0.72, abs=0.05)
-    alone = figures[("electricity",)]
+    alone = cessation_figures({"electricity": meters["electricity"]})["cessation"]
     assert alone.detected_pct == pytest.approx(96.9, abs=0.5)
     assert alone.alarms_per_month == pytest.approx(1.77, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("outings_per_day", "blind_alarms", "detected", "alarms"),
+    [(0.1, 2.76, 99.3, 0.77), (0.5, 9.29, 99.0, 0.95), (1.0, 7.43, 99.7, 0.86)],
+)
+def test_a_resident_who_goes_out_meets_the_target_with_a_door_sensor(
+    outings_per_day: float, blind_alarms: float, detected: float, alarms: float
+) -> None:
+    meters, doors = resident_living_alone(104, outings_per_day)
+    figures = cessation_figures(meters, doors)
+    # without the door each outing of 3 h or more looks like a stop
+    blind = figures["cessation"]
+    assert blind.detected_pct >= 95
+    assert blind.alarms_per_month > 1
+    assert blind.alarms_per_month == pytest.approx(blind_alarms, abs=0.05)
+    # the door that sees each outing leaves the alarms to the stops
+    seen = figures["cessation+doors"]
+    assert seen.detected_pct >= 95
+    assert seen.alarms_per_month <= 1
+    assert seen.detected_pct == pytest.approx(detected, abs=0.5)
+    assert seen.alarms_per_month == pytest.approx(alarms, abs=0.05)
 
 
 def test_response_h_is_the_median_delay_of_a_stop_at_a_normally_active_hour() -> None:
