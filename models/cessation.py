@@ -774,7 +774,7 @@ def within_cap(
     scores = stop_scores(profiles, night)
     if not len(scores):
         return None
-    per_hour = 60 // next(iter(profiles.values())).window_minutes
+    per_hour = scores.shape[1] // STOP_H  # windows an hour, as stop_scores laid them out
     at_3h = scores[:, DETECT_WITHIN_H * per_hour - 1]
     reached = float(np.quantile(at_3h, 1 - params.respond_share, method="inverted_cdf"))
     return max(params.min_threshold, reached)
