@@ -47,7 +47,6 @@ import asyncio
 import hashlib
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from edge.alerts import Verdict
+from edge.clock import Clock
 from edge.config import meter_kind
 from edge.pipeline import Pipeline
 from edge.schemas import DemandSeriesSection, DwellingSection, GatewayConfig
@@ -74,6 +74,9 @@ T = TypeVar("T")
 HOUR_S = 3600
 HOUR_DELAY_S = 60.0
 """Seconds past the hour the hourly run waits for the hour's summaries."""
+WALL_RECHECK_S = 60.0
+"""The schedule looks at the wall clock at least this often, so that a clock set forward or back
+(NTP's first step on a Pi without a real-time clock) moves the next run within a minute."""
 CAPACITY_CLEAR_FRACTION = 0.95
 ACCURACY_WINDOW_S = 7 * 86_400
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "artifacts"
@@ -92,6 +95,12 @@ CALIBRATION_DAYS = 8 * 7
 
 def _hour(epoch: float) -> int:
     return int(epoch // HOUR_S) * HOUR_S
+
+
+def next_run_after(epoch: float) -> float:
+    """When the hourly run after one at ``epoch`` is due: ``HOUR_DELAY_S`` past the next hour,
+    or past this one if that is still to come (a run at start, before it)."""
+    return _hour(epoch - HOUR_DELAY_S) + HOUR_S + HOUR_DELAY_S
 
 
 def _utc_hour(epoch: int) -> np.datetime64:
@@ -135,6 +144,10 @@ class DwellingState:
 @dataclass
 class AnalyticsStats:
     runs: int = 0
+    last_run_at: float | None = None
+    """Wall time the last hourly run started."""
+    next_run_at: float = 0.0
+    """Wall time the next hourly run is due."""
     forecasts: int = 0
     bundles_refused: int = 0
     failures: int = 0
@@ -151,14 +164,15 @@ class Analytics:
         pipeline: Pipeline,
         *,
         shipped_dir: Path = SHIPPED_DIR,
-        now: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
+        """``clock`` is the gateway's (default: the store's)."""
         self._config = config
         self._store = store
         self._pipeline = pipeline
         self._shipped_dir = shipped_dir
         self._state_models = config.gateway.state_dir / "models"
-        self._now = now
+        self._clock = store.clock if clock is None else clock
         site = config.site
         self.calendar = Calendar(site.timezone, site.country, site.subdivision)
         keys = trusted_keys(config.models.trusted_keys)
@@ -181,22 +195,30 @@ class Analytics:
     # --- the service ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Load the models, then run every hour and check for new bundles until cancelled."""
+        """Load the models, run them at once, then every hour (``HOUR_DELAY_S`` past it), and
+        check for new bundles every ``bundle_check_interval_s``, until cancelled."""
+        clock = self._clock
+        interval = self._config.models.bundle_check_interval_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbedge-models")
         try:
             await self.start()
             await self.run_hour()
-            next_check = time.monotonic() + self._config.models.bundle_check_interval_s
+            next_check = clock.monotonic() + interval
             while True:
-                now = self._now()
-                due = _hour(now) + HOUR_S + HOUR_DELAY_S - now
-                wait = min(due, next_check - time.monotonic())
-                await asyncio.sleep(max(0.0, wait))
-                if time.monotonic() >= next_check:
-                    await self.check_bundles()
-                    next_check = time.monotonic() + self._config.models.bundle_check_interval_s
-                if self._now() >= _hour(now) + HOUR_S + HOUR_DELAY_S:
+                now = clock.wall_time()
+                due = self.stats.next_run_at
+                if now >= due:
                     await self.run_hour()
+                    continue
+                if due - now > HOUR_S + HOUR_DELAY_S:  # the wall clock was set back
+                    self.stats.next_run_at = next_run_after(now)
+                    continue
+                check_in = next_check - clock.monotonic()
+                if check_in <= 0:
+                    await self.check_bundles()
+                    next_check = clock.monotonic() + interval
+                    continue
+                await clock.sleep(min(due - now, check_in, WALL_RECHECK_S))
         finally:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown, wait=True)
@@ -240,8 +262,11 @@ class Analytics:
 
     async def run_hour(self) -> None:
         """One hourly run of every configured model; a failure of one is logged, not fatal."""
+        started = self._clock.wall_time()
         self.stats.runs += 1
-        hour = _hour(self._now())
+        self.stats.last_run_at = started
+        self.stats.next_run_at = next_run_after(started)
+        hour = _hour(started)
         for state in self.demand.values():
             await self._guarded(self._forecast(state, hour), f"demand {state.config.name}")
         for meter in self.meters.values():
@@ -340,7 +365,7 @@ class Analytics:
         label = f"{card.name} {card.version} {card.sha256[:12]}"
         forecast = Forecast(
             series=series.name,
-            issued_at=self._now(),
+            issued_at=self._clock.wall_time(),
             start=float(hour),
             values=values,
             model=label,
@@ -440,7 +465,7 @@ class Analytics:
         last = float(scored.score[-1])
         state.score = None if math.isnan(last) else last
         device = state.meter.split(":")[0]
-        at = self._now()
+        at = self._clock.wall_time()
         if bool(scored.flag[-1]):
             state.ordinary_run = 0
             state.alarmed = True
@@ -525,7 +550,7 @@ class Analytics:
         state.score = verdict.score
         state.reason = verdict.reason
         name = state.config.name
-        at = self._now()
+        at = self._clock.wall_time()
         if verdict.away:
             # An outing: nothing is raised, and an alert raised before the door opened is not
             # cleared either (no use came back; the one who opened it may be answering it).
@@ -566,6 +591,8 @@ class Analytics:
         return {
             "models": slots,
             "runs": self.stats.runs,
+            "last_run_at": self.stats.last_run_at,
+            "next_run_at": self.stats.next_run_at or None,
             "forecasts": self.stats.forecasts,
             "failures": self.stats.failures,
             "bundles_refused": self.stats.bundles_refused,

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +30,7 @@ from firmware_bridge.readings import Reading
 
 if TYPE_CHECKING:
     from edge.alerts import AlertBook
+    from edge.clock import Clock
     from edge.pipeline import Pipeline
     from edge.store import Store
 
@@ -55,16 +54,19 @@ class DoorSensors:
         pipeline: Pipeline,
         book: AlertBook,
         *,
-        wall_clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
+        """``clock`` is the gateway's (default: the store's)."""
         self.config = config
         self._store = store
         self._pipeline = pipeline
         self._book = book
-        self._wall = wall_clock
-        self._monotonic = monotonic
-        self._alerts = DoorAlerts(config.sensors, book, monotonic=monotonic, wall_clock=wall_clock)
+        self._clock = clock = store.clock if clock is None else clock
+        self._wall = clock.wall_time
+        self._monotonic = clock.monotonic
+        self._alerts = DoorAlerts(
+            config.sensors, book, monotonic=clock.monotonic, wall_clock=clock.wall_time
+        )
         self._last_readings: dict[str, float] = {}  # sensor name -> monotonic time
         self._last_battery: dict[str, float] = {}
         self._refused: deque[tuple[AccessEvent, tuple[str, str]]] = deque(maxlen=10_000)
@@ -113,7 +115,7 @@ class DoorSensors:
                 event="opened" if frame.door_open else "closed",
                 credential_ref=None,
                 wall_time=frame.time,
-                monotonic_ns=time.monotonic_ns(),
+                monotonic_ns=self._clock.monotonic_ns(),
             )
             self._submit_event(event, (cursor_key(tracker.spec.mac), tracker.resume().encode()))
         battery_changed = (
@@ -150,7 +152,7 @@ class DoorSensors:
             values["rssi"] = float(frame.rssi)
         if tracker.door_open is not None:
             values["door_open"] = 1.0 if tracker.door_open else 0.0
-        stamp = time.monotonic_ns()
+        stamp = self._clock.monotonic_ns()
         for point, value in values.items():
             self._pipeline.submit(
                 Reading(
@@ -165,7 +167,7 @@ class DoorSensors:
 
     async def _tick_forever(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            await self._clock.sleep(TICK_S)
             while self._refused:
                 event, cursor = self._refused[0]
                 if not self._pipeline.submit_access(event, cursor):

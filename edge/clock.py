@@ -29,11 +29,12 @@ row-id ranges, not by wall-time ranges (see ``edge.store.summaries``).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,12 +75,17 @@ def clock_synchronised() -> bool:
     return state not in (-1, _TIME_ERROR)
 
 
-class Clock:
-    """Stamps records. Checks clock synchronisation at most every ``recheck_s`` seconds.
+Sleep = Callable[[float], Awaitable[None]]
 
-    The time sources can be replaced (tests use a fake clock): ``wall`` returns seconds since the
-    epoch, ``monotonic_ns`` nanoseconds of this boot, ``synchronised`` whether the wall clock is
-    synchronised.
+
+class Clock:
+    """The gateway's one clock: wall and monotonic time, waiting, and record stamps. Checks clock
+    synchronisation at most every ``recheck_s`` seconds.
+
+    Every service that waits or schedules takes the gateway's clock, so that a test can run a
+    whole gateway in virtual time. The time sources can be replaced: ``wall`` returns seconds
+    since the epoch, ``monotonic_ns`` nanoseconds of this boot, ``sleep`` waits a number of
+    seconds of that monotonic time, ``synchronised`` says whether the wall clock is synchronised.
     """
 
     def __init__(
@@ -88,12 +94,14 @@ class Clock:
         recheck_s: float = 60.0,
         wall: Callable[[], float] = time.time,
         monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        sleep: Sleep = asyncio.sleep,
         synchronised: Callable[[], bool] = clock_synchronised,
         boot_id: str | None = None,
     ) -> None:
         self.boot_id = read_boot_id() if boot_id is None else boot_id
         self._wall = wall
         self._monotonic_ns = monotonic_ns
+        self.sleep = sleep
         self._synchronised = synchronised
         self._recheck_ns = int(recheck_s * 1e9)
         self._offset: float | None = None
@@ -121,6 +129,14 @@ class Clock:
 
     def wall_time(self) -> float:
         return self._wall()
+
+    def monotonic_ns(self) -> int:
+        """Nanoseconds of this boot's monotonic clock."""
+        return self._monotonic_ns()
+
+    def monotonic(self) -> float:
+        """Seconds of this boot's monotonic clock."""
+        return self._monotonic_ns() / 1e9
 
     def stamp(self) -> Stamp:
         return Stamp(self._wall(), self.boot_id, self._monotonic_ns(), self.synced())

@@ -1,7 +1,8 @@
 """The gateway daemon: one root task group of services, started and stopped in order.
 
 Start: open the store, load the active alerts, then start the store writer, the local publisher,
-the sync client, the summariser, the local web app and, last, acquisition (the field-bus owners).
+the sync client, the housekeeping, the local web app and, last, acquisition (the field-bus owners).
+Every service that waits or schedules takes the gateway's one ``Clock``.
 Stop (SIGTERM or Ctrl-C): acquisition first, then the writer flushes what is queued (bounded by
 ``SHUTDOWN_TIMEOUT_S``), then the rest is cancelled. What was committed to the store is never lost:
 the outbox is on disk and the sync client resumes it at the next start.
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -29,11 +29,13 @@ from cloud_sync.client import SyncClient
 from edge import systemd
 from edge.alerts import Alert, AlertBook
 from edge.asgi import serve_app
+from edge.clock import Clock
 from edge.mqtt import AlertPublisher
 from edge.pipeline import Pipeline
 from edge.rules import GateFaultRule, Rule, VoltageRule
 from edge.schemas import GateSection, GatewayConfig, ModbusDeviceSection, UplinkSection
 from edge.store import Quota, Retention, Store
+from edge.store.housekeeping import Housekeeper
 from edge.web import create_local_app
 from firmware_bridge.modbus.bus import (
     DeviceSpec,
@@ -64,19 +66,26 @@ SHUTDOWN_TIMEOUT_S = 8.0
 RECANCEL_S = 1.0
 CREDENTIAL_KEY_FILE = "credential-key"
 """In the state folder: the key of the credential pseudonyms (docs/gate-controller.md)."""
-SUMMARY_GRACE_S = 5.0
 
 
 class Gateway:
     """A running gateway. ``run`` returns once ``stop`` is set and everything is flushed."""
 
     def __init__(
-        self, config: GatewayConfig, *, uplink_transport: httpx.AsyncBaseTransport | None = None
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Clock | None = None,
+        uplink_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``uplink_transport`` replaces the sync client's network transport (fault injection)."""
+        """``clock`` is the one clock of every service that waits or schedules (default: the
+        system's); ``uplink_transport`` replaces the sync client's network transport (fault
+        injection)."""
         self.config = config
+        self.clock = Clock() if clock is None else clock
         self._uplink_transport = uplink_transport
-        self.started_at = time.time()
+        self.started_at = self.clock.wall_time()
+        self.housekeeper: Housekeeper | None = None
         self.ready = asyncio.Event()
         self._store: Store | None = None
         self._book = AlertBook()
@@ -101,7 +110,7 @@ class Gateway:
         return {
             "gateway": cfg.id,
             "site": cfg.site,
-            "uptime_s": round(time.time() - self.started_at, 1),
+            "uptime_s": round(self.clock.wall_time() - self.started_at, 1),
             "ready": self.ready.is_set(),
             "modbus": [bus.status() for bus in self._buses],
             "pipeline": None if self._pipeline is None else asdict(self._pipeline.stats()),
@@ -131,7 +140,7 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
-        async with open_store(config) as store:
+        async with open_store(config, self.clock) as store:
             self._store = store
             self._book = AlertBook(await store.active_alerts())
             if config.mqtt.enabled:
@@ -168,12 +177,17 @@ class Gateway:
             }
             if config.uplink is not None and config.uplink.enabled:
                 self._sync = build_sync_client(
-                    config, store, config.uplink, transport=self._uplink_transport
+                    config, store, config.uplink, clock=self.clock, transport=self._uplink_transport
                 )
+            self.housekeeper = Housekeeper(
+                store,
+                summary_interval_s=config.store.summary_interval_s,
+                interval_s=config.store.housekeeping_interval_s,
+            )
 
             async with asyncio.TaskGroup() as tasks:
                 writer = tasks.create_task(pipeline.run(), name="store-writer")
-                services = [tasks.create_task(self._summarise_forever(), name="summariser")]
+                services = [tasks.create_task(self.housekeeper.run(), name="housekeeping")]
                 producers: list[asyncio.Task[None]] = []  # submit to the pipeline, like buses
                 if self._publisher is not None:
                     services.append(tasks.create_task(self._publisher.run(), name="mqtt"))
@@ -182,12 +196,14 @@ class Gateway:
                 if config.models.enabled:
                     from edge.analytics import Analytics
 
-                    self.analytics = Analytics(config, store, pipeline)
+                    self.analytics = Analytics(config, store, pipeline, clock=self.clock)
                     producers.append(tasks.create_task(self.analytics.run(), name="analytics"))
                 if config.ble.enabled:
                     from edge.ble import DoorSensors
 
-                    self.doors = DoorSensors(config.ble, store, pipeline, self._book)
+                    self.doors = DoorSensors(
+                        config.ble, store, pipeline, self._book, clock=self.clock
+                    )
                     producers.append(tasks.create_task(self.doors.run(), name="ble"))
                 if config.local_api.enabled:
                     web_started = asyncio.Event()
@@ -246,27 +262,8 @@ class Gateway:
             },
         )
 
-    async def _summarise_forever(self) -> None:
-        """Store housekeeping: the quota every ``housekeeping_interval_s``; wall-time correction,
-        summaries and retention once a summary period has closed (or the wall clock jumped)."""
-        store = self._store
-        assert store is not None  # set by run() before this starts
-        interval = self.config.store.summary_interval_s
-        next_summary = 0.0
-        while True:
-            now = time.time()
-            try:
-                if not next_summary - interval - SUMMARY_GRACE_S <= now < next_summary:
-                    await store.housekeep(now=now, interval_s=interval, grace_s=SUMMARY_GRACE_S)
-                    next_summary = (now // interval + 1) * interval + SUMMARY_GRACE_S
-                else:
-                    await store.enforce_quota()
-            except Exception:
-                log.exception("store housekeeping failed; will try again")
-            await asyncio.sleep(self.config.store.housekeeping_interval_s)
 
-
-def open_store(config: GatewayConfig) -> Store:
+def open_store(config: GatewayConfig, clock: Clock | None = None) -> Store:
     cfg = config.store
     counters = frozenset(
         (device.name, point)
@@ -276,6 +273,7 @@ def open_store(config: GatewayConfig) -> Store:
     return Store(
         config.database_path,
         gateway_id=config.gateway.id,
+        clock=clock,
         quota=Quota(max_bytes=cfg.max_bytes, min_free_bytes=cfg.min_free_bytes),
         retention=Retention(
             reading_s=cfg.reading_retention_s,
@@ -364,8 +362,10 @@ def build_sync_client(
     store: Store,
     uplink: UplinkSection,
     *,
+    clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> SyncClient:
+    clock = store.clock if clock is None else clock
     if uplink.token is not None:
         token = uplink.token
     else:
@@ -385,6 +385,8 @@ def build_sync_client(
         timeout_s=uplink.timeout_s,
         backoff_max_s=uplink.backoff_max_s,
         transport=transport,
+        sleep=clock.sleep,
+        clock=clock.monotonic,
     )
 
 

@@ -1,13 +1,13 @@
 """A week without the central API: the quota holds, every alert arrives afterwards, evictions count.
 
 A small building (5 meters x 13 points, polled every 10 minutes) writes through a real ``Store`` on
-a real SQLite file with a 2 MiB quota, on a fake clock, for 7 simulated days: 65,520 readings and
+a real SQLite file with a 2 MiB quota, in virtual time, for 7 simulated days: 65,520 readings and
 about 10,900 hourly summaries, several times what the quota holds, so the store evicts in the
 written order (``edge.store.eviction``): readings, local summary copies and cleared alerts, then
 the oldest unsynced summaries. 21 alert changes are raised and cleared at known moments through
-``AlertBook``; housekeeping runs every 10 simulated minutes as the daemon runs it (the whole of it
-once an hour has closed, else the quota only); a sync client tries the central API every 6
-simulated hours and finds nothing listening.
+``AlertBook``; the gateway's own housekeeping service runs on that virtual clock, every 10
+simulated minutes (the whole of it once an hour has closed, else the quota only); a sync client
+tries the central API every 6 simulated hours and finds nothing listening.
 
 After the week a real central API starts (uvicorn on 127.0.0.1, SQLite) and a real ``SyncClient``
 drains the outbox. Then: every alert change is in the alerts feed exactly once; the eviction
@@ -42,13 +42,15 @@ from cloud_sync.central.admin import init_db, make_engine, register_gateway, reg
 from cloud_sync.client import SyncClient
 from edge.alerts import Alert, AlertBook, alert_key
 from edge.store import Quota, Store
+from edge.store.housekeeping import Housekeeper
 from edge.store.quota import MiB
 from firmware_bridge.events import AccessEvent
 from firmware_bridge.readings import Reading
 from nbedge.errors import UplinkUnavailable
 from tests.cloud_sync.conftest import serving
-from tests.conftest import free_port
-from tests.edge.test_clock import NS, FakeTime
+from tests.conftest import free_port, wait_until
+from tests.edge.test_clock import NS
+from tests.support.clocks import VirtualTime
 
 SITE = "site-1"
 GATEWAY = "gw-1"
@@ -77,7 +79,6 @@ QUOTA = Quota(max_bytes=2 * MiB, min_free_bytes=0)  # the daemon's check_every_r
 POLL_EVERY_MIN = 10
 HOUSEKEEPING_EVERY_MIN = 10
 PROBE_EVERY_MIN = 6 * 60
-SUMMARY_GRACE_S = 5.0
 REPORTED_KINDS = ("reading", "summary", "alert", "access")
 """Evicted kinds that ``edge.store.eviction`` reports to the central API (steps 1, 2, 5, 6)."""
 DRAIN_TIMEOUT_S = 60.0
@@ -189,71 +190,77 @@ class Week:
     probes_refused: int = 0
 
 
-async def simulate_week(store: Store, fake: FakeTime, path: Path) -> Week:
-    """7 days of polls, alerts and housekeeping; the uplink is probed and never answers."""
+async def simulate_week(store: Store, virtual: VirtualTime, path: Path) -> Week:
+    """7 days of polls, alerts and the gateway's own housekeeping service, in virtual time; the
+    uplink is probed and never answers."""
     week = Week()
     book = AlertBook()
-    next_summary = 0.0
+    housekeeper = Housekeeper(
+        store, summary_interval_s=HOUR, interval_s=HOUSEKEEPING_EVERY_MIN * MINUTE
+    )
     nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    async with SyncClient(
-        store,
-        base_url=nobody,
-        token="gateway-token-that-nobody-checks",
-        gateway_id=GATEWAY,
-        site_id=SITE,
-        timeout_s=2.0,
-        drain_jitter_s=0.0,
-    ) as probe:
+    async with (
+        SyncClient(
+            store,
+            base_url=nobody,
+            token="gateway-token-that-nobody-checks",
+            gateway_id=GATEWAY,
+            site_id=SITE,
+            timeout_s=2.0,
+            drain_jitter_s=0.0,
+        ) as probe,
+        asyncio.TaskGroup() as tasks,
+    ):
+        service: asyncio.Task[None] | None = None
         for minute in range(0, MINUTES, POLL_EVERY_MIN):
             at = T0 + minute * MINUTE
-            fake.advance(at - fake.now)
+            await virtual.advance(at - virtual.time())
             changes = alert_changes(book, minute, at)
             swelling = {a.key for a in book.active()}  # after this minute's changes
-            readings = poll(minute, at, fake.mono_ns, swelling)
-            doors = access_events(minute, at, fake.mono_ns)
-            fake.advance(10.0)  # the poll, the door and the pipeline's batch delay
+            readings = poll(minute, at, virtual.monotonic_ns(), swelling)
+            doors = access_events(minute, at, virtual.monotonic_ns())
+            await virtual.advance(10.0)  # the poll, the door and the pipeline's batch delay
             await store.write(readings, changes, access=doors)
             week.readings_written += len(readings)
             week.access_written += doors
             week.alert_changes += changes
             week.peak_bytes_between_checks = max(week.peak_bytes_between_checks, file_bytes(path))
 
-            if minute % HOUSEKEEPING_EVERY_MIN == 0:
-                fake.advance(30.0)
-                next_summary = await housekeeping_pass(store, week, fake.now, next_summary)
-                # Right after a check the store is within its quota, WAL included, measured as
-                # StoreStats.bytes measures it (compared with it every simulated hour).
-                assert file_bytes(path) <= QUOTA.max_bytes, (minute, file_bytes(path))
-                if minute % 60 == 0:
-                    stats = await store.stats()
-                    assert stats.bytes == file_bytes(path) <= QUOTA.max_bytes, (minute, stats)
+            # The housekeeping service wakes 40 s after every tenth minute (it started then).
+            await virtual.advance(30.0)
+            if service is None:
+                service = tasks.create_task(housekeeper.run(), name="housekeeping")
+                await wait_until(lambda: virtual.asleep({"housekeeping"}), timeout_s=30)
+            checked(housekeeper)
+            # Right after a check the store is within its quota, WAL included, measured as
+            # StoreStats.bytes measures it (compared with it every simulated hour).
+            assert file_bytes(path) <= QUOTA.max_bytes, (minute, file_bytes(path))
+            if minute % 60 == 0:
+                stats = await store.stats()
+                assert stats.bytes == file_bytes(path) <= QUOTA.max_bytes, (minute, stats)
+            week.evicting_passes += bool(housekeeper.last_quota and housekeeper.last_quota.evicted)
 
             if (minute + POLL_EVERY_MIN) % PROBE_EVERY_MIN == 0:
                 with pytest.raises(UplinkUnavailable):
                     await probe.sync_once()
                 week.probes_refused += 1
 
-        # The week is over: the last hour closes and is summarised.
-        fake.advance(T0 + MINUTES * MINUTE + 30.0 - fake.now)
-        await housekeeping_pass(store, week, fake.now, next_summary)
+        # The week is over: the last hour closes and is summarised at the next wake.
+        await virtual.advance(T0 + MINUTES * MINUTE + 40.0 - virtual.time())
+        checked(housekeeper)
         assert (await store.stats()).bytes <= QUOTA.max_bytes
+        assert service is not None
+        service.cancel()
+    week.summaries_written = housekeeper.summaries
+    week.housekeeping_passes = housekeeper.passes + housekeeper.checks
     return week
 
 
-async def housekeeping_pass(store: Store, week: Week, now: float, next_summary: float) -> float:
-    """What ``Gateway._summarise_forever`` does each time it wakes: the whole housekeeping once a
-    summary period has closed, else the quota only. Returns when the next period closes."""
-    if not next_summary - HOUR - SUMMARY_GRACE_S <= now < next_summary:
-        done = await store.housekeep(now=now, interval_s=HOUR, grace_s=SUMMARY_GRACE_S)
-        week.summaries_written += done.summaries
-        report = done.quota
-        next_summary = (now // HOUR + 1) * HOUR + SUMMARY_GRACE_S
-    else:
-        report = await store.enforce_quota()
+def checked(housekeeper: Housekeeper) -> None:
+    """The housekeeping service's last quota check left the store within its quota."""
+    report = housekeeper.last_quota
+    assert report is not None
     assert report.after.used_bytes <= QUOTA.max_bytes, report
-    week.housekeeping_passes += 1
-    week.evicting_passes += bool(report.evicted)
-    return next_summary
 
 
 @dataclass(frozen=True)
@@ -349,11 +356,9 @@ def store_meta(path: Path) -> tuple[dict[str, str], str]:
 
 async def test_a_week_without_the_central_api(tmp_path: Path) -> None:
     path = tmp_path / "gw.db"
-    fake = FakeTime(T0, synced=True)
-    async with Store(
-        path, gateway_id=GATEWAY, clock=fake.clock(recheck_s=60), quota=QUOTA
-    ) as store:
-        week = await simulate_week(store, fake, path)
+    virtual = VirtualTime(T0)
+    async with Store(path, gateway_id=GATEWAY, clock=virtual.clock(), quota=QUOTA) as store:
+        week = await simulate_week(store, virtual, path)
         before = await store.stats()
         with central_api(tmp_path) as api:
             sync, waits = await drain(store, api)

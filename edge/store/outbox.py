@@ -7,7 +7,6 @@ is never reused, even after the rows it numbered were acknowledged or evicted.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 
 from edge.store import records
@@ -27,13 +26,18 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
 
 
 def enqueue(
-    conn: sqlite3.Connection, id_prefix: str, kind: str, builders: Sequence[Callable[[str], str]]
+    conn: sqlite3.Connection,
+    id_prefix: str,
+    kind: str,
+    builders: Sequence[Callable[[str], str]],
+    *,
+    now: float,
 ) -> None:
-    """Append one outbox row per builder (called with the record id, returns the wire JSON)."""
+    """Append one outbox row per builder (called with the record id, returns the wire JSON);
+    ``now`` (wall time) is when they were queued."""
     if not builders:
         return
     seq = int(meta(conn, "outbox_seq"))
-    now = time.time()
     rows = []
     for build in builders:
         seq += 1

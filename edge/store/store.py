@@ -23,7 +23,6 @@ import functools
 import logging
 import shutil
 import sqlite3
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -103,7 +102,6 @@ class Store:
         self._disk_usage = disk_usage
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite_utils.Database | None = None
-        self._monotonic: Callable[[], float] = time.monotonic
         self._rows_since_check = 0
         self._corrected_upto = 0
 
@@ -286,7 +284,13 @@ class Store:
 
     def _enqueue(self, kind: str, builders: Sequence[Callable[[str], str]]) -> None:
         """Append outbox rows inside the caller's transaction; ids are gateway:store:sequence."""
-        outbox.enqueue(self._conn, f"{self.gateway_id}:{self.store_id}", kind, builders)
+        outbox.enqueue(
+            self._conn,
+            f"{self.gateway_id}:{self.store_id}",
+            kind,
+            builders,
+            now=self.clock.wall_time(),
+        )
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -348,7 +352,7 @@ class Store:
             self._disk_usage,
             enqueue=self._enqueue,
             stamp=stamp,
-            lease_now=self._monotonic(),
+            lease_now=self.clock.monotonic(),
         )
 
     # --- outbox (cloud_sync.outbox.Outbox) -------------------------------------------------
@@ -357,7 +361,7 @@ class Store:
         return await self._run(self._claim, max_records, lease_s)
 
     def _claim(self, max_records: int, lease_s: float) -> list[OutboxRecord]:
-        now = self._monotonic()
+        now = self.clock.monotonic()
         conn = self._conn
         with transaction(conn):
             rows = conn.execute(

@@ -175,7 +175,12 @@ async def running(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
         changes: list[Alert] = []
         pipeline = Pipeline(store, rules=[], book=book, on_alert=changes.append)
         writer = asyncio.create_task(pipeline.run())
-        analytics = Analytics(config, store, pipeline, now=lambda: NOW_HOUR + 60.0)
+        analytics = Analytics(
+            config,
+            store,
+            pipeline,
+            clock=Clock(wall=lambda: NOW_HOUR + 60.0, synchronised=lambda: True),
+        )
         try:
             yield Running(config, store, pipeline, book, changes, analytics)
         finally:
@@ -307,7 +312,12 @@ async def test_a_new_bundle_swaps_in_a_bad_one_is_refused_and_invalid_output_rol
     clock = Clock(synchronised=lambda: True)
     async with Store(config.database_path, gateway_id="gw", clock=clock) as store:
         pipeline = Pipeline(store, rules=[], book=AlertBook(), on_alert=lambda _: None)
-        analytics = Analytics(config, store, pipeline, now=lambda: NOW_HOUR + 60.0)
+        analytics = Analytics(
+            config,
+            store,
+            pipeline,
+            clock=Clock(wall=lambda: NOW_HOUR + 60.0, synchronised=lambda: True),
+        )
         running = Running(config, store, pipeline, AlertBook(), [], analytics)
         await analytics.start()
         slot = analytics.slots["anomaly"]

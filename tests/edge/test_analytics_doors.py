@@ -105,7 +105,9 @@ async def afternoon(tmp_path: Path, doors: list[AccessEvent]) -> AsyncIterator[A
         pipeline = Pipeline(store, rules=[], book=AlertBook(), on_alert=changes.append)
         writer = asyncio.create_task(pipeline.run())
         now = [float(QUIET_FROM)]
-        analytics = Analytics(config, store, pipeline, now=lambda: now[0])
+        analytics = Analytics(
+            config, store, pipeline, clock=Clock(wall=lambda: now[0], synchronised=lambda: True)
+        )
         try:
             await analytics.start()
             yield Afternoon(store, changes, analytics, now)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: clocks, ports, waiting, builders."""
