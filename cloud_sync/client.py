@@ -6,6 +6,13 @@ One loop (``SyncClient.run``) claims a batch from the ``Outbox`` in the store's 
 and releases it otherwise. The central API de-duplicates on ``record_id``, so a batch whose answer
 was lost or garbled is simply sent again.
 
+Before it sends, the client asks the central API which wire versions and record kinds it takes
+(``GET /v1/wire``; none there: a central API of version 1), sends the newest version both speak
+and claims only those kinds. A record the central API refuses (named in a version 2 answer, or
+found by halving a batch that a version 1 central API refused whole) is set aside in the outbox,
+counted and reported (``on_set_aside``), and the rest flow; set-aside records are sent again
+once the terms change, that is once either side is upgraded.
+
 A batch holds at most ``batch_max_records`` records and ``batch_max_bytes`` bytes of JSON before
 compression; the records that do not fit go back to the outbox for the next batch. A record larger
 than ``batch_max_bytes`` on its own is still sent, alone.
@@ -16,9 +23,10 @@ the drain starts after a random delay of up to ``drain_jitter_s``: a fleet comin
 together reaches the central API spread out, not all at once.
 
 Failures are grouped as ``nbedge.errors`` says: ``UplinkUnavailable`` (no connection, timeout,
-408, 429, 5xx; carries ``Retry-After``) and ``UplinkRejected`` (any other 4xx). ``run`` meets
-both with jittered exponential backoff, honours ``Retry-After``, and logs when the uplink goes
-down or comes back up, not at every attempt.
+408, 429, 5xx; carries ``Retry-After``) and ``UplinkRejected`` (401, 403 and other refusals of
+the gateway itself, not of a record). ``run`` meets both with jittered exponential backoff, at
+most ``URGENT_RETRY_S`` while a critical alert waits, honours ``Retry-After``, and logs when the
+uplink goes down or comes back up, not at every attempt.
 
 Usage::
 
@@ -38,7 +46,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
@@ -47,15 +55,26 @@ from typing import Self
 import httpx
 
 import nbedge
-from cloud_sync.outbox import Outbox, OutboxRecord
-from cloud_sync.schemas import MAX_RECORDS_PER_BATCH, SCHEMA_VERSION, IngestResult
+from cloud_sync.outbox import Outbox, OutboxRecord, RefusalReason, SetAside
+from cloud_sync.schemas import (
+    MAX_RECORDS_PER_BATCH,
+    RECORD_KINDS,
+    SCHEMA_VERSIONS,
+    IngestResult,
+    WireTerms,
+)
 from nbedge.errors import UplinkRejected, UplinkUnavailable
 
-__all__ = ["Clock", "Sleep", "SyncClient", "SyncStatus", "UplinkState"]
+__all__ = ["Clock", "Sleep", "SyncClient", "SyncStatus", "UplinkState", "WireAgreement"]
 
 log = logging.getLogger(__name__)
 
 INGEST_PATH = "/v1/ingest"
+WIRE_PATH = "/v1/wire"
+TERMS_RECHECK_S = 3600.0
+"""The central API's terms are asked again this often, and after every failure to reach it."""
+URGENT_RETRY_S = 15.0
+"""While a critical alert waits, the wait after a failure is at most this (or ``Retry-After``)."""
 BACKOFF_INITIAL_S = 1.0
 RETRY_AFTER_CAP_S = 3600.0
 """A ``Retry-After`` longer than this is taken as this: a typo on the server must not stall us."""
@@ -65,6 +84,13 @@ LONG_OUTAGE_S = 60.0
 DRAIN_BURST_S = 1.0
 """The drain's token bucket holds this many seconds' worth of records."""
 _RETRYABLE_4XX = frozenset({408, 425, 429})
+_PER_RECORD: dict[int, dict[int, RefusalReason]] = {
+    1: {400: "undecodable", 413: "too_large", 422: "invalid"},
+    2: {400: "undecodable", 413: "too_large"},
+}
+"""By wire version, the refusals of a whole batch that may be one record's doing: the batch is
+halved until that record is found (version 2 names invalid records itself; a 422 there is the
+envelope's, the gateway's own)."""
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -80,6 +106,18 @@ class UplinkState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class WireAgreement:
+    """What this gateway and its central API agreed on: the version of the batches, the record
+    kinds sent, and a fingerprint of both sides' versions (what set-aside records remember)."""
+
+    schema_version: int
+    kinds: tuple[str, ...]
+    central_version: str | None
+    """The central API's release, or None for one of wire version 1 (no ``/v1/wire``)."""
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
 class SyncStatus:
     """A snapshot of the sync client, for ``nbedge doctor``, the local page and metrics."""
 
@@ -90,6 +128,12 @@ class SyncStatus:
     last_error: str | None
     last_success: datetime | None
     """Wall time (UTC) of the last acknowledged batch."""
+    wire: WireAgreement | None = None
+    records_refused: int = 0
+    """Records the central API refused since start (each set aside in the outbox)."""
+    set_aside: int = 0
+    """Records set aside in the outbox now, as last counted."""
+    last_refusal: str | None = None
 
 
 class SyncClient:
@@ -99,7 +143,9 @@ class SyncClient:
     ``drain_jitter_s=0`` starts a drain at once. ``transport`` replaces httpx's network transport
     (tests inject faults with it); ``sleep`` replaces ``asyncio.sleep`` for every wait of ``run``
     and ``clock`` (seconds, monotonic) the clock of the rate limit and of outage lengths;
-    ``rng`` makes the jitter reproducible. Use one ``sync_once`` or ``run`` at a time per client.
+    ``rng`` makes the jitter reproducible; ``on_set_aside(count, last_refusal)`` is called with
+    the number of records set aside whenever it may have changed (the gateway raises an alert
+    while it is not 0). Use one ``sync_once`` or ``run`` at a time per client.
     """
 
     def __init__(
@@ -122,6 +168,7 @@ class SyncClient:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
+        on_set_aside: Callable[[int, str | None], None] | None = None,
     ) -> None:
         if not 1 <= batch_max_records <= MAX_RECORDS_PER_BATCH:
             raise ValueError(f"batch_max_records must be within 1..{MAX_RECORDS_PER_BATCH}")
@@ -136,7 +183,8 @@ class SyncClient:
         self._outbox = outbox
         self._base_url = base_url
         self._token = token
-        self._batch_head = _batch_head(gateway_id, site_id).encode()
+        self._gateway_id = gateway_id
+        self._site_id = site_id
         self._batch_max_records = batch_max_records
         self._batch_max_bytes = batch_max_bytes
         self._drain_jitter_s = drain_jitter_s
@@ -155,6 +203,10 @@ class SyncClient:
         )
         self._http: httpx.AsyncClient | None = None
         self._status = SyncStatus(UplinkState.UNKNOWN, 0, 0, 0, None, None)
+        self._on_set_aside = on_set_aside
+        self._wire: WireAgreement | None = None
+        self._wire_until = 0.0
+        self._fingerprint_resent: str | None = None
 
     async def __aenter__(self) -> Self:
         if self._http is not None:
@@ -198,6 +250,8 @@ class SyncClient:
                     if now - down_since >= LONG_OUTAGE_S:
                         start_delay_due = True
                     delay = self._backoff_s(failures_in_a_row)
+                    if delay > URGENT_RETRY_S and await self._outbox.urgent_waiting():
+                        delay = self._random.uniform(URGENT_RETRY_S / 2, URGENT_RETRY_S)
                     if isinstance(exc, UplinkUnavailable) and exc.retry_after_s is not None:
                         delay = max(delay, exc.retry_after_s)
                     await self._sleep(delay)
@@ -225,23 +279,131 @@ class SyncClient:
 
     async def _deliver(self) -> tuple[int, bool]:
         """Deliver one batch: (records acknowledged, whether more records are waiting)."""
-        claimed = await self._outbox.claim(self._batch_max_records, self._lease_s)
-        if not claimed:
-            return 0, False
+        claimed: list[OutboxRecord] = []
         try:
-            count, body = self._encode(claimed)
-            if count < len(claimed):  # over the byte bound: the rest waits for the next batch
-                await self._outbox.release([record.record_id for record in claimed[count:]])
             async with self._connection() as http:
-                await self._post(http, body, count)
+                wire = await self._agree(http)
+                claimed = await self._outbox.claim(
+                    self._batch_max_records, self._lease_s, wire.kinds
+                )
+                if not claimed:
+                    return 0, False
+                count = self._fitting(claimed)
+                if count < len(claimed):  # over the byte bound: the rest waits for the next batch
+                    await self._outbox.release([record.record_id for record in claimed[count:]])
+                acked, refused = await self._send(http, claimed[:count], wire)
         except BaseException as exc:
             if isinstance(exc, UplinkUnavailable | UplinkRejected):
                 self._failed(exc)
-            await self._release([record.record_id for record in claimed])
+                if isinstance(exc, UplinkUnavailable):
+                    self._wire = None  # ask again: the central API may have been upgraded
+            if claimed:
+                await self._release([record.record_id for record in claimed])
             raise
-        await self._outbox.ack([record.record_id for record in claimed[:count]])
-        self._succeeded(count)
-        return count, count < len(claimed) or len(claimed) == self._batch_max_records
+        await self._outbox.ack(acked)
+        if refused:
+            await self._set_aside(refused, wire)
+        self._succeeded(len(acked))
+        return len(acked), count < len(claimed) or len(claimed) == self._batch_max_records
+
+    async def _send(
+        self, http: httpx.AsyncClient, records: Sequence[OutboxRecord], wire: WireAgreement
+    ) -> tuple[list[str], list[SetAside]]:
+        """Post ``records`` as one batch: the ids the central API accounted for, and the records
+        it refused. A refusal of the whole batch that one record may cause is narrowed down by
+        halving the batch until that record stands alone."""
+        try:
+            result = await self._post(http, self._body(records, wire), len(records))
+        except UplinkRejected as exc:
+            reason = _PER_RECORD[wire.schema_version].get(exc.status)
+            if reason is None:
+                raise
+            if len(records) == 1:
+                return [], [SetAside(records[0].record_id, reason, exc.detail[:500])]
+            half = len(records) // 2
+            first_ok, first_refused = await self._send(http, records[:half], wire)
+            rest_ok, rest_refused = await self._send(http, records[half:], wire)
+            return first_ok + rest_ok, first_refused + rest_refused
+        refused = {refusal.index: refusal for refusal in result.refused}
+        return (
+            [record.record_id for i, record in enumerate(records) if i not in refused],
+            [
+                SetAside(records[i].record_id, refusal.reason, refusal.detail)
+                for i, refusal in sorted(refused.items())
+            ],
+        )
+
+    async def _set_aside(self, refused: Sequence[SetAside], wire: WireAgreement) -> None:
+        count = await self._outbox.set_aside(refused, wire.fingerprint)
+        last = f"{refused[-1].record_id}: {refused[-1].reason}: {refused[-1].detail}"
+        log.error(
+            "the central API refused %d records; set aside, the rest flows",
+            len(refused),
+            extra={"set_aside": count, "last": last[:300]},
+        )
+        old = self._status
+        self._status = replace(
+            old,
+            records_refused=old.records_refused + len(refused),
+            set_aside=count,
+            last_refusal=last[:500],
+        )
+        if self._on_set_aside is not None:
+            self._on_set_aside(count, self._status.last_refusal)
+
+    async def _agree(self, http: httpx.AsyncClient) -> WireAgreement:
+        """The terms agreed with the central API, asked again after ``TERMS_RECHECK_S``. Records
+        set aside under other terms (either side upgraded since) are sent again."""
+        if self._wire is not None and self._clock() < self._wire_until:
+            return self._wire
+        wire = await self._ask_terms(http)
+        if wire != self._status.wire:  # logged when it changes, not at every reconnection
+            log.info(
+                "wire version %d with the central API %s",
+                wire.schema_version,
+                wire.central_version or "of version 1",
+                extra={"kinds": list(wire.kinds)},
+            )
+        self._wire, self._wire_until = wire, self._clock() + TERMS_RECHECK_S
+        self._status = replace(self._status, wire=wire)
+        if wire.fingerprint != self._fingerprint_resent:
+            again = await self._outbox.resend_set_aside(wire.fingerprint)
+            self._fingerprint_resent = wire.fingerprint
+            if again:
+                log.info("sending again %d records set aside under earlier terms", again)
+                self._status = replace(self._status, set_aside=0)
+                if self._on_set_aside is not None:
+                    self._on_set_aside(0, None)
+        return wire
+
+    async def _ask_terms(self, http: httpx.AsyncClient) -> WireAgreement:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await http.get(WIRE_PATH)
+        except TimeoutError as exc:
+            raise UplinkUnavailable(f"no answer within {self._timeout_s:g} s") from exc
+        except httpx.TransportError as exc:
+            raise UplinkUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        if response.status_code in (404, 405):  # a central API of wire version 1
+            return _agreement(1, RECORD_KINDS, None)
+        if not response.is_success:
+            raise refusal(response)
+        try:
+            terms = WireTerms.model_validate_json(response.content)
+        except ValueError as exc:
+            raise UplinkUnavailable(
+                f"central API answered {response.status_code} to {WIRE_PATH} with a body that"
+                " is not its terms"
+            ) from exc
+        common = set(SCHEMA_VERSIONS) & set(terms.schema_versions)
+        if not common:
+            raise UplinkRejected(
+                409,
+                f"no wire version in common: the central API speaks {terms.schema_versions},"
+                f" this gateway {list(SCHEMA_VERSIONS)}; upgrade one of them",
+            )
+        kinds = tuple(kind for kind in RECORD_KINDS if kind in set(terms.record_kinds))
+        return _agreement(max(common), kinds, terms.api_version)
 
     async def _delay_drain_start(self) -> None:
         if self._drain_jitter_s <= 0:
@@ -274,29 +436,29 @@ class SyncClient:
             self._http = None
             await http.aclose()
 
-    def _encode(self, records: Sequence[OutboxRecord]) -> tuple[int, bytes]:
-        """How many of ``records`` fit in one batch, and that ``IngestBatch`` gzip-compressed.
-
-        The batch is joined from the stored payload texts, in claim order, up to
-        ``batch_max_bytes`` of JSON; the first record goes even if it alone is larger. The
-        payloads were validated when the gateway made them; the central API validates again.
-        Compressing a few hundred kB takes a few ms, acceptable on the event loop.
-        """
-        tail = b"]}"
-        size = len(self._batch_head) + len(tail)
-        parts: list[bytes] = []
+    def _fitting(self, records: Sequence[OutboxRecord]) -> int:
+        """How many of ``records``, in claim order, fit in one batch of ``batch_max_bytes`` of
+        JSON; the first goes even if it alone is larger."""
+        size = len(_batch_head(2, self._gateway_id, self._site_id)) + len(b"]}")
+        count = 0
         for record in records:
-            part = record.payload.encode()
-            grown = size + len(part) + (1 if parts else 0)
-            if parts and grown > self._batch_max_bytes:
+            grown = size + len(record.payload.encode()) + (1 if count else 0)
+            if count and grown > self._batch_max_bytes:
                 break
-            parts.append(part)
+            count += 1
             size = grown
-        text = self._batch_head + b",".join(parts) + tail
-        return len(parts), gzip.compress(text, compresslevel=GZIP_LEVEL)
+        return count
 
-    async def _post(self, http: httpx.AsyncClient, body: bytes, count: int) -> None:
-        """Post one batch of ``count`` records; return once the central API accounted for all.
+    def _body(self, records: Sequence[OutboxRecord], wire: WireAgreement) -> bytes:
+        """An ``IngestBatch`` of ``records``, gzip-compressed. The batch is joined from the stored
+        payload texts: validated when the gateway made them, and by the central API again.
+        Compressing a few hundred kB takes a few ms, acceptable on the event loop."""
+        head = _batch_head(wire.schema_version, self._gateway_id, self._site_id)
+        text = head + b",".join(record.payload.encode() for record in records) + b"]}"
+        return gzip.compress(text, compresslevel=GZIP_LEVEL)
+
+    async def _post(self, http: httpx.AsyncClient, body: bytes, count: int) -> IngestResult:
+        """Post one batch of ``count`` records; return the answer once it accounts for all.
 
         A 2xx whose body is not an ``IngestResult`` counting ``count`` records (a proxy's page,
         a truncated answer) is not an acknowledgement: ``UplinkUnavailable``, and sent again.
@@ -321,12 +483,15 @@ class SyncClient:
                 raise UplinkUnavailable(
                     f"central API answered {status} with a body that is not an IngestResult"
                 ) from exc
-            if result.accepted + result.duplicates != count:
-                raise UplinkUnavailable(
-                    f"central API accounted for {result.accepted + result.duplicates} of"
-                    f" {count} records"
-                )
-            return
+            indexes = {refusal.index for refusal in result.refused}
+            accounted = result.accepted + result.duplicates + len(result.refused)
+            if (
+                accounted != count
+                or len(indexes) != len(result.refused)
+                or max(indexes, default=0) >= count
+            ):
+                raise UplinkUnavailable(f"central API accounted for {accounted} of {count} records")
+            return result
         raise refusal(response)
 
     async def _release(self, record_ids: list[str]) -> None:
@@ -344,12 +509,11 @@ class SyncClient:
         old = self._status
         if old.state is not UplinkState.UP:
             log.info("uplink up: the central API acknowledged %d records", records)
-        self._status = SyncStatus(
+        self._status = replace(
+            old,
             state=UplinkState.UP,
             records_sent=old.records_sent + records,
             batches_sent=old.batches_sent + 1,
-            failures=old.failures,
-            last_error=old.last_error,
             last_success=datetime.now(UTC),
         )
 
@@ -361,14 +525,7 @@ class SyncClient:
                 log.warning("uplink down: %s; records stay buffered, retrying", exc)
             else:
                 log.error("uplink rejected: %s; records stay buffered until fixed", exc)
-        self._status = SyncStatus(
-            state=state,
-            records_sent=old.records_sent,
-            batches_sent=old.batches_sent,
-            failures=old.failures + 1,
-            last_error=str(exc),
-            last_success=old.last_success,
-        )
+        self._status = replace(old, state=state, failures=old.failures + 1, last_error=str(exc))
 
 
 class _TokenBucket:
@@ -397,13 +554,21 @@ class _TokenBucket:
             await self._sleep(-self._tokens / self._rate)
 
 
-def _batch_head(gateway_id: str, site_id: str) -> str:
+def _batch_head(version: int, gateway_id: str, site_id: str) -> bytes:
     """The start of an ``IngestBatch`` JSON text, up to the opening bracket of ``records``."""
     head = json.dumps(
-        {"schema_version": SCHEMA_VERSION, "gateway_id": gateway_id, "site_id": site_id},
+        {"schema_version": version, "gateway_id": gateway_id, "site_id": site_id},
         separators=(",", ":"),
     )
-    return head[:-1] + ',"records":['
+    return (head[:-1] + ',"records":[').encode()
+
+
+def _agreement(version: int, kinds: Sequence[str], central: str | None) -> WireAgreement:
+    fingerprint = (
+        f"central {central or 'wire-v1'} wire v{version} kinds {','.join(kinds)};"
+        f" gateway {nbedge.__version__}"
+    )
+    return WireAgreement(version, tuple(kinds), central, fingerprint)
 
 
 def refusal(response: httpx.Response) -> UplinkUnavailable | UplinkRejected:

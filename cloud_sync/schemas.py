@@ -1,9 +1,14 @@
-"""The wire schema between gateways and the central API, version 1.
+"""The wire schema between gateways and the central API, versions 1 and 2.
 
 A gateway posts an ``IngestBatch`` of records. Every record has a stable ``record_id`` chosen by the
 gateway, so that the central API can ignore a record it already holds and a retry is harmless.
 Every record carries the time contract: wall time (UTC), the boot it was taken in, a monotonic
 counter of that boot, and whether the clock was synchronised when it was taken.
+
+In version 1 a batch is stored whole or refused whole. In version 2 the central API judges each
+record: it stores the valid ones and names the ones it refuses, and why (``IngestResult.refused``).
+``GET /v1/wire`` (``WireTerms``) says which versions and record kinds a central API takes, so that
+each side can be upgraded first (docs/central-api.md, "Versions").
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""The newest wire version this code speaks."""
+SCHEMA_VERSIONS: Final = (1, 2)
+"""Every wire version this code speaks."""
 MAX_RECORDS_PER_BATCH = 1000
 INT64_MAX: Final = 2**63 - 1
 
@@ -215,21 +223,62 @@ Record = Annotated[
     Field(discriminator="kind"),
 ]
 
+RECORD_KINDS: Final = ("summary", "alert", "eviction", "access", "forecast")
+"""The record kinds of this wire schema (the discriminators of ``Record``)."""
+
+SchemaVersion = Literal[1, 2]
+
 
 class IngestBatch(_Wire):
     """What a gateway posts to ``POST /v1/ingest`` (JSON, optionally gzip-encoded)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     gateway_id: Identifier
     site_id: Identifier
     records: Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS_PER_BATCH)]
 
 
+class IngestEnvelope(_Wire):
+    """A batch as the central API reads it first: the envelope validated, each record left as
+    JSON to be judged on its own (version 2)."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    gateway_id: Identifier
+    site_id: Identifier
+    records: Annotated[list[Any], Field(min_length=1, max_length=MAX_RECORDS_PER_BATCH)]
+
+
+MAX_REFUSAL_DETAIL = 1000
+
+
+class RecordRefusal(_Wire):
+    """A record of a batch that the central API refuses, and why. ``index`` is its place in the
+    batch (from 0); ``record_id`` is given when the record has a readable one."""
+
+    index: Annotated[int, Field(ge=0, lt=MAX_RECORDS_PER_BATCH)]
+    record_id: RecordId | None = None
+    reason: Literal["unknown_kind", "invalid"]
+    """``unknown_kind``: this central API does not take the record's kind; ``invalid``: the
+    record breaks the wire schema (``detail`` says where)."""
+    detail: Annotated[str, Field(max_length=MAX_REFUSAL_DETAIL)]
+
+
 class IngestResult(_Wire):
-    """The central API's answer: how many records were new and how many it already held."""
+    """The central API's answer: how many records were new, how many it already held and, from
+    version 2, which it refused (``accepted + duplicates + len(refused)`` is the batch size)."""
 
     accepted: int
     duplicates: int
+    refused: list[RecordRefusal] = []
+
+
+class WireTerms(_Wire):
+    """``GET /v1/wire``: what a central API takes. A gateway sends the newest version both speak
+    and only the record kinds listed; ``api_version`` changes with every release."""
+
+    schema_versions: Annotated[list[int], Field(min_length=1, max_length=100)]
+    record_kinds: Annotated[list[Identifier], Field(max_length=100)]
+    api_version: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
 
 
 ClaimCode = Annotated[

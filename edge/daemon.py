@@ -27,7 +27,7 @@ import httpx
 
 from cloud_sync.client import SyncClient
 from edge import systemd
-from edge.alerts import Alert, AlertBook
+from edge.alerts import Alert, AlertBook, Verdict
 from edge.asgi import serve_app
 from edge.clock import Clock
 from edge.mqtt import AlertPublisher
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+REFUSED_RULE = "records_refused"
+"""Warning while records the central API refused are set aside (``cloud_sync.client``)."""
 SHUTDOWN_TIMEOUT_S = 8.0
 RECANCEL_S = 1.0
 CREDENTIAL_KEY_FILE = "credential-key"
@@ -136,6 +138,31 @@ class Gateway:
     def _gate_controllers(self) -> list[GateController]:
         return [controller for _, controller, _ in self._gates.values()]
 
+    def _records_refused(self, count: int, last: str | None) -> None:
+        """The sync client counted the records set aside: ``records_refused`` is active while
+        any are (a level finding; the book decides whether it changes)."""
+        if self._pipeline is None:
+            return
+        if count:
+            message = (
+                f"the central API refused {count} records, kept on the gateway and sent again"
+                f" after an upgrade; the rest flows. Last: {last}"
+            )
+        else:
+            message = "no record is refused by the central API any more"
+        self._pipeline.submit_verdict(
+            Verdict(
+                REFUSED_RULE,
+                self.config.gateway.id,
+                "uplink",
+                count > 0,
+                "warning",
+                message[:500],
+                float(count),
+                self.clock.wall_time(),
+            )
+        )
+
     # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -177,7 +204,12 @@ class Gateway:
             }
             if config.uplink is not None and config.uplink.enabled:
                 self._sync = build_sync_client(
-                    config, store, config.uplink, clock=self.clock, transport=self._uplink_transport
+                    config,
+                    store,
+                    config.uplink,
+                    clock=self.clock,
+                    transport=self._uplink_transport,
+                    on_set_aside=self._records_refused,
                 )
             self.housekeeper = Housekeeper(
                 store,
@@ -364,6 +396,7 @@ def build_sync_client(
     *,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    on_set_aside: Callable[[int, str | None], None] | None = None,
 ) -> SyncClient:
     clock = store.clock if clock is None else clock
     if uplink.token is not None:
@@ -387,6 +420,7 @@ def build_sync_client(
         transport=transport,
         sleep=clock.sleep,
         clock=clock.monotonic,
+        on_set_aside=on_set_aside,
     )
 
 

@@ -7,6 +7,7 @@
 | ``DecodeError``     | drop the input and count it                         |
 | ``UplinkUnavailable`` | keep the records buffered and retry later         |
 | ``UplinkRejected``  | keep the records buffered; a person must look       |
+|                     | (a refused record is set aside; the rest flows)     |
 | ``ModelRejected``   | keep the model in use; a person must look           |
 | ``InvalidOutput``   | go back to the previous model and count it          |
 
@@ -76,7 +77,9 @@ class UplinkUnavailable(NbedgeError):
 
 
 class UplinkRejected(NbedgeError):
-    """The central API refused a batch (4xx). Records stay buffered; a person must look."""
+    """The central API refused the gateway itself (401, 403, no wire version in common), not a
+    record of it (those are set aside, see ``cloud_sync.client``). Records stay buffered; a
+    person must look."""
 
     def __init__(self, status: int, detail: str) -> None:
         self.status = status

@@ -26,7 +26,7 @@ from cloud_sync.central.db import init_db, make_engine
 from cloud_sync.central.metrics import CONTENT_TYPE, CentralMetrics, MetricsMiddleware
 from cloud_sync.central.routes import api_router
 from cloud_sync.central.settings import CentralSettings
-from cloud_sync.schemas import IngestBatch
+from cloud_sync.schemas import RECORD_KINDS, SCHEMA_VERSIONS, IngestBatch, WireTerms
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,25 @@ def _openapi_with_wire_schemas(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def create_app(settings: CentralSettings) -> FastAPI:
-    """The central API for ``settings``; tables are created at startup if missing."""
+def current_terms() -> WireTerms:
+    """What this release of the central API takes: every wire version and record kind."""
+    return WireTerms(
+        schema_versions=list(SCHEMA_VERSIONS),
+        record_kinds=list(RECORD_KINDS),
+        api_version=nbedge.__version__,
+    )
+
+
+CURRENT_TERMS = current_terms()
+
+
+def create_app(settings: CentralSettings, *, wire: WireTerms | None = CURRENT_TERMS) -> FastAPI:
+    """The central API for ``settings``; tables are created at startup if missing.
+
+    ``wire`` is what it takes; fewer kinds or versions make it answer as an earlier release
+    would, and ``None`` as releases before wire version 2 (no ``/v1/wire``, version 1 only):
+    tests of version skew use them.
+    """
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
@@ -90,6 +107,7 @@ def create_app(settings: CentralSettings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
+    app.state.wire = wire
     app.include_router(api_router)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(DataError, _value_not_storable)

@@ -6,7 +6,7 @@ or hosts, scrape each one and sum in Prometheus. Prometheus's multiprocess mode 
 | metric | labels | what |
 |---|---|---|
 | ``nbedge_central_ingest_batches_total`` | | batches stored |
-| ``nbedge_central_ingest_records_total`` | ``result``: accepted, duplicate | records stored |
+| ``nbedge_central_ingest_records_total`` | ``result``: accepted, duplicate, refused | records |
 | ``nbedge_central_ingest_refused_total`` | ``reason`` | batches refused, by reason |
 | ``nbedge_central_claims_total`` | ``result`` | claim attempts: claimed, or why refused |
 | ``nbedge_central_http_request_duration_seconds`` | ``method``, ``route``, ``status`` | latency |
@@ -54,7 +54,8 @@ class CentralMetrics:
         )
         self.ingest_records = Counter(
             "nbedge_central_ingest_records",
-            "Records of stored batches: new (accepted) or already held (duplicate).",
+            "Records of stored batches: new (accepted), already held (duplicate) or refused one"
+            " by one (refused).",
             ["result"],
             registry=self.registry,
         )
@@ -77,17 +78,18 @@ class CentralMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
-        for result in ("accepted", "duplicate"):
+        for result in ("accepted", "duplicate", "refused"):
             self.ingest_records.labels(result)
         for reason in REFUSAL_REASONS.values():
             self.ingest_refused.labels(reason)
         for outcome in ["claimed", *ClaimProblem]:
             self.claims.labels(str(outcome))
 
-    def stored(self, accepted: int, duplicates: int) -> None:
+    def stored(self, accepted: int, duplicates: int, refused: int = 0) -> None:
         self.ingest_batches.inc()
         self.ingest_records.labels("accepted").inc(accepted)
         self.ingest_records.labels("duplicate").inc(duplicates)
+        self.ingest_records.labels("refused").inc(refused)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -189,6 +189,15 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX forecasts_by_start ON forecasts (start)",
     ],
+    # 6: records the central API refused are set aside (``refused_at``), with its reason and
+    # the wire terms they were refused under (``cloud_sync.outbox``): never claimed again under
+    # the same terms, sent again once either side is upgraded.
+    [
+        "ALTER TABLE outbox ADD COLUMN refused_at REAL",
+        "ALTER TABLE outbox ADD COLUMN refusal TEXT",
+        "ALTER TABLE outbox ADD COLUMN refused_terms TEXT",
+        "CREATE INDEX outbox_set_aside ON outbox (seq) WHERE refused_at IS NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

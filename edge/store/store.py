@@ -23,7 +23,7 @@ import functools
 import logging
 import shutil
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
-from cloud_sync.outbox import OutboxRecord
+from cloud_sync.outbox import OutboxRecord, SetAside
 from edge.alerts import Alert
 from edge.clock import Clock, Stamp
 from edge.store import forecasts, hourly, outbox, quota, records, retention, summaries
@@ -50,6 +50,9 @@ from firmware_bridge.readings import Reading
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+_URGENT = "(kind = 'alert' AND json_extract(payload, '$.body.severity') = 'critical')"
+"""An outbox row that is a critical alert (SQL)."""
+
 
 @dataclass(frozen=True, slots=True)
 class StoreStats:
@@ -61,6 +64,8 @@ class StoreStats:
     forecasts: int
     """Demand forecasts in the local history."""
     outbox: dict[str, int]
+    set_aside: dict[str, int]
+    """Outbox records the central API refused, per kind (kept; sent again after an upgrade)."""
     bytes: int
     """Database plus WAL on disk."""
     evicted: dict[str, int]
@@ -357,21 +362,35 @@ class Store:
 
     # --- outbox (cloud_sync.outbox.Outbox) -------------------------------------------------
 
-    async def claim(self, max_records: int, lease_s: float) -> list[OutboxRecord]:
-        return await self._run(self._claim, max_records, lease_s)
+    async def claim(
+        self, max_records: int, lease_s: float, kinds: Collection[str] | None = None
+    ) -> list[OutboxRecord]:
+        return await self._run(self._claim, max_records, lease_s, kinds)
 
-    def _claim(self, max_records: int, lease_s: float) -> list[OutboxRecord]:
+    def _claim(
+        self, max_records: int, lease_s: float, kinds: Collection[str] | None
+    ) -> list[OutboxRecord]:
         now = self.clock.monotonic()
         conn = self._conn
+        of_kinds = ""
+        params: list[Any] = [now + lease_s, now]
+        if kinds is not None:
+            of_kinds = f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            params += list(kinds)
         with transaction(conn):
             rows = conn.execute(
-                "UPDATE outbox SET lease_until = ? WHERE seq IN ("
-                " SELECT seq FROM outbox WHERE lease_until <= ? ORDER BY priority, seq LIMIT ?)"
-                " RETURNING priority, seq, record_id, kind, payload",
-                (now + lease_s, now, max_records),
+                "UPDATE outbox SET lease_until = ? WHERE seq IN ("  # noqa: S608 (placeholders)
+                " SELECT seq FROM outbox WHERE lease_until <= ? AND refused_at IS NULL"
+                f"{of_kinds} ORDER BY priority, seq LIMIT ?)"
+                " RETURNING priority, seq, record_id, kind, payload,"
+                f" {_URGENT}",
+                [*params, max_records],
             ).fetchall()
         rows.sort()
-        return [OutboxRecord(record_id, kind, payload) for _, _, record_id, kind, payload in rows]
+        return [
+            OutboxRecord(record_id, kind, payload, bool(urgent))
+            for _, _, record_id, kind, payload, urgent in rows
+        ]
 
     async def ack(self, record_ids: Sequence[str]) -> None:
         await self._run(self._set_many, "DELETE FROM outbox WHERE record_id = ?", record_ids)
@@ -380,6 +399,57 @@ class Store:
         await self._run(
             self._set_many, "UPDATE outbox SET lease_until = 0 WHERE record_id = ?", record_ids
         )
+
+    async def set_aside(self, records: Sequence[SetAside], terms: str) -> int:
+        return await self._run(self._set_aside, records, terms, self.clock.wall_time())
+
+    def _set_aside(self, records: Sequence[SetAside], terms: str, now: float) -> int:
+        conn = self._conn
+        with transaction(conn):
+            conn.executemany(
+                "UPDATE outbox SET refused_at = ?, refusal = ?, refused_terms = ?,"
+                " lease_until = 0 WHERE record_id = ?",
+                [(now, f"{r.reason}: {r.detail}", terms, r.record_id) for r in records],
+            )
+        return int(
+            conn.execute("SELECT COUNT(*) FROM outbox WHERE refused_at IS NOT NULL").fetchone()[0]
+        )
+
+    async def resend_set_aside(self, terms: str) -> int:
+        return await self._run(self._resend_set_aside, terms)
+
+    def _resend_set_aside(self, terms: str) -> int:
+        conn = self._conn
+        with transaction(conn):
+            cursor = conn.execute(
+                "UPDATE outbox SET refused_at = NULL, refusal = NULL, refused_terms = NULL"
+                " WHERE refused_at IS NOT NULL AND refused_terms IS NOT ?",
+                (terms,),
+            )
+        return int(cursor.rowcount)
+
+    async def urgent_waiting(self) -> bool:
+        return await self._run(self._urgent_waiting)
+
+    def _urgent_waiting(self) -> bool:
+        row = self._conn.execute(
+            f"SELECT 1 FROM outbox WHERE priority = ? AND refused_at IS NULL AND {_URGENT}"  # noqa: S608 (constants)
+            " LIMIT 1",
+            (records.PRIORITY["alert"],),
+        ).fetchone()
+        return row is not None
+
+    async def set_aside_records(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The records set aside (refused by the central API), oldest first: for status."""
+        return await self._run(self._set_aside_records, limit)
+
+    def _set_aside_records(self, limit: int) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT record_id, kind, refused_at, refusal FROM outbox"
+            " WHERE refused_at IS NOT NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [{"record_id": i, "kind": k, "refused_at": t, "refusal": r} for i, k, t, r in rows]
 
     def _set_many(self, sql: str, record_ids: Sequence[str]) -> None:
         conn = self._conn
@@ -469,6 +539,11 @@ class Store:
             return int(conn.execute(sql).fetchone()[0])
 
         queued = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
+        set_aside = dict(
+            conn.execute(
+                "SELECT kind, COUNT(*) FROM outbox WHERE refused_at IS NOT NULL GROUP BY kind"
+            ).fetchall()
+        )
         evicted = {
             key.removeprefix("evicted."): int(value)
             for key, value in conn.execute(
@@ -482,6 +557,7 @@ class Store:
             access_events=scalar("SELECT COUNT(*) FROM access_events"),
             forecasts=scalar("SELECT COUNT(*) FROM forecasts"),
             outbox=queued,
+            set_aside=set_aside,
             bytes=quota.measure(conn, self.path, self._disk_usage).file_bytes,
             evicted=evicted,
         )

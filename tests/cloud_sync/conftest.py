@@ -30,8 +30,10 @@ from sqlalchemy import Engine, func, select
 
 from cloud_sync.central import CentralSettings, create_app
 from cloud_sync.central.admin import init_db, make_engine, register_gateway, register_site
+from cloud_sync.central.app import CURRENT_TERMS
 from cloud_sync.central.db import access_events, alert_events, evictions, metadata, summaries
 from cloud_sync.schemas import (
+    SCHEMA_VERSION,
     AccessBody,
     AccessRecord,
     AlertBody,
@@ -40,8 +42,10 @@ from cloud_sync.schemas import (
     EvictionRecord,
     IngestBatch,
     RecordTime,
+    SchemaVersion,
     SummaryBody,
     SummaryRecord,
+    WireTerms,
 )
 from tests.cloud_sync.servers import PostgresCluster, PostgresUnavailable, postgres_cluster
 from tests.conftest import free_port
@@ -134,11 +138,18 @@ class Central:
 
 
 @contextlib.contextmanager
-def serving(settings: CentralSettings, *, daemon: bool = False) -> Iterator[str]:
-    """Serve ``create_app(settings)`` with a real uvicorn in a thread; yield its base URL."""
+def serving(
+    settings: CentralSettings, *, daemon: bool = False, wire: WireTerms | None = CURRENT_TERMS
+) -> Iterator[str]:
+    """Serve ``create_app(settings, wire=wire)`` with a real uvicorn in a thread; yield its base
+    URL. ``wire`` other than the default answers as an earlier release would."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings, wire=wire),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     # A daemon server thread makes its worker threads daemons too: a server that outlives one
@@ -172,17 +183,25 @@ def _with_site_and_gateway(
     )
 
 
-@pytest.fixture
-def central(database_url: str) -> Iterator[Central]:
-    """The central API served by a real uvicorn in a thread, with one site and one gateway."""
+@contextlib.contextmanager
+def central_api(database_url: str, *, wire: WireTerms | None = CURRENT_TERMS) -> Iterator[Central]:
+    """The central API served by a real uvicorn in a thread, with one site and one gateway;
+    ``wire`` as for ``serving``."""
     platform_token = secrets.token_urlsafe(24)
     settings = CentralSettings(database_url=database_url, platform_token=SecretStr(platform_token))
     engine = make_engine(settings.database_url)
     try:
-        with serving(settings) as base_url:
+        with serving(settings, wire=wire) as base_url:
             yield _with_site_and_gateway(base_url, settings, engine, platform_token)
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def central(database_url: str) -> Iterator[Central]:
+    """The central API served by a real uvicorn in a thread, with one site and one gateway."""
+    with central_api(database_url) as api:
+        yield api
 
 
 @dataclass(frozen=True)
@@ -260,7 +279,11 @@ def summary_record(n: int, gateway_id: str = GATEWAY, delta: float | None = None
 
 
 def alert_record(
-    n: int, alert_id: str, state: str = "raised", gateway_id: str = GATEWAY
+    n: int,
+    alert_id: str,
+    state: str = "raised",
+    gateway_id: str = GATEWAY,
+    severity: str = "warning",
 ) -> AlertRecord:
     """A change of state of alert ``alert_id``; record id unique per gateway and ``n``."""
     return AlertRecord(
@@ -273,7 +296,7 @@ def alert_record(
                 "device": "meter-1",
                 "point": "current",
                 "state": state,
-                "severity": "warning",
+                "severity": severity,
                 "message": f"alert {alert_id} {state}",
                 "value": 42.5,
                 "raised_at": T0,
@@ -324,9 +347,13 @@ def batch_json(
     records: Sequence[SummaryRecord | AlertRecord | EvictionRecord | AccessRecord],
     gateway_id: str = GATEWAY,
     site_id: str = SITE,
+    *,
+    schema_version: SchemaVersion = SCHEMA_VERSION,
 ) -> bytes:
     """An ``IngestBatch`` body as a gateway sends it (before compression)."""
-    batch = IngestBatch(gateway_id=gateway_id, site_id=site_id, records=list(records))
+    batch = IngestBatch(
+        schema_version=schema_version, gateway_id=gateway_id, site_id=site_id, records=list(records)
+    )
     return batch.model_dump_json().encode()
 
 

@@ -10,20 +10,27 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from cloud_sync.client import SyncClient, UplinkState
-from cloud_sync.outbox import OutboxRecord
-from cloud_sync.schemas import AlertBody, AlertRecord, SummaryRecord
+from cloud_sync.client import URGENT_RETRY_S, SyncClient, UplinkState, WireAgreement
+from cloud_sync.outbox import OutboxRecord, SetAside
+from cloud_sync.schemas import RECORD_KINDS, AlertBody, AlertRecord, SummaryRecord, WireTerms
 from nbedge.errors import UplinkRejected, UplinkUnavailable
-from tests.cloud_sync.conftest import Central, alert_record, stored_count, summary_record
+from tests.cloud_sync.conftest import (
+    Central,
+    access_record,
+    alert_record,
+    central_api,
+    stored_count,
+    summary_record,
+)
 
-PRIORITY = {"alert": 0, "eviction": 1, "summary": 2}  # as the gateway's store claims them
+PRIORITY = {"alert": 0, "eviction": 1, "access": 2, "summary": 3}  # as the gateway's store claims
 
 
 class MemoryOutbox:
@@ -33,10 +40,19 @@ class MemoryOutbox:
         self.pending = {record.record_id: record for record in records}
         self.leased_until: dict[str, float] = {}
         self.acked: list[str] = []
+        self.aside: dict[str, tuple[SetAside, str]] = {}
 
-    async def claim(self, max_records: int, lease_s: float) -> list[OutboxRecord]:
+    async def claim(
+        self, max_records: int, lease_s: float, kinds: Collection[str] | None = None
+    ) -> list[OutboxRecord]:
         now = time.monotonic()
-        due = [r for r in self.pending.values() if self.leased_until.get(r.record_id, 0) <= now]
+        due = [
+            r
+            for r in self.pending.values()
+            if self.leased_until.get(r.record_id, 0) <= now
+            and r.record_id not in self.aside
+            and (kinds is None or r.kind in kinds)
+        ]
         due.sort(key=lambda record: PRIORITY[record.kind])  # stable: oldest first within kind
         claimed = due[:max_records]
         for record in claimed:
@@ -52,6 +68,21 @@ class MemoryOutbox:
     async def release(self, record_ids: Sequence[str]) -> None:
         for record_id in record_ids:
             self.leased_until.pop(record_id, None)
+
+    async def set_aside(self, records: Sequence[SetAside], terms: str) -> int:
+        for record in records:
+            self.aside[record.record_id] = (record, terms)
+            self.leased_until.pop(record.record_id, None)
+        return len(self.aside)
+
+    async def resend_set_aside(self, terms: str) -> int:
+        again = [i for i, (_, held) in self.aside.items() if held != terms]
+        for record_id in again:
+            del self.aside[record_id]
+        return len(again)
+
+    async def urgent_waiting(self) -> bool:
+        return any(r.urgent for r in self.pending.values() if r.record_id not in self.aside)
 
     def leased(self) -> int:
         now = time.monotonic()
@@ -78,6 +109,8 @@ class FaultyTransport(httpx.AsyncBaseTransport):
         """(clock, JSON body) of every request that reached the central API and was stored."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/wire":  # the terms: never faulted, not counted
+            return await self.inner.handle_async_request(request)
         self.requests += 1
         fault = self.plan.pop(0) if self.plan else "none"
         match fault:
@@ -254,7 +287,8 @@ async def test_failures_lose_nothing_and_log_state_changes_only(
         ceiling / 2 <= d <= ceiling for d, ceiling in zip(backoffs, [1, 2, 4, 8], strict=True)
     )
     messages = [r.getMessage() for r in caplog.records if r.name == "cloud_sync.client"]
-    assert [m.split(":")[0] for m in messages] == ["uplink down", "uplink up"]
+    assert messages[0].startswith("wire version 2 with the central API")  # once, not per retry
+    assert [m.split(":")[0] for m in messages[1:]] == ["uplink down", "uplink up"]
 
 
 async def test_each_failure_is_reported_as_what_to_do(central: Central) -> None:
@@ -559,3 +593,165 @@ async def test_a_success_that_does_not_account_for_the_batch_is_no_ack(
         assert outbox.leased() == 0
         assert await client.sync_once() == 5
     assert stored_count(central.engine) == 5
+
+
+def _as_outbox(records: Sequence[Any], urgent: bool = False) -> list[OutboxRecord]:
+    return [OutboxRecord(r.record_id, r.kind, r.model_dump_json(), urgent) for r in records]
+
+
+def _with_field(record: Any, **fields: Any) -> OutboxRecord:
+    """A record whose body has fields this central API does not know (a newer gateway's)."""
+    payload = json.loads(record.model_dump_json())
+    payload["body"].update(fields)
+    return OutboxRecord(record.record_id, record.kind, json.dumps(payload))
+
+
+async def test_a_record_the_central_api_refuses_is_set_aside_and_the_rest_flows(
+    central: Central,
+) -> None:
+    first = _with_field(alert_record(1, "a1"), escalation_level=2)  # claimed first of all
+    records = [first, *_as_outbox([alert_record(2, "a2", severity="critical")], urgent=True)]
+    records += _as_outbox([summary_record(n) for n in range(10)])
+    outbox = MemoryOutbox(records)
+    reported: list[tuple[int, str | None]] = []
+    async with sync_client(
+        central, outbox, on_set_aside=lambda n, last: reported.append((n, last))
+    ) as client:
+        assert await client.sync_once() == 11
+        assert await client.sync_once() == 0  # nothing but the refused record left, and not sent
+    assert stored_count(central.engine) == 11  # the critical alert behind it among them
+    assert sorted(outbox.pending) == ["gw-1:a:1"]  # kept
+    (aside, terms) = outbox.aside["gw-1:a:1"]
+    assert (aside.reason, "escalation_level" in aside.detail) == ("invalid", True)
+    assert terms == client.status().wire.fingerprint  # type: ignore[union-attr]
+    status = client.status()
+    assert (status.state, status.records_refused, status.set_aside) == (UplinkState.UP, 1, 1)
+    assert status.last_refusal is not None
+    assert status.last_refusal.startswith("gw-1:a:1: invalid")
+    assert reported == [(1, status.last_refusal)]
+
+
+async def test_a_central_api_of_version_1_refusing_a_batch_whole_gets_it_halved(
+    database_url: str,
+) -> None:
+    records = _as_outbox([summary_record(n) for n in range(40)])
+    records[13] = _with_field(summary_record(13), colour="blue")
+    outbox = MemoryOutbox(records)
+    transport = FaultyTransport()
+    with central_api(database_url, wire=None) as central:
+        async with sync_client(central, outbox, transport) as client:
+            assert await client.sync_once() == 39
+            assert await client.sync_once() == 0
+        assert stored_count(central.engine) == 39
+    assert client.status().wire == WireAgreement(
+        1,
+        RECORD_KINDS,
+        None,
+        client.status().wire.fingerprint,  # type: ignore[union-attr]
+    )
+    assert list(outbox.aside) == ["gw-1:s:13"]
+    assert outbox.aside["gw-1:s:13"][0].reason == "invalid"
+    # Found by halving: one post of 40, then about two per halving (40, 20, 10, 5, 3, 2, 1).
+    assert transport.requests <= 1 + 2 * 6
+
+
+async def test_a_kind_the_central_api_does_not_take_waits_without_blocking_the_rest(
+    database_url: str,
+) -> None:
+    records = _as_outbox(
+        [access_record(n) for n in range(3)] + [summary_record(n) for n in range(5)]
+    )
+    outbox = MemoryOutbox(records)
+    older = WireTerms(
+        schema_versions=[1, 2],
+        record_kinds=[kind for kind in RECORD_KINDS if kind != "access"],
+        api_version="0.0.9",
+    )
+    with central_api(database_url, wire=older) as central:
+        async with sync_client(central, outbox) as client:
+            assert await client.sync_once() == 5
+            assert await client.sync_once() == 0
+        assert client.status().wire.kinds == tuple(older.record_kinds)  # type: ignore[union-attr]
+        assert sorted(outbox.pending) == [f"gw-1:x:{n}" for n in range(3)]
+        assert outbox.aside == {}  # waiting, not refused
+    # The central API is upgraded: the access events go too.
+    with central_api(database_url) as central:
+        async with sync_client(central, outbox) as client:
+            assert await client.sync_once() == 3
+    assert outbox.pending == {}
+
+
+async def test_records_set_aside_under_earlier_terms_are_sent_again(central: Central) -> None:
+    records = _as_outbox([alert_record(n, f"a{n}") for n in range(3)])
+    outbox = MemoryOutbox(records)
+    earlier = "central 0.0.9 wire v2 kinds alert; gateway 0.0.9"  # refused before an upgrade
+    await outbox.set_aside([SetAside(r.record_id, "invalid", "no") for r in records[:2]], earlier)
+    reported: list[tuple[int, str | None]] = []
+    async with sync_client(
+        central, outbox, on_set_aside=lambda n, last: reported.append((n, last))
+    ) as client:
+        assert await client.sync_once() == 3
+    assert outbox.pending == {}
+    assert outbox.aside == {}
+    assert reported == [(0, None)]
+    assert client.status().set_aside == 0
+
+
+async def test_a_gateway_and_central_api_with_no_version_in_common_stop_and_say_so(
+    database_url: str,
+) -> None:
+    future = WireTerms(schema_versions=[7], record_kinds=list(RECORD_KINDS), api_version="9.0")
+    outbox = outbox_of(3)
+    with central_api(database_url, wire=future) as central:
+        async with sync_client(central, outbox) as client:
+            with pytest.raises(UplinkRejected, match="no wire version in common"):
+                await client.sync_once()
+    assert client.status().state is UplinkState.REJECTED
+    assert len(outbox.pending) == 3
+    assert outbox.leased() == 0
+
+
+@pytest.mark.parametrize("urgent", [True, False], ids=["critical-alert-waiting", "no-alert"])
+async def test_while_a_critical_alert_waits_a_failure_is_retried_within_15_s(
+    port: int, urgent: bool
+) -> None:
+    records = _as_outbox([alert_record(1, "a1", severity="critical")], urgent=urgent)
+    outbox = MemoryOutbox(records + _as_outbox([summary_record(n) for n in range(3)]))
+    fake = FakeTime()
+    client = SyncClient(
+        outbox,
+        base_url=f"http://127.0.0.1:{port}",  # nothing listens: the central API is down
+        token="t",
+        gateway_id="gw-1",
+        site_id="site-1",
+        sleep=fake.sleep,
+        clock=fake.clock,
+        rng=Ceiling(),
+    )
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(client.run())
+        await eventually(lambda: len(fake.delays) >= 12)
+        task.cancel()
+    waits = fake.delays[:12]
+    assert waits[:4] == [1, 2, 4, 8]  # the backoff as before, while under the cap
+    if urgent:
+        assert max(waits) == URGENT_RETRY_S == 15
+    else:
+        assert max(waits) == 300  # the backoff's own cap (backoff_max_s)
+
+
+async def test_a_retry_after_is_honoured_even_while_a_critical_alert_waits(
+    central: Central,
+) -> None:
+    records = _as_outbox([alert_record(1, "a1", severity="critical")], urgent=True)
+    outbox = MemoryOutbox(records)
+    fake = FakeTime()
+    plan = ["503-in-2-min"]
+    client = sync_client(
+        central, outbox, FaultyTransport(plan), sleep=fake.sleep, clock=fake.clock, rng=Ceiling()
+    )
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(client.run())
+        await eventually(lambda: not outbox.pending)
+        task.cancel()
+    assert 115 <= fake.delays[0] <= 120

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_sync.outbox import SetAside
 from edge.alerts import Alert, AlertBook
 from edge.store import Retention, Store
 from firmware_bridge.readings import Reading
@@ -147,6 +148,57 @@ async def test_alerts_are_claimed_before_summaries(store: Store) -> None:
 
     kinds = [r.kind for r in await store.claim(10, lease_s=30)]
     assert kinds == ["alert", "summary"]
+
+
+async def test_records_set_aside_are_kept_out_of_claims_until_the_terms_change(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gw.db"
+    book = AlertBook()
+    alerts = [raise_alert(book, device=f"m{i}") for i in range(3)]
+    critical = book.raise_(
+        rule="use_stopped",
+        device="flat-1",
+        point="use",
+        severity="critical",
+        message="no use for 4 h",
+        value=9.0,
+        at=T0,
+    )
+    assert critical is not None
+    async with Store(path, gateway_id="gw-1") as store:
+        await store.write([reading("voltage_l1", 230.0, T0)], [*alerts, critical])
+        claimed = await store.claim(10, lease_s=30)
+        assert [r.urgent for r in claimed] == [False, False, False, True]
+        assert await store.urgent_waiting()
+        refused = [SetAside(r.record_id, "invalid", "body.x: extra") for r in claimed[1:]]
+        assert await store.set_aside(refused, "terms-a") == 3
+        await store.release([claimed[0].record_id])
+        # Set aside: never claimed again, counted, and a critical alert there is not "waiting".
+        assert [r.record_id for r in await store.claim(10, lease_s=30)] == [claimed[0].record_id]
+        assert not await store.urgent_waiting()
+        assert (await store.stats()).set_aside == {"alert": 3}
+        listed = await store.set_aside_records()
+        assert [(r["record_id"], r["refusal"]) for r in listed] == [
+            (r.record_id, "invalid: body.x: extra") for r in refused
+        ]
+    async with Store(path, gateway_id="gw-1") as store:  # kept across a restart
+        assert await store.resend_set_aside("terms-a") == 0  # the same terms: still refused
+        assert await store.claim(10, lease_s=30) == [claimed[0]]
+        assert await store.resend_set_aside("terms-b") == 3  # either side upgraded
+        again = await store.claim(10, lease_s=30)
+        assert [r.record_id for r in again] == [r.record_id for r in claimed[1:]]
+        assert (await store.stats()).set_aside == {}
+
+
+async def test_a_claim_takes_only_the_kinds_asked_for(store: Store) -> None:
+    start = 1_800_000_000.0 // 60 * 60
+    await store.write([reading("voltage_l1", 230.0, start)])
+    await store.summarise(now=start + 100, interval_s=60, grace_s=5)
+    await store.write([], [raise_alert(AlertBook(), at=start + 90)])
+    assert [r.kind for r in await store.claim(10, 30, kinds=("summary",))] == ["summary"]
+    assert await store.claim(10, 30, kinds=()) == []
+    assert [r.kind for r in await store.claim(10, 30, kinds=None)] == ["alert"]
 
 
 async def test_leases_end_with_the_process_and_records_survive_reopening(tmp_path: Path) -> None:

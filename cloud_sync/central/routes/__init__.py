@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cloud_sync.central.routes import claim, feeds, health, ingest
+from cloud_sync.central.routes import claim, feeds, health, ingest, wire
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(claim.router)
 api_router.include_router(ingest.router)
+api_router.include_router(wire.router)
 api_router.include_router(feeds.router)
 api_router.include_router(health.router)
 

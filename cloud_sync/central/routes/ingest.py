@@ -1,9 +1,11 @@
 """``POST /v1/ingest``: a gateway delivers a batch of records.
 
 The body is an ``IngestBatch`` as JSON, optionally ``Content-Encoding: gzip``. Both the body as
-sent and its decompressed form are capped at ``max_body_bytes`` (413). A batch is stored whole
-or not at all: undecodable bodies (400), schema violations (422) and batches naming another
-gateway or site than the token's (403) store nothing.
+sent and its decompressed form are capped at ``max_body_bytes`` (413). Undecodable bodies (400),
+a batch whose envelope breaks the schema (422) and batches naming another gateway or site than
+the token's (403) store nothing. Within a valid envelope, a version 1 batch is stored whole or
+refused whole (422); in a version 2 batch each record is judged on its own: the valid ones are
+stored and the others named in ``IngestResult.refused`` with the reason.
 """
 
 from __future__ import annotations
@@ -11,18 +13,29 @@ from __future__ import annotations
 import zlib
 from typing import Any, cast
 
-from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import ValidationError
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 from starlette.concurrency import run_in_threadpool
 
 from cloud_sync.central import db
 from cloud_sync.central.deps import CurrentGateway, EngineDep, SettingsDep
 from cloud_sync.central.metrics import CentralMetrics
-from cloud_sync.schemas import IngestBatch, IngestResult
+from cloud_sync.schemas import (
+    MAX_REFUSAL_DETAIL,
+    IngestBatch,
+    IngestEnvelope,
+    IngestResult,
+    Record,
+    RecordRefusal,
+    SchemaVersion,
+    WireTerms,
+)
 
 router = APIRouter(tags=["gateways"])
 
 _MAX_ERRORS_REPORTED = 20
+_RECORD = TypeAdapter[Record](Record)
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib window with a gzip header and trailer
 
 _REQUEST_BODY: dict[str, Any] = {
@@ -69,8 +82,11 @@ def _gunzip_capped(raw: bytes, limit: int) -> bytes:
     return data
 
 
-def _decode_batch(raw: bytes, content_encoding: str, limit: int) -> IngestBatch:
-    """Decompress and validate a body (CPU work: called in a worker thread)."""
+def _decode_batch(
+    raw: bytes, content_encoding: str, limit: int, terms: WireTerms | None
+) -> tuple[IngestBatch, list[RecordRefusal]]:
+    """Decompress and validate a body (CPU work: called in a worker thread): the batch of the
+    records to store, and the records refused (version 2 only)."""
     match content_encoding.strip().lower():
         case "gzip":
             data = _gunzip_capped(raw, limit)
@@ -81,17 +97,111 @@ def _decode_batch(raw: bytes, content_encoding: str, limit: int) -> IngestBatch:
                 status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                 detail=f"unsupported Content-Encoding {other!r}; use gzip or none",
             )
+    refused: list[RecordRefusal] = []
+    version: SchemaVersion
     try:
-        return IngestBatch.model_validate_json(data)
+        whole = IngestBatch.model_validate_json(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         if any(error["type"] == "json_invalid" for error in errors):
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, detail="the body is not valid JSON"
             ) from exc
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=errors[:_MAX_ERRORS_REPORTED]
-        ) from exc
+        bad = _errors_by_record(errors)  # 422 when the envelope itself is invalid
+        try:
+            envelope = IngestEnvelope.model_validate_json(data)
+        except ValidationError:  # it cannot be, its errors would be among ``errors``
+            raise _schema_violation(list(errors)) from exc
+        _check_version(envelope.schema_version, terms)
+        if envelope.schema_version == 1:
+            raise _schema_violation(list(errors)) from exc
+        refused = [_refusal(i, envelope.records[i], bad[i]) for i in sorted(bad)]
+        kept = [
+            (i, _RECORD.validate_python(record))  # valid: its errors would be in ``bad``
+            for i, record in enumerate(envelope.records)
+            if i not in bad
+        ]
+        version, gateway_id, site_id = (
+            envelope.schema_version,
+            envelope.gateway_id,
+            envelope.site_id,
+        )
+    else:
+        _check_version(whole.schema_version, terms)
+        kept = list(enumerate(whole.records))
+        version, gateway_id, site_id = whole.schema_version, whole.gateway_id, whole.site_id
+    unknown = _unknown_kinds(kept, terms)
+    if unknown and version == 1:
+        raise _schema_violation([{"loc": ["records", r.index], "msg": r.detail} for r in unknown])
+    skipped = {refusal.index for refusal in unknown}
+    batch = IngestBatch.model_construct(
+        schema_version=version,
+        gateway_id=gateway_id,
+        site_id=site_id,
+        records=[record for i, record in kept if i not in skipped],
+    )
+    return batch, sorted([*refused, *unknown], key=lambda refusal: refusal.index)
+
+
+def _schema_violation(errors: list[Any]) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, detail=errors[:_MAX_ERRORS_REPORTED]
+    )
+
+
+def _check_version(version: int, terms: WireTerms | None) -> None:
+    accepted = [1] if terms is None else terms.schema_versions
+    if version not in accepted:
+        raise _schema_violation(
+            [{"loc": ["schema_version"], "msg": f"this central API takes versions {accepted}"}]
+        )
+
+
+def _errors_by_record(errors: list[ErrorDetails]) -> dict[int, list[ErrorDetails]]:
+    """The validation errors of each record; 422 if any error is outside the records."""
+    bad: dict[int, list[ErrorDetails]] = {}
+    for error in errors:
+        loc = error["loc"]
+        if len(loc) < 2 or loc[0] != "records" or not isinstance(loc[1], int):
+            raise _schema_violation(list(errors))
+        bad.setdefault(loc[1], []).append(error)
+    return bad
+
+
+def _refusal(index: int, raw: Any, errors: list[ErrorDetails]) -> RecordRefusal:
+    """A record that breaks the schema: its id if it has a usable one, and where it breaks."""
+    record_id = raw.get("record_id") if isinstance(raw, dict) else None
+    usable = isinstance(record_id, str) and 0 < len(record_id) <= 128 and "\x00" not in record_id
+    unknown = any(error["type"] in ("union_tag_invalid", "union_tag_not_found") for error in errors)
+    detail = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'][2:]) or 'record'}: {error['msg']}"
+        for error in errors
+    )
+    return RecordRefusal(
+        index=index,
+        record_id=record_id if usable else None,
+        reason="unknown_kind" if unknown else "invalid",
+        detail=detail[:MAX_REFUSAL_DETAIL],
+    )
+
+
+def _unknown_kinds(
+    records: list[tuple[int, Record]], terms: WireTerms | None
+) -> list[RecordRefusal]:
+    """Records of kinds this central API does not take (``terms.record_kinds``)."""
+    if terms is None:
+        return []
+    kinds = set(terms.record_kinds)
+    return [
+        RecordRefusal(
+            index=index,
+            record_id=record.record_id,
+            reason="unknown_kind",
+            detail=f"this central API does not take records of kind {record.kind!r}",
+        )
+        for index, record in records
+        if record.kind not in kinds
+    ]
 
 
 @router.post(
@@ -105,18 +215,23 @@ def _decode_batch(raw: bytes, content_encoding: str, limit: int) -> IngestBatch:
         403: {"description": "The batch names another gateway or site; nothing stored"},
         413: {"description": "Body too large; nothing stored"},
         415: {"description": "Unsupported Content-Encoding; nothing stored"},
-        422: {"description": "The batch violates the wire schema; nothing stored"},
+        422: {
+            "description": "The envelope violates the wire schema, or (version 1) a record"
+            " does; nothing stored"
+        },
         503: {"description": "The database is unavailable; retry later"},
     },
 )
 async def ingest(
     request: Request, gateway: CurrentGateway, engine: EngineDep, settings: SettingsDep
-) -> IngestResult:
-    """Store the new records of a batch; records already held are counted as duplicates."""
+) -> Response:
+    """Store the new records of a batch; records already held are counted as duplicates, and
+    (version 2) records that break the schema are named with the reason, not stored."""
     limit = settings.max_body_bytes
     raw = await _read_capped(request, limit)
     encoding = request.headers.get("content-encoding", "")
-    batch = await run_in_threadpool(_decode_batch, raw, encoding, limit)
+    terms = cast(WireTerms | None, request.app.state.wire)
+    batch, refused = await run_in_threadpool(_decode_batch, raw, encoding, limit, terms)
     if batch.gateway_id != gateway.gateway_id or batch.site_id != gateway.site_id:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -125,6 +240,16 @@ async def ingest(
                 f"{gateway.site_id!r}, not to {batch.gateway_id!r} of {batch.site_id!r}"
             ),
         )
-    result = await run_in_threadpool(db.store_batch, engine, batch)
-    cast(CentralMetrics, request.app.state.metrics).stored(result.accepted, result.duplicates)
-    return result
+    if batch.records:
+        result = await run_in_threadpool(db.store_batch, engine, batch)
+    else:
+        result = IngestResult(accepted=0, duplicates=0)
+    cast(CentralMetrics, request.app.state.metrics).stored(
+        result.accepted, result.duplicates, len(refused)
+    )
+    # Without refusals, the answer reads as version 1's did (whose gateways know no ``refused``).
+    answer = result.model_copy(update={"refused": refused})
+    return Response(
+        answer.model_dump_json(exclude=None if refused else {"refused"}),
+        media_type="application/json",
+    )

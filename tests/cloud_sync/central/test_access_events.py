@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cloud_sync.schemas import SchemaVersion
 from tests.cloud_sync.central.test_api import ingest, pull_all
 from tests.cloud_sync.conftest import (
     Central,
@@ -72,9 +73,11 @@ def test_access_event_pages_return_every_event_once(http: httpx.Client, central:
     assert tail == {"items": [], "next_cursor": seqs[-1]}
 
 
-def _spoiled(**changes: Any) -> bytes:
+def _spoiled(schema_version: SchemaVersion = 1, **changes: Any) -> bytes:
     """A batch of one good summary and one access event whose body has ``changes``."""
-    batch = json.loads(batch_json([summary_record(1), access_record(2)]))
+    batch = json.loads(
+        batch_json([summary_record(1), access_record(2)], schema_version=schema_version)
+    )
     batch["records"][1]["body"].update(changes)
     return json.dumps(batch).encode()
 
@@ -104,12 +107,22 @@ def _spoiled(**changes: Any) -> bytes:
         "extra-field",
     ],
 )
-def test_an_access_event_that_breaks_the_schema_is_refused_whole(
+def test_an_access_event_that_breaks_the_schema_is_refused(
     http: httpx.Client, central: Central, changes: dict[str, Any]
 ) -> None:
+    # Version 1: the whole batch, nothing stored.
     reply = ingest(http, central, _spoiled(**changes))
     assert reply.status_code == 422, reply.text
     assert stored_count(central.engine) == 0
+    # Version 2: that record alone, by its place and id; the summary beside it is stored.
+    reply = ingest(http, central, _spoiled(schema_version=2, **changes))
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert (answer["accepted"], answer["duplicates"]) == (1, 0)
+    (refusal,) = answer["refused"]
+    assert (refusal["index"], refusal["record_id"], refusal["reason"]) == (1, "gw-1:x:2", "invalid")
+    assert refusal["detail"].startswith("access.body.")
+    assert stored_count(central.engine) == 1
 
 
 def test_the_access_feed_is_in_the_openapi_document(http: httpx.Client) -> None:

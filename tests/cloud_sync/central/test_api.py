@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from cloud_sync.central import CentralSettings
 from cloud_sync.central.admin import AdminError, register_gateway, register_site
-from cloud_sync.schemas import AlertRecord, EvictionRecord, SummaryRecord
+from cloud_sync.schemas import AlertRecord, EvictionRecord, SchemaVersion, SummaryRecord
 from tests.cloud_sync.conftest import (
     Central,
     alert_record,
@@ -94,7 +94,11 @@ def test_a_counter_delta_round_trips_and_gauges_have_none(
     items = pull_all(http, central, "summaries", limit=100)
     assert [item["delta"] for item in items] == [1.25, 0.0, None]
     negative = batch_json([summary_record(4)]).replace(b'"delta":null', b'"delta":-0.5')
-    assert ingest(http, central, negative).status_code == 422  # a consumption is never negative
+    reply = ingest(http, central, negative)  # a consumption is never negative
+    assert [(r["record_id"], r["reason"]) for r in reply.json()["refused"]] == [
+        ("gw-1:s:4", "invalid")
+    ]
+    assert len(pull_all(http, central, "summaries", limit=100)) == 3
 
 
 def test_a_batch_posted_twice_is_stored_once(http: httpx.Client, central: Central) -> None:
@@ -161,8 +165,9 @@ def test_registering_a_gateway_again_rotates_its_token(
         register_gateway(central.engine, "site-2", central.gateway_id)
 
 
-def _valid() -> dict[str, Any]:
-    batch: dict[str, Any] = json.loads(batch_json([summary_record(1), summary_record(2)]))
+def _valid(schema_version: SchemaVersion = 1) -> dict[str, Any]:
+    body = batch_json([summary_record(1), summary_record(2)], schema_version=schema_version)
+    batch: dict[str, Any] = json.loads(body)
     return batch
 
 
@@ -184,7 +189,7 @@ def _too_many_records() -> bytes:
     return json.dumps(batch).encode()
 
 
-GOOD = batch_json([summary_record(1), summary_record(2)])
+GOOD = batch_json([summary_record(1), summary_record(2)], schema_version=1)
 
 
 @pytest.mark.parametrize(
@@ -199,7 +204,7 @@ GOOD = batch_json([summary_record(1), summary_record(2)])
         (_bad_record(), "", 422),
         (_extra_field(), "", 422),
         (_too_many_records(), "", 422),
-        (GOOD.replace(b'"schema_version":1', b'"schema_version":2'), "", 422),
+        (GOOD.replace(b'"schema_version":1', b'"schema_version":3'), "", 422),
         (gzip.compress(b" " * (9 * 1024 * 1024)), "gzip", 413),  # a gzip bomb, in small
         (GOOD, "br", 415),
     ],

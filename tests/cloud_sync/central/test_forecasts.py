@@ -14,7 +14,14 @@ import pytest
 from sqlalchemy import func, select
 
 from cloud_sync.central.tables import forecasts
-from cloud_sync.schemas import ForecastBody, ForecastRecord, IngestBatch, Record
+from cloud_sync.schemas import (
+    SCHEMA_VERSION,
+    ForecastBody,
+    ForecastRecord,
+    IngestBatch,
+    Record,
+    SchemaVersion,
+)
 from tests.cloud_sync.central.test_api import ingest, pull_all
 from tests.cloud_sync.central.test_ops import samples
 from tests.cloud_sync.conftest import (
@@ -54,8 +61,11 @@ def forecast_record(
     )
 
 
-def batch(records: list[Record]) -> bytes:
-    return IngestBatch(gateway_id=GATEWAY, site_id=SITE, records=records).model_dump_json().encode()
+def batch(records: list[Record], schema_version: SchemaVersion = SCHEMA_VERSION) -> bytes:
+    body = IngestBatch(
+        schema_version=schema_version, gateway_id=GATEWAY, site_id=SITE, records=records
+    )
+    return body.model_dump_json().encode()
 
 
 def rows(central: Central) -> list[tuple[str, datetime, list[float]]]:
@@ -156,9 +166,9 @@ def test_one_batch_holding_a_forecast_and_its_replacement_keeps_the_replacement(
     assert [i["record_id"] for i in pull_all(http, central, "forecasts", limit=100)] == ["gw-1:f:2"]
 
 
-def _spoiled(**changes: Any) -> bytes:
+def _spoiled(schema_version: SchemaVersion = 1, **changes: Any) -> bytes:
     """A batch of one good summary and one forecast whose body has ``changes``."""
-    body = json.loads(batch([summary_record(1), forecast_record(2)]))
+    body = json.loads(batch([summary_record(1), forecast_record(2)], schema_version))
     body["records"][1]["body"].update(changes)
     return json.dumps(body).encode()  # json writes NaN and Infinity as the bare words
 
@@ -192,9 +202,10 @@ def _spoiled(**changes: Any) -> bytes:
         "extra-field",
     ],
 )
-def test_a_forecast_that_breaks_the_schema_is_refused_whole_and_counted(
+def test_a_forecast_that_breaks_the_schema_is_refused_and_counted(
     http: httpx.Client, central: Central, changes: dict[str, Any]
 ) -> None:
+    # Version 1: the whole batch, nothing stored, counted as a refused batch.
     before = samples(http)
     reply = ingest(http, central, _spoiled(**changes))
     after = samples(http)
@@ -204,6 +215,14 @@ def test_a_forecast_that_breaks_the_schema_is_refused_whole_and_counted(
     assert stored_count(central.engine) == held == 0
     key = ("nbedge_central_ingest_refused_total", frozenset({("reason", "invalid")}))
     assert after[key] - before.get(key, 0.0) == 1
+    # Version 2: the forecast alone, counted as a refused record; the summary is stored.
+    reply = ingest(http, central, _spoiled(schema_version=2, **changes))
+    again = samples(http)
+    assert reply.status_code == 200, reply.text
+    assert [(r["index"], r["reason"]) for r in reply.json()["refused"]] == [(1, "invalid")]
+    assert stored_count(central.engine) == 1
+    refused = ("nbedge_central_ingest_records_total", frozenset({("result", "refused")}))
+    assert again[refused] - after.get(refused, 0.0) == 1
 
 
 def test_the_forecast_feed_needs_the_platform_token_and_is_documented(
