@@ -12,7 +12,8 @@ folder holds one building per ``*.csv`` file, named after the file)::
   increasing order; hours that are absent are missing (NaN on the grid).
 - ``value``: energy in the hour (e.g. kWh); empty or ``NaN`` means missing.
 - ``temperature`` (optional): outdoor dry-bulb temperature in degrees C; empty means missing.
-- ``label`` (optional): ``1`` for an hour a person labelled anomalous, ``0`` otherwise.
+- ``label`` (optional): ``1`` for an hour a person labelled anomalous, ``0`` otherwise (also
+  written ``1.0``/``0.0``, as some LEAD exports have them, or ``true``/``false``).
 - ``doors`` (optional): how many times the dwelling's door opened in the hour, a whole number of 0
   or more (``3`` or ``3.0``); empty means 0, as do hours absent from the file. A door sensor counts
   openings and has no "missing" state the evaluation could use, so a gap is read as no opening.
@@ -151,10 +152,17 @@ def _grid(
 
 
 def _parse_label(text: str) -> float:
+    """A label: ``1`` or ``0``, also written ``1.0``/``0.0`` or ``true``/``false`` (any case)."""
     label = text.strip()
-    if label not in ("0", "1"):
+    if label.lower() in ("true", "false"):
+        return float(label.lower() == "true")
+    try:
+        number = float(label)
+    except ValueError:
+        number = math.nan
+    if number not in (0.0, 1.0):
         raise ValueError(f"label {label!r} is neither 0 nor 1")
-    return float(label)
+    return number
 
 
 def _parse_use(text: str, what: str) -> float:

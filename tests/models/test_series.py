@@ -41,6 +41,17 @@ def test_full_format_with_a_gap(tmp_path: Path) -> None:
     assert s.labels.tolist() == [0, 1, 0, 0, 0]
 
 
+@pytest.mark.parametrize(("one", "zero"), [("1", "0"), ("1.0", "0.0"), ("True", "false")])
+def test_labels_written_as_floats_or_booleans_are_read(tmp_path: Path, one: str, zero: str) -> None:
+    path = write(
+        tmp_path / "lead.csv",
+        f"timestamp,value,label\n2019-01-01T00:00,1.5,{zero}\n2019-01-01T01:00,9.0,{one}\n",
+    )
+    s = load_csv(path)
+    assert s.labels is not None
+    assert s.labels.tolist() == [0, 1]
+
+
 def test_value_only_and_utc_offsets(tmp_path: Path) -> None:
     path = write(
         tmp_path / "b.csv",
@@ -115,6 +126,8 @@ def test_folder_is_one_building_per_file(tmp_path: Path) -> None:
         ("timestamp,value\n2019-01-01T00:00,lots\n", 2, "could not convert"),
         ("timestamp,value\n2019-01-01T00:00\n", 2, "1 fields"),
         ("timestamp,value,label\n2019-01-01T00:00,1,yes\n", 2, "neither 0 nor 1"),
+        ("timestamp,value,label\n2019-01-01T00:00,1,0.5\n", 2, "'0.5' is neither 0 nor 1"),
+        ("timestamp,value,label\n2019-01-01T00:00,1,nan\n", 2, "'nan' is neither 0 nor 1"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,0\n2019-01-01T01:00,1,-1\n", 3, "negative"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,1.5\n", 2, "not a whole number"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,nan\n", 2, "not a whole number"),
