@@ -1,5 +1,5 @@
-"""``nbedge models evaluate anomaly`` on dwelling files: the door column adds the door methods, the
-water column the dwelling's second meter."""
+"""``nbedge models evaluate cessation`` on dwelling files: the door column adds the door methods,
+the water column the dwelling's second meter."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_dwelling_with_doors_gets_the_door_methods(
 ) -> None:
     write_dwelling(tmp_path / "flat.csv", 12, with_doors=True)
     write_dwelling(tmp_path / "house.csv", 12, with_doors=False, seed=4)
-    assert main(["models", "evaluate", "anomaly", "--data", str(tmp_path)]) == 0
+    assert main(["models", "evaluate", "cessation", "--data", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     methods = {(line.split()[0], line.split()[2]) for line in out.splitlines() if "all" in line}
     for name in ("flat", "house", "median"):
@@ -86,7 +86,7 @@ def test_a_dwelling_file_with_water_is_evaluated_on_both_meters(
 ) -> None:
     write_resident(tmp_path / "alone.csv", 40, with_water=False)
     write_resident(tmp_path / "both.csv", 40, with_water=True)  # the same electricity
-    assert main(["models", "evaluate", "anomaly", "--data", str(tmp_path)]) == 0
+    assert main(["models", "evaluate", "cessation", "--data", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     rows = {
         (fields[0], fields[2]): fields

@@ -1,0 +1,51 @@
+"""``nbedge models evaluate``, run as a user runs it: which files each model reads, and what it
+says about the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.cli import main
+from tests.models.test_evaluate_doors import write_dwelling, write_hours
+
+
+def test_evaluate_anomaly_on_files_without_labels_says_so_and_injects_no_stop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dwelling(tmp_path / "flat.csv", 12, with_doors=True)
+    assert main(["models", "evaluate", "anomaly", "--data", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "no file has a labelled anomalous hour" in captured.err
+    assert "nbedge models evaluate cessation" in captured.err
+    assert "injected stops" not in captured.out
+
+
+def test_evaluate_anomaly_scores_the_labelled_files_and_names_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dwelling(tmp_path / "flat.csv", 12, with_doors=False)
+    rng = np.random.default_rng(0)
+    values = 10 + rng.random(12 * 168)
+    values[500:520] = 60.0  # labelled: far above the usual
+    labels = np.zeros(len(values), dtype=np.int64)
+    labels[500:520] = 1
+    columns = {"value": [f"{v:.3f}" for v in values], "label": [f"{x:.1f}" for x in labels]}
+    write_hours(tmp_path / "hall.csv", columns)
+    assert main(["models", "evaluate", "anomaly", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Anomaly flags against labels" in out
+    assert "\nhall\n" in out
+    assert "injected stops" not in out
+    assert "not evaluated, no labelled anomalous hour: flat" in out
+
+
+def test_evaluate_cessation_has_no_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dwelling(tmp_path / "flat.csv", 12, with_doors=False)
+    args = ["models", "evaluate", "cessation", "--data", str(tmp_path), "--bundle", str(tmp_path)]
+    assert main(args) == 2
+    assert "cessation has no bundle" in capsys.readouterr().err
