@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edge.cli import main
+from tests.models.test_cessation import mostly_missing
 from tests.models.test_evaluate_doors import write_dwelling, write_hours
 
 
@@ -49,3 +50,20 @@ def test_evaluate_cessation_has_no_bundle(
     args = ["models", "evaluate", "cessation", "--data", str(tmp_path), "--bundle", str(tmp_path)]
     assert main(args) == 2
     assert "cessation has no bundle" in capsys.readouterr().err
+
+
+def test_evaluate_cessation_reports_a_home_with_mostly_missing_hours_and_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dwelling(tmp_path / "flat.csv", 12, with_doors=False)
+    sparse = mostly_missing(52).values
+    write_hours(
+        tmp_path / "sparse.csv", {"value": ["" if np.isnan(v) else f"{v:.3f}" for v in sparse]}
+    )
+    assert main(["models", "evaluate", "cessation", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    medians = [line for line in out.splitlines() if line.startswith("median")]
+    assert len(medians) == 4
+    assert all(line.endswith("(over 1 dwelling)") and "nan" not in line for line in medians)
+    assert "1 dwelling evaluated, 1 skipped:" in out
+    assert "skipped sparse (electricity): no week has 14 days of known hours" in out

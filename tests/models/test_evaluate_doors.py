@@ -96,5 +96,5 @@ def test_a_dwelling_file_with_water_is_evaluated_on_both_meters(
     alone, both = rows[("alone", "cessation")], rows[("both", "cessation")]
     assert float(both[4]) >= 95  # detected within 3 h
     assert float(both[7]) < float(alone[7])  # fewer false alarms a month with water
-    assert "both (electricity and water): eligible stop times" in out
-    assert "alone (electricity): eligible stop times" in out
+    assert "both (electricity and water): 100 % of the hours evaluated known" in out
+    assert "alone (electricity): 100 % of the hours evaluated known" in out
