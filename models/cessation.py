@@ -1467,14 +1467,15 @@ def evaluate(
     pool_quantile: float = 0.5,
 ) -> CessationReport:
     """Injected-stop evaluation, each series one dwelling: its electricity (kWh/h) and, where the
-    series has it (``HourlySeries.water``), its water meter, both silenced by a stop; a series
+    series has it (``HourlySeries.water``), its water meter, both silenced by a stop, or its
+    water meter alone (``HourlySeries.meter == "water"``, litres per hour); a series
     with door counts (``HourlySeries.doors``) also gets the door-aware methods. A dwelling with
     too little data (:class:`TooLittleData`) is left out, with the reason, in ``skipped``."""
     params = params or CessationParams()
     rows: list[DwellingReport] = []
     skipped: list[SkippedDwelling] = []
     for i, s in enumerate(series):
-        meters = {"electricity": ("electricity", s)}
+        meters = {s.meter: (s.meter, s)}
         if s.water is not None:
             water = HourlySeries(f"{s.name} water", s.timestamps, s.water)
             meters["water"] = ("water", water)
@@ -1509,6 +1510,11 @@ def _median(values: Sequence[float]) -> tuple[float, int]:
     return (float(np.median(counted)) if counted else math.nan), len(counted)
 
 
+def _meters(names: Sequence[str]) -> str:
+    """A dwelling's meters as the report's column shows them: ``electricity+water``."""
+    return "+".join(names)
+
+
 def _dwellings(count: int) -> str:
     return f"{count} dwelling" + ("" if count == 1 else "s")
 
@@ -1517,27 +1523,36 @@ def format_report(report: CessationReport) -> str:
     """One line per dwelling (and dwelling-year) and method, then the median over dwellings, and
     the dwellings skipped with the reason.
 
-    A median leaves out the dwellings that have no figure for it (no stop: no delay) and says
-    over how many dwellings it is.
+    The ``meters`` column tells a dwelling's meters (``electricity``, ``water`` or
+    ``electricity+water``); each set of meters has its own medians. A median leaves out the
+    dwellings that have no figure for it (no stop: no delay) and says over how many it is.
     """
     width = max([22] + [len(row.name) + 2 for row in report.rows])
     lines = [
         "Cessation on injected stops (24 h of quiet-night readings from a normally active hour; "
         f"seed {report.seed}, pool quantile {report.pool_quantile:g})",
-        f"{'dwelling':<{width}}{'period':>7}{'method':>28}{'stops':>7}{'<=3h %':>8}"
+        f"{'dwelling':<{width}}{'period':>7}{'meters':>19}{'method':>28}{'stops':>7}{'<=3h %':>8}"
         f"{'med h':>7}{'p95 h':>7}{'alarms/mo':>11}{'excl. absences':>16}",
     ]
     for row in report.rows:
         for r in row.methods:
             lines.append(
-                f"{row.name:<{width}}{row.period:>7}{r.method:>28}{r.stops:>7}"
+                f"{row.name:<{width}}{row.period:>7}{_meters(row.meters):>19}{r.method:>28}"
+                f"{r.stops:>7}"
                 f"{_fmt_pct(r.detected_pct):>8}{_fmt_h(r.delay_quantile(0.5)):>7}"
                 f"{_fmt_h(r.delay_quantile(0.95)):>7}{r.alarms_per_month:>11.2f}"
                 f"{r.non_absence_alarms_per_month:>16.2f}"
             )
     whole = [row for row in report.rows if row.period == "all"]
-    for method in METHODS + DOOR_METHODS:
-        picked = [r for row in whole for r in row.methods if r.method == method]
+    kinds = dict.fromkeys(_meters(row.meters) for row in whole)  # one median per set of meters
+    for kind, method in ((k, m) for k in kinds for m in METHODS + DOOR_METHODS):
+        picked = [
+            r
+            for row in whole
+            if _meters(row.meters) == kind
+            for r in row.methods
+            if r.method == method
+        ]
         if not picked:
             continue
         detected, with_stops = _median([r.detected_pct for r in picked])
@@ -1549,7 +1564,7 @@ def format_report(report: CessationReport) -> str:
         if with_months != with_stops:
             over = f"delays over {_dwellings(with_stops)}, alarms over {with_months}"
         lines.append(
-            f"{'median':<{width}}{'all':>7}{method:>28}{sum(r.stops for r in picked):>7}"
+            f"{'median':<{width}}{'all':>7}{kind:>19}{method:>28}{sum(r.stops for r in picked):>7}"
             f"{_fmt_pct(detected):>8}{_fmt_h(median_h):>7}{_fmt_h(p95_h):>7}{alarms:>11.2f}"
             f"{non_absence:>16.2f}  ({over})"
         )

@@ -242,7 +242,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         one = calendars[series[0].name]
         print(cessation.format_report(cessation.evaluate(series, one, seed=args.seed)))
         return 0
-    unlabelled: list[str] = []
+    # demand and anomaly read a file's value (energy): a water-only file is for cessation
+    water_only = [s.name for s in series if s.meter == "water"]
+    series = [s for s in series if s.meter != "water"]
+    left_out = [f"not evaluated, water only: {', '.join(water_only)}"] if water_only else []
+    if not series:
+        print(
+            f"nbedge: {args.data}: water-only files (timestamp,water): {args.model} reads a "
+            "value column; nbedge models evaluate cessation reads them",
+            file=sys.stderr,
+        )
+        return 1
     if args.model == "anomaly":
         # scored against their labels: a file without a labelled hour has nothing to score
         labelled = [s for s in series if s.labels is not None and np.any(s.labels)]
@@ -255,6 +265,11 @@ def _evaluate(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+        if unlabelled:
+            left_out.append(
+                f"not evaluated, no labelled anomalous hour: {', '.join(unlabelled)} "
+                "(for the stopped use of dwellings: nbedge models evaluate cessation)"
+            )
         series = labelled
     try:
         session = _session(args, args.model)
@@ -270,14 +285,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         end = args.end or str(last)
         report = demand.evaluate(series, session, start, end, calendars)
         print(demand.format_report(report))
-        return 0
-    from models import anomaly
+    else:
+        from models import anomaly
 
-    one = calendars[series[0].name]
-    print(anomaly.format_report(anomaly.evaluate(series, session, one)))
-    if unlabelled:
-        print(
-            f"not evaluated, no labelled anomalous hour: {', '.join(unlabelled)} "
-            "(for the stopped use of dwellings: nbedge models evaluate cessation)"
-        )
+        one = calendars[series[0].name]
+        print(anomaly.format_report(anomaly.evaluate(series, session, one)))
+    for line in left_out:
+        print(line)
     return 0

@@ -371,7 +371,17 @@ def test_medians_leave_out_what_a_dwelling_has_no_figure_for_and_say_over_how_ma
     (median,) = [line for line in text.splitlines() if line.startswith("median")]
     fields = median.split()
     assert "nan" not in text
-    assert fields[3:10] == ["6", "87.5", "2", "6", "2.00", "2.00", "(delays"]
+    assert fields[2:11] == [
+        "electricity",
+        "cessation",
+        "6",
+        "87.5",
+        "2",
+        "6",
+        "2.00",
+        "2.00",
+        "(delays",
+    ]
     assert median.endswith("(delays over 2 dwellings, alarms over 3)")
 
 

@@ -67,3 +67,44 @@ def test_evaluate_cessation_reports_a_home_with_mostly_missing_hours_and_goes_on
     assert all(line.endswith("(over 1 dwelling)") and "nan" not in line for line in medians)
     assert "1 dwelling evaluated, 1 skipped:" in out
     assert "skipped sparse (electricity): no week has 14 days of known hours" in out
+
+
+def write_water_only(path: Path, weeks: int, seed: int = 5) -> None:
+    """A resident's water alone, up 07:00-22:59 (UTC), who washes, cooks or flushes in nine
+    hours of ten she is up: a water-only home's file is timestamp,water."""
+    rng = np.random.default_rng(seed)
+    n = weeks * 168
+    hour = np.arange(n) % 24
+    used = (hour >= 7) & (hour <= 22) & (rng.random(n) < 0.9)
+    write_hours(path, {"water": [f"{w:.0f}" for w in np.where(used, rng.uniform(3, 40, n), 0)]})
+
+
+def test_evaluate_cessation_on_a_water_only_home_shows_it_in_its_own_meters_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_water_only(tmp_path / "tap.csv", 30)
+    write_dwelling(tmp_path / "flat.csv", 30, with_doors=False)
+    assert main(["models", "evaluate", "cessation", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        (fields[0], fields[2], fields[3]): fields
+        for fields in (line.split() for line in out.splitlines())
+        if len(fields) >= 10 and fields[1] == "all"
+    }
+    tap = rows[("tap", "water", "cessation")]
+    assert float(tap[5]) >= 95  # its stops are alerted within 3 h, on water alone
+    assert ("flat", "electricity", "cessation") in rows
+    # each set of meters has its own medians
+    assert rows[("median", "water", "cessation")][4] == tap[4]
+    assert rows[("median", "water", "cessation")][-1] == "dwelling)"
+    assert ("median", "electricity", "cessation") in rows
+    assert "tap (water): 100 % of the hours evaluated known" in out
+
+
+def test_demand_and_anomaly_leave_a_water_only_home_to_cessation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_water_only(tmp_path / "tap.csv", 12)
+    for model in ("demand", "anomaly"):
+        assert main(["models", "evaluate", model, "--data", str(tmp_path)]) == 1
+        assert "nbedge models evaluate cessation reads them" in capsys.readouterr().err
