@@ -79,7 +79,8 @@ def register(commands: Any) -> None:
         help="a model on a CSV file or folder, beside the naive baselines",
         description="PATH is a CSV file or a folder of them (timestamp,value[,temperature]"
         "[,label][,doors][,water], one building per file: see docs/models.md), or a folder of a "
-        "public data set (Cambridge estates, LEAD, the UCI household). demand forecasts each "
+        "public data set (Cambridge estates, LEAD, the UCI household, the DAIAD water meters). "
+        "demand forecasts each "
         "file; anomaly scores the files with labels against them; cessation injects stops into "
         "each file, a dwelling, and tells how soon they are alerted and how many false alarms "
         "its own series raises.",
@@ -181,6 +182,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def load_data(path: Path, args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
     """The series at ``path`` and each one's calendar: a public data set's own, or the options'."""
+    from models import daiad
     from models.calendar import Calendar
     from models.series import load_cambridge_estates, load_lead, load_path, load_uci_household
 
@@ -193,6 +195,10 @@ def load_data(path: Path, args: argparse.Namespace) -> tuple[list[Any], dict[str
     elif path.is_dir() and (path / "household_power_consumption_hourly.csv").is_file():
         csv = path / "household_power_consumption_hourly.csv"
         series, calendar = [load_uci_household(csv)], Calendar("UTC", "FR")
+    elif daiad.is_daiad(path):  # the files' own clock; holidays unknown
+        zone = args.timezone or daiad.TIMEZONE
+        series = daiad.load_daiad(path, timezone=zone)
+        calendar = Calendar(zone, args.country, args.subdivision)
     else:
         series, calendar = load_path(path), given
     if args.buildings:

@@ -28,7 +28,8 @@ A home with a water meter alone has ``water`` in place of ``value`` (``timestamp
 Any line that cannot be read raises :class:`SeriesFormatError` naming the file and the line.
 
 Three adapters read the public data sets shipped beside the project (``../shared/data``):
-:func:`load_cambridge_estates`, :func:`load_lead` and :func:`load_uci_household`.
+:func:`load_cambridge_estates`, :func:`load_lead` and :func:`load_uci_household`; the DAIAD
+water meters' irregular rows are read by :mod:`models.daiad`.
 """
 
 from __future__ import annotations
