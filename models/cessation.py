@@ -1544,8 +1544,8 @@ def format_report(report: CessationReport) -> str:
                 f"{r.non_absence_alarms_per_month:>16.2f}"
             )
     whole = [row for row in report.rows if row.period == "all"]
-    kinds = dict.fromkeys(_meters(row.meters) for row in whole)  # one median per set of meters
-    for kind, method in ((k, m) for k in kinds for m in METHODS + DOOR_METHODS):
+    meter_sets = dict.fromkeys(_meters(row.meters) for row in whole)  # each has its medians
+    for kind, method in ((k, m) for k in meter_sets for m in METHODS + DOOR_METHODS):
         picked = [
             r
             for row in whole

@@ -78,12 +78,12 @@ def register(commands: Any) -> None:
         "evaluate",
         help="a model on a CSV file or folder, beside the naive baselines",
         description="PATH is a CSV file or a folder of them (timestamp,value[,temperature]"
-        "[,label][,doors][,water], one building per file: see docs/models.md), or a folder of a "
+        "[,label][,doors][,water], or timestamp,water for a home with a water meter alone; one "
+        "building per file: see docs/models.md), or a folder of a "
         "public data set (Cambridge estates, LEAD, the UCI household, the DAIAD water meters). "
-        "demand forecasts each "
-        "file; anomaly scores the files with labels against them; cessation injects stops into "
-        "each file, a dwelling, and tells how soon they are alerted and how many false alarms "
-        "its own series raises.",
+        "demand forecasts each file; anomaly scores the files with labels against them; "
+        "cessation injects stops into each file, a dwelling, and tells how soon they are alerted "
+        "and how many false alarms its own series raises.",
     )
     evaluate.add_argument("model", choices=EVALUATED)
     evaluate.add_argument("--data", type=Path, required=True, metavar="PATH")
@@ -100,7 +100,9 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--start", help="demand: first day evaluated (default: the 8th day)")
     evaluate.add_argument("--end", help="demand: day after the last evaluated (default: the end)")
     evaluate.add_argument("--buildings", help="only these buildings (comma-separated names)")
-    evaluate.add_argument("--timezone", help="local time zone of CSV data (default UTC)")
+    evaluate.add_argument(
+        "--timezone", help="local time zone of CSV data (default UTC; the DAIAD files: CET)"
+    )
     evaluate.add_argument("--country", help="public holidays of CSV data (ISO 3166 code)")
     evaluate.add_argument("--subdivision", help="regional holidays of CSV data")
     evaluate.add_argument("--seed", type=int, default=0, help="cessation: seed of injected stops")
@@ -262,7 +264,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.model == "anomaly":
         # scored against their labels: a file without a labelled hour has nothing to score
         labelled = [s for s in series if s.labels is not None and np.any(s.labels)]
-        unlabelled = [s.name for s in series if s not in labelled]
+        unlabelled = [s.name for s in series if s.labels is None or not np.any(s.labels)]
         if not labelled:
             print(
                 f"nbedge: {args.data}: no file has a labelled anomalous hour (a label "
