@@ -77,7 +77,10 @@ Model, per meter (electricity in kWh per window, water in litres or pulses per w
 Evaluation protocol (injected stops), :func:`evaluate`: the dwelling is refitted every 168 h from
 the end of its first 8 weeks on the data before the refit only (profile: last 8 weeks; threshold:
 last 26 weeks), and each hour is scored with the model in force (the run state carries over a
-refit, as on the gateway). False alarms per month are the alarms raised on the untouched series over
+refit, as on the gateway). A refit needs 14 days of known hours of each meter in its 8 profile
+weeks (:data:`MIN_KNOWN_DAYS`): a week without one has no model in force and is not evaluated, and
+a dwelling with no such week, or into which no stop could be injected, is skipped with the reason
+(:class:`TooLittleData`). False alarms per month are the alarms raised on the untouched series over
 the evaluated hours (30.44-day months); those whose inactive run went on for 24 h or more (a real
 absence: the household left) are also counted apart. Stops: for each week, up to 3 stop hours are
 drawn (seeded, without replacement) among the hours ``t`` where the dwelling is *normally active*:
@@ -194,6 +197,7 @@ import numpy.typing as npt
 
 from models.calendar import Calendar
 from models.series import HourlySeries
+from nbedge.errors import NbedgeError
 
 FEATURE_VERSION = "cessation-3"
 
@@ -1037,6 +1041,9 @@ class CessationDetector:
 # --- evaluation on injected stops
 
 STOPS_PER_WEEK = 3
+# a weekly refit of the evaluation needs, for each meter, so many days of known hours among the
+# profile weeks before it (the gateway waits for min_history_days, 14 by default, before its first)
+MIN_KNOWN_DAYS = 14
 METHODS = ("cessation", "cessation_calibrated", "3h_inactive", "3h_inactive_day")
 DOORS = "+doors"  # the suffix of a method that also reads the door sensor
 DOOR_METHODS = ("cessation" + DOORS, "cessation_calibrated" + DOORS)
@@ -1089,6 +1096,25 @@ class DwellingReport:
     normally_active_pct: float  # of the hours 07:00-23:00 local that are eligible stop times
     real_quiet_starts_per_month: float  # eligible hours that begin a real 3 h without activity
     meters: tuple[str, ...] = ("electricity",)  # the dwelling's meters' names
+    known_pct: float = 100.0  # of the hours evaluated, those every meter was read in
+
+
+class TooLittleData(NbedgeError, ValueError):
+    """A dwelling's series cannot be evaluated on injected stops; the message says why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{name}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedDwelling:
+    """A dwelling left out of the evaluation, its meters' names and why."""
+
+    name: str
+    meters: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -1097,6 +1123,7 @@ class CessationReport:
     seed: int
     pool_quantile: float
     params: CessationParams
+    skipped: tuple[SkippedDwelling, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1107,8 +1134,9 @@ class _InForce:
     activity: dict[str, FloatArray]
     thresholds: dict[str, FloatArray]  # per method: "cessation", "cessation_calibrated" (+doors)
     pools: list[dict[str, FloatArray]]  # per refit block: each meter's quiet night readings
-    block_starts: list[int]
+    block_starts: list[int]  # the refits made (MIN_KNOWN_DAYS): a week without one has no model
     phases: IntArray  # each hour's place in the dwelling's usual night (NightRule.phases)
+    in_force: BoolArray  # the hours a model is in force for (the hours evaluated)
 
 
 def _thresholds(model: DwellingModel) -> dict[str, float]:
@@ -1137,6 +1165,15 @@ def _door_thresholds(
     return thresholds
 
 
+def _known_before(meters: Mapping[str, MeterHistory], hours: int) -> IntArray:
+    """Per hour ``r`` (0 to n): the known hours of ``[r - hours, r)``, fewest over the meters."""
+    counts = []
+    for m in meters.values():
+        known = np.r_[0, np.cumsum(~np.isnan(m.values))]
+        counts.append(known - np.r_[np.zeros(min(hours, len(known)), np.int64), known[:-hours]])
+    return np.asarray(np.min(counts, axis=0), dtype=np.int64)
+
+
 def _models_in_force(
     meters: Mapping[str, MeterHistory],
     slots: IntArray,
@@ -1150,12 +1187,16 @@ def _models_in_force(
     activity = {m: np.full(n, np.nan) for m in meters}
     thresholds = {m: np.full(n, np.nan) for m in ("cessation", "cessation_calibrated")}
     phases = np.full(n, DAY, dtype=np.int64)
+    in_force = np.zeros(n, dtype=np.bool_)
     pools: list[dict[str, FloatArray]] = []
-    starts = list(range(profile_n, n, HOURS_PER_WEEK))
+    known = _known_before(meters, profile_n)
+    weekly = range(profile_n, n, HOURS_PER_WEEK)
+    starts = [r for r in weekly if known[r] >= MIN_KNOWN_DAYS * 24]
     for r in starts:
         lo, end = max(0, r - calib_n), min(n, r + HOURS_PER_WEEK)
         history = {m: MeterHistory(h.kind, h.values[lo:r]) for m, h in meters.items()}
         model = _fit_on_slots(history, slots[lo:r], 60, params)
+        in_force[r:end] = True
         for method, value in _thresholds(model).items():
             thresholds[method][r:end] = value
         if model.night is not None:
@@ -1166,9 +1207,9 @@ def _models_in_force(
             activity[m][r:end] = profile.threshold
             recent, recent_slots = meters[m].values[r - profile_n : r], slots[r - profile_n : r]
             night = recent[np.isin(recent_slots % 24, params.night_hours) & ~np.isnan(recent)]
-            pool[m] = night[night <= np.quantile(night, pool_quantile)]
+            pool[m] = night[night <= np.quantile(night, pool_quantile)] if night.size else night
         pools.append(pool)
-    return _InForce(p, activity, thresholds, pools, starts, phases)
+    return _InForce(p, activity, thresholds, pools, starts, phases, in_force)
 
 
 def _method_arrays(
@@ -1189,8 +1230,9 @@ def _method_arrays(
     known = np.zeros(len(active), dtype=np.bool_)
     for v in values.values():
         known |= ~np.isnan(v)
-    hours = np.where(known, 1.0, 0.0)
-    limit = np.full(len(active), float(DETECT_WITHIN_H))
+    in_force = force.in_force[span]
+    hours = np.where(known & in_force, 1.0, 0.0)
+    limit = np.where(in_force, float(DETECT_WITHIN_H), math.inf)
     if method == "3h_inactive_day":
         hour = local_hour[span]
         limit[(hour < 7) | (hour > 22)] = math.inf
@@ -1252,7 +1294,9 @@ def evaluate_dwelling(
     methods of :data:`DOOR_METHODS` are then evaluated too. Nobody opens the door during an
     injected stop; an opening in the hour before it stays.
 
-    Returns the row over the whole evaluated period, then one row per calendar year.
+    Returns the row over the whole evaluated period (the weeks a model is in force: each refit
+    needs :data:`MIN_KNOWN_DAYS` of known hours), then one row per calendar year. Raises
+    :class:`TooLittleData` when no model can be fitted or no stop injected.
     """
     params = params or CessationParams()
     series = [s for _, s in meters.values()]
@@ -1260,12 +1304,24 @@ def evaluate_dwelling(
     if any(not np.array_equal(s.timestamps, stamps) for s in series):
         raise ValueError(f"{name}: the meters' series are not on one grid")
     n = len(stamps)
+    profile_n = params.profile_weeks * HOURS_PER_WEEK
+    if n <= profile_n:
+        raise TooLittleData(
+            name,
+            f"{n / 24:.0f} days of data, not more than the {params.profile_weeks} weeks the "
+            "first fit learns from",
+        )
     slots = week_slots(stamps, calendar)
     local_hour = slots % 24
     history = {m: MeterHistory(kind, s.values) for m, (kind, s) in meters.items()}
     force = _models_in_force(history, slots, params, pool_quantile)
     if not force.block_starts:
-        raise ValueError(f"{name}: fewer than {params.profile_weeks} weeks of data")
+        most = int(_known_before(history, profile_n)[profile_n:].max()) // 24
+        raise TooLittleData(
+            name,
+            f"no week has {MIN_KNOWN_DAYS} days of known hours in the "
+            f"{params.profile_weeks} weeks before it to fit the model on (at most {most} days)",
+        )
     first = force.block_starts[0]
     rng = np.random.default_rng(seed)
     values = {m: h.values for m, h in history.items()}
@@ -1289,12 +1345,15 @@ def evaluate_dwelling(
     stops: list[tuple[int, dict[str, FloatArray]]] = []
     eligible_all = np.zeros(n, dtype=np.bool_)
     real_quiet = np.zeros(n, dtype=np.bool_)
+    unseen = missing | ~force.in_force
     for b, r in enumerate(force.block_starts):
+        if any(not pool.size for pool in force.pools[b].values()):
+            continue  # no quiet night reading known to fill a stop with
         cands = []
         for t in range(max(r, 1), min(n - STOP_H, r + HOURS_PER_WEEK)):
             if expected[t] < MIN_EXPECTED_ACTIVE:
                 continue
-            if not active[t - 1] or missing[t - 1 : t + STOP_H].any():
+            if not active[t - 1] or unseen[t - 1 : t + STOP_H].any():
                 continue
             eligible_all[t] = True
             if active[t : t + DETECT_WITHIN_H].any():
@@ -1306,11 +1365,18 @@ def evaluate_dwelling(
             pool = force.pools[b]
             draws = {m: rng.choice(pool[m], size=STOP_H) for m in values}
             stops.append((t, draws))
+    if not stops:
+        raise TooLittleData(
+            name,
+            "no stop could be injected: no hour at which it is normally active (at least "
+            f"{MIN_EXPECTED_ACTIVE:g} of the next {DETECT_WITHIN_H} hours active expected, the "
+            f"hour before active, the {STOP_H} hours from it known)",
+        )
 
     years = stamps.astype("datetime64[Y]")
-    periods: list[tuple[str, BoolArray]] = [("all", np.arange(n) >= first)]
-    for year in np.unique(years[first:]):
-        periods.append((str(year), (years == year) & (np.arange(n) >= first)))
+    periods: list[tuple[str, BoolArray]] = [("all", force.in_force)]
+    for year in np.unique(years[force.in_force]):
+        periods.append((str(year), (years == year) & force.in_force))
 
     if isinstance(doors, DoorSimulation):
         # activity before the first refit by that refit's thresholds: the calibration of the
@@ -1387,7 +1453,8 @@ def evaluate_dwelling(
         )
         share = 100 * float(eligible_all[day].mean()) if day.any() else math.nan
         quiet = float((real_quiet & mask).sum() / months) if months else math.nan
-        rows.append(DwellingReport(name, label, methods, share, quiet, tuple(meters)))
+        known = 100 * float((~missing & mask).sum() / mask.sum())
+        rows.append(DwellingReport(name, label, methods, share, quiet, tuple(meters), known))
     return rows
 
 
@@ -1400,25 +1467,31 @@ def evaluate(
     pool_quantile: float = 0.5,
 ) -> CessationReport:
     """Injected-stop evaluation, each series one dwelling: its electricity (kWh/h) and, where the
-    series has it (``HourlySeries.water``), its water meter, both silenced by a stop; a series
-    with door counts (``HourlySeries.doors``) also gets the door-aware methods."""
+    series has it (``HourlySeries.water``), its water meter, both silenced by a stop, or its
+    water meter alone (``HourlySeries.meter == "water"``, litres per hour); a series
+    with door counts (``HourlySeries.doors``) also gets the door-aware methods. A dwelling with
+    too little data (:class:`TooLittleData`) is left out, with the reason, in ``skipped``."""
     params = params or CessationParams()
     rows: list[DwellingReport] = []
+    skipped: list[SkippedDwelling] = []
     for i, s in enumerate(series):
-        meters = {"electricity": ("electricity", s)}
+        meters = {s.meter: (s.meter, s)}
         if s.water is not None:
             water = HourlySeries(f"{s.name} water", s.timestamps, s.water)
             meters["water"] = ("water", water)
-        rows += evaluate_dwelling(
-            s.name,
-            meters,
-            calendar,
-            seed=seed + i,
-            params=params,
-            pool_quantile=pool_quantile,
-            doors=s.doors,
-        )
-    return CessationReport(tuple(rows), seed, pool_quantile, params)
+        try:
+            rows += evaluate_dwelling(
+                s.name,
+                meters,
+                calendar,
+                seed=seed + i,
+                params=params,
+                pool_quantile=pool_quantile,
+                doors=s.doors,
+            )
+        except TooLittleData as exc:
+            skipped.append(SkippedDwelling(s.name, tuple(meters), exc.reason))
+    return CessationReport(tuple(rows), seed, pool_quantile, params, tuple(skipped))
 
 
 def _fmt_h(hours: float) -> str:
@@ -1427,41 +1500,85 @@ def _fmt_h(hours: float) -> str:
     return ">24" if math.isinf(hours) else f"{hours:.0f}"
 
 
+def _fmt_pct(percent: float) -> str:
+    return "-" if math.isnan(percent) else f"{percent:.1f}"
+
+
+def _median(values: Sequence[float]) -> tuple[float, int]:
+    """The median of the values that are not NaN (NaN when none is), and how many there are."""
+    counted = [v for v in values if not math.isnan(v)]
+    return (float(np.median(counted)) if counted else math.nan), len(counted)
+
+
+def _meters(names: Sequence[str]) -> str:
+    """A dwelling's meters as the report's column shows them: ``electricity+water``."""
+    return "+".join(names)
+
+
+def _dwellings(count: int) -> str:
+    return f"{count} dwelling" + ("" if count == 1 else "s")
+
+
 def format_report(report: CessationReport) -> str:
-    """One line per dwelling (and dwelling-year) and method, then the median over dwellings."""
+    """One line per dwelling (and dwelling-year) and method, then the median over dwellings, and
+    the dwellings skipped with the reason.
+
+    The ``meters`` column tells a dwelling's meters (``electricity``, ``water`` or
+    ``electricity+water``); each set of meters has its own medians. A median leaves out the
+    dwellings that have no figure for it (no stop: no delay) and says over how many it is.
+    """
+    width = max([22] + [len(row.name) + 2 for row in report.rows])
     lines = [
         "Cessation on injected stops (24 h of quiet-night readings from a normally active hour; "
         f"seed {report.seed}, pool quantile {report.pool_quantile:g})",
-        f"{'dwelling':<22}{'period':>7}{'method':>28}{'stops':>7}{'<=3h %':>8}"
+        f"{'dwelling':<{width}}{'period':>7}{'meters':>19}{'method':>28}{'stops':>7}{'<=3h %':>8}"
         f"{'med h':>7}{'p95 h':>7}{'alarms/mo':>11}{'excl. absences':>16}",
     ]
     for row in report.rows:
         for r in row.methods:
             lines.append(
-                f"{row.name:<22}{row.period:>7}{r.method:>28}{r.stops:>7}{r.detected_pct:>8.1f}"
-                f"{_fmt_h(r.delay_quantile(0.5)):>7}{_fmt_h(r.delay_quantile(0.95)):>7}"
-                f"{r.alarms_per_month:>11.2f}{r.non_absence_alarms_per_month:>16.2f}"
+                f"{row.name:<{width}}{row.period:>7}{_meters(row.meters):>19}{r.method:>28}"
+                f"{r.stops:>7}"
+                f"{_fmt_pct(r.detected_pct):>8}{_fmt_h(r.delay_quantile(0.5)):>7}"
+                f"{_fmt_h(r.delay_quantile(0.95)):>7}{r.alarms_per_month:>11.2f}"
+                f"{r.non_absence_alarms_per_month:>16.2f}"
             )
     whole = [row for row in report.rows if row.period == "all"]
-    for method in METHODS + DOOR_METHODS:
-        picked = [r for row in whole for r in row.methods if r.method == method]
+    meter_sets = dict.fromkeys(_meters(row.meters) for row in whole)  # each has its medians
+    for kind, method in ((k, m) for k in meter_sets for m in METHODS + DOOR_METHODS):
+        picked = [
+            r
+            for row in whole
+            if _meters(row.meters) == kind
+            for r in row.methods
+            if r.method == method
+        ]
         if not picked:
             continue
+        detected, with_stops = _median([r.detected_pct for r in picked])
+        median_h, _ = _median([r.delay_quantile(0.5) for r in picked])
+        p95_h, _ = _median([r.delay_quantile(0.95) for r in picked])
+        alarms, with_months = _median([r.alarms_per_month for r in picked])
+        non_absence, _ = _median([r.non_absence_alarms_per_month for r in picked])
+        over = f"over {_dwellings(with_stops)}"
+        if with_months != with_stops:
+            over = f"delays over {_dwellings(with_stops)}, alarms over {with_months}"
         lines.append(
-            f"{'median':<22}{'all':>7}{method:>28}{sum(r.stops for r in picked):>7}"
-            f"{float(np.median([r.detected_pct for r in picked])):>8.1f}"
-            f"{_fmt_h(float(np.median([r.delay_quantile(0.5) for r in picked]))):>7}"
-            f"{_fmt_h(float(np.median([r.delay_quantile(0.95) for r in picked]))):>7}"
-            f"{float(np.median([r.alarms_per_month for r in picked])):>11.2f}"
-            f"{float(np.median([r.non_absence_alarms_per_month for r in picked])):>16.2f}"
+            f"{'median':<{width}}{'all':>7}{kind:>19}{method:>28}{sum(r.stops for r in picked):>7}"
+            f"{_fmt_pct(detected):>8}{_fmt_h(median_h):>7}{_fmt_h(p95_h):>7}{alarms:>11.2f}"
+            f"{non_absence:>16.2f}  ({over})"
         )
     for row in whole:
         lines.append(
-            f"{row.name} ({' and '.join(row.meters)}): eligible stop times (normally active, "
-            "active the hour before) are "
+            f"{row.name} ({' and '.join(row.meters)}): {row.known_pct:.0f} % of the hours "
+            "evaluated known; eligible stop times (normally active, active the hour before) are "
             f"{row.normally_active_pct:.0f} % of the hours 07:00-23:00 local; the untouched "
             "series goes 3 h without activity from such an hour "
             f"{row.real_quiet_starts_per_month:.1f} times a month (at 3 h these look like a stop: "
             "a rough floor on the false alarms of a detector that alerts within 3 h)"
         )
+    if report.skipped:
+        lines.append(f"{_dwellings(len(whole))} evaluated, {len(report.skipped)} skipped:")
+    for gone in report.skipped:
+        lines.append(f"skipped {gone.name} ({' and '.join(gone.meters)}): {gone.reason}")
     return "\n".join(lines)

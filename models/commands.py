@@ -6,7 +6,9 @@
   the ``train`` extra (scikit-learn, skl2onnx), never installed on a gateway.
 - ``nbedge models evaluate demand|anomaly --data PATH``: the shipped (or ``--bundle``) model on a
   CSV file or a folder of them in the documented format (:mod:`models.series`), or on a folder of
-  the public data sets, with the naive baselines beside it.
+  the public data sets, with the naive baselines beside it; anomaly reads labelled files only.
+- ``nbedge models evaluate cessation --data PATH``: the cessation detector on stops injected into
+  each dwelling's own series (no bundle: each dwelling's model is fitted from its history).
 - ``nbedge models keygen PRIVATE.pem``: a new signing key; prints the public key for
   ``[models] trusted_keys``.
 - ``nbedge models sign BUNDLE --key PRIVATE.pem`` and ``nbedge models verify BUNDLE``.
@@ -20,6 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+EVALUATED = ("demand", "anomaly", "cessation")  # the models `nbedge models evaluate` evaluates
 
 
 def register(commands: Any) -> None:
@@ -74,12 +78,18 @@ def register(commands: Any) -> None:
         "evaluate",
         help="a model on a CSV file or folder, beside the naive baselines",
         description="PATH is a CSV file or a folder of them (timestamp,value[,temperature]"
-        "[,label][,doors][,water], one building per file: see docs/models.md), or a folder of a "
-        "public data set (Cambridge estates, LEAD, the UCI household).",
+        "[,label][,doors][,water], or timestamp,water for a home with a water meter alone; one "
+        "building per file: see docs/models.md), or a folder of a "
+        "public data set (Cambridge estates, LEAD, the UCI household, the DAIAD water meters). "
+        "demand forecasts each file; anomaly scores the files with labels against them; "
+        "cessation injects stops into each file, a dwelling, and tells how soon they are alerted "
+        "and how many false alarms its own series raises.",
     )
-    evaluate.add_argument("model", choices=("demand", "anomaly"))
+    evaluate.add_argument("model", choices=EVALUATED)
     evaluate.add_argument("--data", type=Path, required=True, metavar="PATH")
-    evaluate.add_argument("--bundle", type=Path, help="a bundle folder (default: the shipped one)")
+    evaluate.add_argument(
+        "--bundle", type=Path, help="demand, anomaly: a bundle folder (default: the shipped one)"
+    )
     evaluate.add_argument(
         "--trusted-key",
         action="append",
@@ -90,7 +100,9 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--start", help="demand: first day evaluated (default: the 8th day)")
     evaluate.add_argument("--end", help="demand: day after the last evaluated (default: the end)")
     evaluate.add_argument("--buildings", help="only these buildings (comma-separated names)")
-    evaluate.add_argument("--timezone", help="local time zone of CSV data (default UTC)")
+    evaluate.add_argument(
+        "--timezone", help="local time zone of CSV data (default UTC; the DAIAD files: CET)"
+    )
     evaluate.add_argument("--country", help="public holidays of CSV data (ISO 3166 code)")
     evaluate.add_argument("--subdivision", help="regional holidays of CSV data")
     evaluate.add_argument("--seed", type=int, default=0, help="cessation: seed of injected stops")
@@ -172,6 +184,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def load_data(path: Path, args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
     """The series at ``path`` and each one's calendar: a public data set's own, or the options'."""
+    from models import daiad
     from models.calendar import Calendar
     from models.series import load_cambridge_estates, load_lead, load_path, load_uci_household
 
@@ -184,6 +197,10 @@ def load_data(path: Path, args: argparse.Namespace) -> tuple[list[Any], dict[str
     elif path.is_dir() and (path / "household_power_consumption_hourly.csv").is_file():
         csv = path / "household_power_consumption_hourly.csv"
         series, calendar = [load_uci_household(csv)], Calendar("UTC", "FR")
+    elif daiad.is_daiad(path):  # the files' own clock; holidays unknown
+        zone = args.timezone or daiad.TIMEZONE
+        series = daiad.load_daiad(path, timezone=zone)
+        calendar = Calendar(zone, args.country, args.subdivision)
     else:
         series, calendar = load_path(path), given
     if args.buildings:
@@ -213,6 +230,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from models.series import SeriesFormatError
     from nbedge.errors import ModelRejected
 
+    if args.model == "cessation" and args.bundle is not None:
+        print(
+            "nbedge: cessation has no bundle: each dwelling's model is fitted from its own series",
+            file=sys.stderr,
+        )
+        return 2
     try:
         series, calendars = load_data(args.data, args)
     except SeriesFormatError as exc:
@@ -221,6 +244,41 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not series:
         print("nbedge: no series to evaluate", file=sys.stderr)
         return 1
+    if args.model == "cessation":
+        from models import cessation
+
+        one = calendars[series[0].name]
+        print(cessation.format_report(cessation.evaluate(series, one, seed=args.seed)))
+        return 0
+    # demand and anomaly read a file's value (energy): a water-only file is for cessation
+    water_only = [s.name for s in series if s.meter == "water"]
+    series = [s for s in series if s.meter != "water"]
+    left_out = [f"not evaluated, water only: {', '.join(water_only)}"] if water_only else []
+    if not series:
+        print(
+            f"nbedge: {args.data}: water-only files (timestamp,water): {args.model} reads a "
+            "value column; nbedge models evaluate cessation reads them",
+            file=sys.stderr,
+        )
+        return 1
+    if args.model == "anomaly":
+        # scored against their labels: a file without a labelled hour has nothing to score
+        labelled = [s for s in series if s.labels is not None and np.any(s.labels)]
+        unlabelled = [s.name for s in series if s.labels is None or not np.any(s.labels)]
+        if not labelled:
+            print(
+                f"nbedge: {args.data}: no file has a labelled anomalous hour (a label "
+                "column with 1 for such hours): evaluate anomaly scores flags against labels. "
+                "For the stopped use of dwellings: nbedge models evaluate cessation",
+                file=sys.stderr,
+            )
+            return 1
+        if unlabelled:
+            left_out.append(
+                f"not evaluated, no labelled anomalous hour: {', '.join(unlabelled)} "
+                "(for the stopped use of dwellings: nbedge models evaluate cessation)"
+            )
+        series = labelled
     try:
         session = _session(args, args.model)
     except ModelRejected as exc:
@@ -235,19 +293,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         end = args.end or str(last)
         report = demand.evaluate(series, session, start, end, calendars)
         print(demand.format_report(report))
-        return 0
-    from models import anomaly, cessation
+    else:
+        from models import anomaly
 
-    # Series with labels are scored against them; series without labels are dwellings, for
-    # cessation on injected stops.
-    labelled = [s for s in series if s.labels is not None and np.any(s.labels)]
-    dwellings = [s for s in series if s not in labelled]
-    if labelled:
-        one = calendars[labelled[0].name]
-        print(anomaly.format_report(anomaly.evaluate(labelled, session, one)))
-    if dwellings:
-        if labelled:
-            print()
-        one = calendars[dwellings[0].name]
-        print(cessation.format_report(cessation.evaluate(dwellings, one, seed=args.seed)))
+        one = calendars[series[0].name]
+        print(anomaly.format_report(anomaly.evaluate(series, session, one)))
+    for line in left_out:
+        print(line)
     return 0

@@ -7,23 +7,29 @@ folder holds one building per ``*.csv`` file, named after the file)::
     2019-01-01T00:00:00,12.5,3.1,0,0
     2019-01-01T01:00:00,,3.0,0,2
 
+A home with a water meter alone has ``water`` in place of ``value`` (``timestamp,water[,doors]``).
+
 - ``timestamp``: ISO 8601, on the hour (``2019-01-01 00:00:00`` or ``2019-01-01T00:00``); an offset
   such as ``+01:00`` or ``Z`` is converted to UTC, a naive time is taken as UTC. Rows must be in
   increasing order; hours that are absent are missing (NaN on the grid).
-- ``value``: energy in the hour (e.g. kWh); empty or ``NaN`` means missing.
+- ``value``: energy in the hour (e.g. kWh of electricity); empty or ``NaN`` means missing.
 - ``temperature`` (optional): outdoor dry-bulb temperature in degrees C; empty means missing.
-- ``label`` (optional): ``1`` for an hour a person labelled anomalous, ``0`` otherwise.
+- ``label`` (optional): ``1`` for an hour a person labelled anomalous, ``0`` otherwise (also
+  written ``1.0``/``0.0``, as some LEAD exports have them, or ``true``/``false``).
 - ``doors`` (optional): how many times the dwelling's door opened in the hour, a whole number of 0
   or more (``3`` or ``3.0``); empty means 0, as do hours absent from the file. A door sensor counts
   openings and has no "missing" state the evaluation could use, so a gap is read as no opening.
 - ``water`` (optional): the dwelling's water use in the hour (litres, or the meter's pulses),
-  beside its electricity in ``value``; empty means missing. Only cessation reads it (a stop
-  silences both meters); demand and anomaly scoring read ``value`` alone.
+  beside its electricity in ``value``, or alone; empty means missing. Only cessation reads it (a
+  stop silences both meters); demand and anomaly scoring read ``value`` alone. A file with
+  ``water`` and no ``value`` is a water-only home: its series' ``values`` are the water
+  (``HourlySeries.meter == "water"``).
 
 Any line that cannot be read raises :class:`SeriesFormatError` naming the file and the line.
 
 Three adapters read the public data sets shipped beside the project (``../shared/data``):
-:func:`load_cambridge_estates`, :func:`load_lead` and :func:`load_uci_household`.
+:func:`load_cambridge_estates`, :func:`load_lead` and :func:`load_uci_household`; the DAIAD
+water meters' irregular rows are read by :mod:`models.daiad`.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ LabelArray = npt.NDArray[np.int8]
 IntArray = npt.NDArray[np.int64]
 
 ONE_HOUR = np.timedelta64(1, "h")
+METERS = ("electricity", "water")  # what a series' values measure (HourlySeries.meter)
 
 
 class SeriesFormatError(NbedgeError, ValueError):
@@ -67,6 +74,8 @@ class HourlySeries:
     labelled anomalous hour, 0 otherwise, also 0 on missing hours), ``doors`` (the door's
     openings in the hour, 0 on missing hours) and ``water`` (a dwelling's water use beside its
     electricity in ``values``, NaN where missing) are ``None`` when the source has none.
+    ``meter`` is what ``values`` measures: ``electricity`` (or another energy), or ``water`` for a
+    home with a water meter alone (its ``water`` is then ``None``).
     """
 
     name: str
@@ -76,8 +85,13 @@ class HourlySeries:
     labels: LabelArray | None = None
     doors: IntArray | None = None
     water: FloatArray | None = None
+    meter: str = "electricity"
 
     def __post_init__(self) -> None:
+        if self.meter not in METERS:
+            raise ValueError(f"{self.name}: meter {self.meter!r} is not one of {METERS}")
+        if self.meter == "water" and self.water is not None:
+            raise ValueError(f"{self.name}: a water series has no second water meter")
         n = len(self.timestamps)
         if len(self.values) != n:
             raise ValueError(f"{self.name}: {len(self.values)} values for {n} timestamps")
@@ -106,6 +120,7 @@ class HourlySeries:
             labels=None if self.labels is None else self.labels[keep],
             doors=None if self.doors is None else self.doors[keep],
             water=None if self.water is None else self.water[keep],
+            meter=self.meter,
         )
 
 
@@ -151,10 +166,17 @@ def _grid(
 
 
 def _parse_label(text: str) -> float:
+    """A label: ``1`` or ``0``, also written ``1.0``/``0.0`` or ``true``/``false`` (any case)."""
     label = text.strip()
-    if label not in ("0", "1"):
+    if label.lower() in ("true", "false"):
+        return float(label.lower() == "true")
+    try:
+        number = float(label)
+    except ValueError:
+        number = math.nan
+    if number not in (0.0, 1.0):
         raise ValueError(f"label {label!r} is neither 0 nor 1")
-    return float(label)
+    return number
 
 
 def _parse_use(text: str, what: str) -> float:
@@ -202,15 +224,17 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SeriesFormatError(path, 0, f"cannot read: {exc}") from exc
     header = [cell.strip().lower() for cell in header]
-    for required in ("timestamp", "value"):
-        if required not in header:
-            raise SeriesFormatError(path, 1, f"no {required!r} column in header {header}")
+    if "timestamp" not in header:
+        raise SeriesFormatError(path, 1, f"no 'timestamp' column in header {header}")
+    if "value" not in header and "water" not in header:
+        raise SeriesFormatError(path, 1, f"no 'value' column (nor 'water') in header {header}")
     unknown = set(header) - {"timestamp", "value", "temperature", "label", "doors", "water"}
     if unknown:
         raise SeriesFormatError(path, 1, f"unknown column(s) {sorted(unknown)}")
     col = {key: header.index(key) for key in header}
     has_temp, has_label, has_doors = "temperature" in col, "label" in col, "doors" in col
-    has_water = "water" in col
+    water_only = "value" not in col  # a home with a water meter alone
+    has_water = "water" in col and not water_only
 
     lines: list[int] = []
     hours: list[np.datetime64] = []
@@ -227,7 +251,10 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
                 )
             try:
                 hours.append(parse_hour(row[col["timestamp"]]))
-                values.append(_parse_float(row[col["value"]]))
+                if water_only:
+                    values.append(_parse_use(row[col["water"]], "water"))
+                else:
+                    values.append(_parse_float(row[col["value"]]))
                 if has_temp:
                     temps.append(_parse_float(row[col["temperature"]]))
                 if has_label:
@@ -262,6 +289,7 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
         labels=label_arr,
         doors=door_arr,
         water=water_arr,
+        meter="water" if water_only else "electricity",
     )
 
 

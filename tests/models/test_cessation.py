@@ -13,11 +13,14 @@ from models.cessation import (
     ActivityProfile,
     CessationDetector,
     CessationParams,
+    CessationReport,
     DoorSimulation,
     DwellingModel,
     DwellingReport,
     MeterHistory,
+    MethodResult,
     NightRule,
+    TooLittleData,
     Verdict,
     door_run_scores,
     evaluate,
@@ -287,6 +290,99 @@ def test_streaming_detector_equals_the_vectorised_scores() -> None:
     assert [v.alert for v in stream] == batch.alert.tolist()
     assert [v.inactive_h for v in stream] == batch.run_windows.tolist()
     assert batch.alert.sum() >= 1
+
+
+# --- dwellings with too little data: reported and skipped, never a traceback
+
+
+def mostly_missing(weeks: int) -> HourlySeries:
+    """The synthetic home, its meter heard only on two mornings a week (09:00-12:59), as real
+    meters with a failing link are: some readings in every fit, none of them at night."""
+    hours, electricity, _ = synthetic_home(weeks)
+    heard = np.zeros(len(hours), dtype=np.bool_)
+    for week in range(weeks):
+        for day in (1, 4):
+            start = week * 168 + day * 24 + 9
+            heard[start : start + 4] = True
+    return HourlySeries("sparse", hours, np.where(heard, electricity, np.nan))
+
+
+def never_normally_active(weeks: int) -> HourlySeries:
+    """A home that uses electricity in a third of its daytime hours, at random: no hour of it
+    is normally active (2.4 active hours of the next 3 expected), so no stop can be injected."""
+    rng = np.random.default_rng(7)
+    hours, _, _ = synthetic_home(weeks)
+    hour_of_day = np.arange(len(hours)) % 24
+    used = (hour_of_day >= 7) & (hour_of_day <= 22) & (rng.random(len(hours)) < 0.33)
+    return HourlySeries("idle", hours, quiet_night(rng, len(hours)) + np.where(used, 1.0, 0.0))
+
+
+def test_a_home_with_mostly_missing_hours_is_skipped_with_the_reason() -> None:
+    hours, electricity, _ = synthetic_home(20)
+    regular = HourlySeries("regular", hours, electricity)
+    report = evaluate([mostly_missing(52), regular], UTC)
+    assert [row.name for row in report.rows if row.period == "all"] == ["regular"]
+    (skipped,) = report.skipped
+    assert skipped.name == "sparse"
+    assert skipped.reason == (
+        "no week has 14 days of known hours in the 8 weeks before it to fit the model on "
+        "(at most 2 days)"
+    )
+    text = format_report(report)
+    assert "1 dwelling evaluated, 1 skipped:" in text
+    assert f"skipped sparse (electricity): {skipped.reason}" in text
+
+
+def test_a_home_where_no_stop_can_be_injected_or_too_short_is_skipped_with_the_reason() -> None:
+    hours, electricity, _ = synthetic_home(20)
+    short = HourlySeries("new", hours[: 5 * 168], electricity[: 5 * 168])
+    report = evaluate([never_normally_active(20), short], UTC)
+    assert report.rows == ()
+    reasons = {gone.name: gone.reason for gone in report.skipped}
+    assert reasons["idle"].startswith("no stop could be injected: no hour at which it is normally")
+    assert reasons["new"] == "35 days of data, not more than the 8 weeks the first fit learns from"
+    with pytest.raises(TooLittleData, match="new: 35 days of data"):
+        evaluate_dwelling("new", {"electricity": ("electricity", short)}, UTC)
+
+
+def test_a_home_whose_meter_fell_silent_for_weeks_is_evaluated_on_the_weeks_it_can_be() -> None:
+    hours, electricity, _ = synthetic_home(40)
+    silent = electricity.copy()
+    silent[20 * 168 : 30 * 168] = np.nan  # weeks 20-29: nothing heard
+    report = evaluate([HourlySeries("home", hours, silent)], UTC)
+    (whole, *_) = report.rows
+    figures = {r.method: r for r in whole.methods}
+    # refits need 14 days known in the 8 weeks before: none from week 27 to week 31
+    in_force_weeks = 40 - 8 - 5
+    assert figures["cessation"].months == pytest.approx(in_force_weeks * 7 / 30.44)
+    assert figures["cessation"].stops > 0
+    assert figures["cessation"].detected_pct >= 95
+    # the weeks in force after the silence began (20 to 26) count, and are not known
+    assert whole.known_pct == pytest.approx(100 * (in_force_weeks - 7) / in_force_weeks)
+
+
+def test_medians_leave_out_what_a_dwelling_has_no_figure_for_and_say_over_how_many() -> None:
+    def row(name: str, delays: tuple[float, ...], alarms: int) -> DwellingReport:
+        result = MethodResult("cessation", delays, alarms, 0, 10.0)
+        return DwellingReport(name, "all", (result,), 40.0, 1.0)
+
+    rows = (row("a", (1.0, 2.0, 2.0, 9.0), 10), row("b", (), 30), row("c", (2.0, 3.0), 20))
+    text = format_report(CessationReport(rows, 0, 0.5, CessationParams()))
+    (median,) = [line for line in text.splitlines() if line.startswith("median")]
+    fields = median.split()
+    assert "nan" not in text
+    assert fields[2:11] == [
+        "electricity",
+        "cessation",
+        "6",
+        "87.5",
+        "2",
+        "6",
+        "2.00",
+        "2.00",
+        "(delays",
+    ]
+    assert median.endswith("(delays over 2 dwellings, alarms over 3)")
 
 
 needs_data = pytest.mark.skipif(not UCI.exists(), reason="the shared data folder is absent")

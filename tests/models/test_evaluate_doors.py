@@ -1,5 +1,5 @@
-"""``nbedge models evaluate anomaly`` on dwelling files: the door column adds the door methods, the
-water column the dwelling's second meter."""
+"""``nbedge models evaluate cessation`` on dwelling files: the door column adds the door methods,
+the water column the dwelling's second meter."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def write_dwelling(path: Path, weeks: int, *, with_doors: bool, seed: int = 3) -
 
 def write_hours(path: Path, columns: dict[str, list[str]]) -> None:
     """A dwelling file: the header, then one line per hour from START with the given cells."""
-    n = len(columns["value"])
+    n = len(next(iter(columns.values())))
     stamps = START + np.arange(n) * np.timedelta64(1, "h")
     lines = [",".join(["timestamp", *columns])]
     rows = zip(stamps, *columns.values(), strict=True)
@@ -53,9 +53,9 @@ def test_dwelling_with_doors_gets_the_door_methods(
 ) -> None:
     write_dwelling(tmp_path / "flat.csv", 12, with_doors=True)
     write_dwelling(tmp_path / "house.csv", 12, with_doors=False, seed=4)
-    assert main(["models", "evaluate", "anomaly", "--data", str(tmp_path)]) == 0
+    assert main(["models", "evaluate", "cessation", "--data", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    methods = {(line.split()[0], line.split()[2]) for line in out.splitlines() if "all" in line}
+    methods = {(line.split()[0], line.split()[3]) for line in out.splitlines() if "all" in line}
     for name in ("flat", "house", "median"):
         assert (name, "cessation") in methods
         assert (name, "cessation_calibrated") in methods
@@ -86,15 +86,17 @@ def test_a_dwelling_file_with_water_is_evaluated_on_both_meters(
 ) -> None:
     write_resident(tmp_path / "alone.csv", 40, with_water=False)
     write_resident(tmp_path / "both.csv", 40, with_water=True)  # the same electricity
-    assert main(["models", "evaluate", "anomaly", "--data", str(tmp_path)]) == 0
+    assert main(["models", "evaluate", "cessation", "--data", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     rows = {
-        (fields[0], fields[2]): fields
+        (fields[0], fields[3]): fields
         for fields in (line.split() for line in out.splitlines())
-        if len(fields) == 9 and fields[1] == "all"
+        if len(fields) == 10 and fields[1] == "all"
     }
     alone, both = rows[("alone", "cessation")], rows[("both", "cessation")]
-    assert float(both[4]) >= 95  # detected within 3 h
-    assert float(both[7]) < float(alone[7])  # fewer false alarms a month with water
-    assert "both (electricity and water): eligible stop times" in out
-    assert "alone (electricity): eligible stop times" in out
+    assert alone[2] == "electricity"
+    assert both[2] == "electricity+water"
+    assert float(both[5]) >= 95  # detected within 3 h
+    assert float(both[8]) < float(alone[8])  # fewer false alarms a month with water
+    assert "both (electricity and water): 100 % of the hours evaluated known" in out
+    assert "alone (electricity): 100 % of the hours evaluated known" in out

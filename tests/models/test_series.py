@@ -41,6 +41,17 @@ def test_full_format_with_a_gap(tmp_path: Path) -> None:
     assert s.labels.tolist() == [0, 1, 0, 0, 0]
 
 
+@pytest.mark.parametrize(("one", "zero"), [("1", "0"), ("1.0", "0.0"), ("True", "false")])
+def test_labels_written_as_floats_or_booleans_are_read(tmp_path: Path, one: str, zero: str) -> None:
+    path = write(
+        tmp_path / "lead.csv",
+        f"timestamp,value,label\n2019-01-01T00:00,1.5,{zero}\n2019-01-01T01:00,9.0,{one}\n",
+    )
+    s = load_csv(path)
+    assert s.labels is not None
+    assert s.labels.tolist() == [0, 1]
+
+
 def test_value_only_and_utc_offsets(tmp_path: Path) -> None:
     path = write(
         tmp_path / "b.csv",
@@ -91,6 +102,23 @@ def test_water_column_is_the_dwellings_second_meter(tmp_path: Path) -> None:
     np.testing.assert_array_equal(s.between("2019-01-01T03", "2019-01-01T04").water, [12.5])
 
 
+def test_a_water_column_without_value_is_a_water_only_home(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "flat.csv",
+        "timestamp,water,doors\n2019-01-01T00:00,0,0\n2019-01-01T01:00,,1\n2019-01-01T03:00,12,0\n",
+    )
+    s = load_csv(path)
+    assert s.meter == "water"
+    np.testing.assert_array_equal(s.values, [0.0, np.nan, np.nan, 12.0])
+    assert s.water is None
+    assert s.doors is not None
+    assert s.doors.tolist() == [0, 1, 0, 0]
+    assert s.between("2019-01-01T01", "2019-01-01T04").meter == "water"
+    assert load_csv(
+        write(tmp_path / "hall.csv", "timestamp,value\n2019-01-01T00:00,1\n")
+    ).meter == ("electricity")
+
+
 def test_doors_must_match_the_timestamps() -> None:
     hours = np.arange(np.datetime64("2019-01-01T00", "h"), np.datetime64("2019-01-01T03", "h"))
     with pytest.raises(ValueError, match="2 doors for 3 timestamps"):
@@ -115,6 +143,8 @@ def test_folder_is_one_building_per_file(tmp_path: Path) -> None:
         ("timestamp,value\n2019-01-01T00:00,lots\n", 2, "could not convert"),
         ("timestamp,value\n2019-01-01T00:00\n", 2, "1 fields"),
         ("timestamp,value,label\n2019-01-01T00:00,1,yes\n", 2, "neither 0 nor 1"),
+        ("timestamp,value,label\n2019-01-01T00:00,1,0.5\n", 2, "'0.5' is neither 0 nor 1"),
+        ("timestamp,value,label\n2019-01-01T00:00,1,nan\n", 2, "'nan' is neither 0 nor 1"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,0\n2019-01-01T01:00,1,-1\n", 3, "negative"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,1.5\n", 2, "not a whole number"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,nan\n", 2, "not a whole number"),
@@ -122,6 +152,8 @@ def test_folder_is_one_building_per_file(tmp_path: Path) -> None:
         ("timestamp,value,water\n2019-01-01T00:00,1,-3\n", 2, "water '-3' is not a use"),
         ("timestamp,value,water\n2019-01-01T00:00,1,inf\n", 2, "water 'inf' is not a use"),
         ("timestamp,value,water\n2019-01-01T00:00,1,tap\n", 2, "water 'tap' is not a number"),
+        ("timestamp,water\n2019-01-01T00:00,-1\n", 2, "water '-1' is not a use"),
+        ("value,water\n1,2\n", 1, "no 'timestamp' column"),
         ("timestamp,value,kwh\n", 1, "unknown column"),
         ("timestamp,value\n", 0, "no data rows"),
         ("", 0, "empty file"),
