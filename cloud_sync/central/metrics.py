@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -111,24 +111,29 @@ class CentralMetrics:
 class RouteLabels:
     """The ``route`` label of a path: the template of the route that serves it, or ``unmatched``.
 
-    The templates are read once from the application (its OpenAPI paths and its top-level
-    routes), so the label is one of them whatever the path; FastAPI's own route object cannot
-    say it (an included router's route knows only its part of the template).
+    The templates are read from the application once, at the first request (its OpenAPI paths
+    and its top-level routes), so the label is one of them whatever the path; FastAPI's own
+    route object cannot say it (an included router's route knows only its part of it).
     """
 
-    def __init__(self, templates: Iterable[str]) -> None:
-        self.templates = tuple(dict.fromkeys(templates))
-        self._patterns: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-            (compile_path(template)[0], template) for template in self.templates
-        )
+    def __init__(self, templates: Callable[[], Iterable[str]]) -> None:
+        self._read_templates = templates
+        self._patterns: tuple[tuple[re.Pattern[str], str], ...] | None = None
 
     @classmethod
     def of(cls, app: FastAPI) -> RouteLabels:
-        """Every route of ``app``; call it once all routes are added."""
-        top_level = (getattr(route, "path_format", None) for route in app.routes)
-        return cls([*app.openapi()["paths"], *(path for path in top_level if path)])
+        """Every route of ``app`` as it is at its first request."""
+
+        def templates() -> list[str]:
+            top_level = (getattr(route, "path_format", None) for route in app.routes)
+            return [*app.openapi()["paths"], *(path for path in top_level if path)]
+
+        return cls(templates)
 
     def label(self, path: str) -> str:
+        if self._patterns is None:  # the OpenAPI document costs about 0.1 s: build it once
+            templates = dict.fromkeys(self._read_templates())
+            self._patterns = tuple((compile_path(t)[0], t) for t in templates)
         for pattern, template in self._patterns:
             if pattern.match(path):
                 return template

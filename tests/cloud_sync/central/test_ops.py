@@ -145,7 +145,9 @@ def test_labels_come_from_closed_sets() -> None:
         "2xx",
         "5xx",
     ]
-    routes = RouteLabels(["/v1/sites/{site_id}/alerts", "/v1/sites/{site_id}/alerts/active"])
+    routes = RouteLabels(
+        lambda: ["/v1/sites/{site_id}/alerts", "/v1/sites/{site_id}/alerts/active"]
+    )
     assert routes.label("/v1/sites/v1/alerts") == "/v1/sites/{site_id}/alerts"
     assert routes.label("/v1/sites/a/alerts/active") == "/v1/sites/{site_id}/alerts/active"
     assert routes.label("/v1/sites/a/b/alerts") == "unmatched"
