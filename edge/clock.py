@@ -25,6 +25,9 @@ holds on a gateway.
 
 Clock jumps (forward or backward, synchronised or not) never lose a reading: summaries are made by
 row-id ranges, not by wall-time ranges (see ``edge.store.summaries``).
+
+A kernel that refuses the read (EPERM: a seccomp filter such as systemd's ``ProtectClock=yes``)
+means "never synchronised", so nothing is corrected: that is logged once, with the cause.
 """
 
 from __future__ import annotations
@@ -32,15 +35,21 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import errno
+import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 _BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 _TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
 _TIMEX_SIZE = 512  # larger than struct timex on every Linux ABI; modes = 0 only reads
+_reported_errors: set[int] = set()  # errnos of adjtimex already logged by this process
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +81,28 @@ def clock_synchronised() -> bool:
         state = int(libc.adjtimex(buffer))
     except (OSError, AttributeError):
         return False
-    return state not in (-1, _TIME_ERROR)
+    if state == -1:
+        _report_unreadable(ctypes.get_errno())
+        return False
+    return state != _TIME_ERROR
+
+
+def _report_unreadable(number: int) -> None:
+    """Log, once per process and error, that the clock's state cannot be read, and what it costs."""
+    if number in _reported_errors:
+        return
+    _reported_errors.add(number)
+    cause = (
+        "a seccomp filter refuses adjtimex/clock_adjtime (under systemd: ProtectClock=yes, or a "
+        "SystemCallFilter= without them; the shipped unit allows them)"
+        if number == errno.EPERM
+        else os.strerror(number)
+    )
+    log.warning(
+        "cannot read whether the clock is synchronised: %s. Every record is marked "
+        "clock_synced false and wall times taken before the first sync are never corrected",
+        cause,
+    )
 
 
 Sleep = Callable[[float], Awaitable[None]]

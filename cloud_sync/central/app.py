@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 import nbedge
 from cloud_sync.central.db import init_db, make_engine
-from cloud_sync.central.metrics import CONTENT_TYPE, CentralMetrics, MetricsMiddleware
+from cloud_sync.central.metrics import CONTENT_TYPE, CentralMetrics, MetricsMiddleware, RouteLabels
 from cloud_sync.central.routes import api_router
 from cloud_sync.central.settings import CentralSettings
 from cloud_sync.schemas import RECORD_KINDS, SCHEMA_VERSIONS, IngestBatch, WireTerms
@@ -111,7 +111,6 @@ def create_app(settings: CentralSettings, *, wire: WireTerms | None = CURRENT_TE
     app.include_router(api_router)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(DataError, _value_not_storable)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get(
         "/metrics",
@@ -125,6 +124,7 @@ def create_app(settings: CentralSettings, *, wire: WireTerms | None = CURRENT_TE
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     app.openapi = lambda: _openapi_with_wire_schemas(app)  # type: ignore[method-assign]
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=RouteLabels.of(app))
     return app
 
 

@@ -1,8 +1,12 @@
-"""FastAPI dependencies of the central API: settings, engine, and who is calling.
+"""FastAPI dependencies of the central API: settings, engine, who is calling, and the types of
+the query parameters.
 
 Two bearer tokens, two schemes in OpenAPI: a gateway token (per gateway, from
 ``admin.register_gateway``) to write, and the platform token (from the settings) to read.
 Like the routes, this is the HTTP layer, so it answers with ``HTTPException``.
+
+Every integer parameter is bounded here, once (``After``, ``PageLimit``): a value out of range
+is refused with 422 naming the parameter, and OpenAPI shows the bounds.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, cast
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from cloud_sync.central import db
+from cloud_sync.central.schemas import Cursor
 from cloud_sync.central.settings import CentralSettings
+
+MAX_PAGE = 1000
 
 _gateway_bearer = HTTPBearer(
     scheme_name="GatewayToken",
@@ -74,3 +81,6 @@ def require_platform(
 
 CurrentGateway = Annotated[db.GatewayIdentity, Depends(get_gateway)]
 PlatformAccess = Depends(require_platform)
+
+After = Annotated[Cursor, Query(description="The `next_cursor` of the previous page.")]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most items in the page.")]

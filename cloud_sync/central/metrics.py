@@ -11,24 +11,38 @@ or hosts, scrape each one and sum in Prometheus. Prometheus's multiprocess mode 
 | ``nbedge_central_claims_total`` | ``result`` | claim attempts: claimed, or why refused |
 | ``nbedge_central_http_request_duration_seconds`` | ``method``, ``route``, ``status`` | latency |
 
-``route`` is the route's template (``/v1/sites/{site_id}/summaries``), or ``unmatched`` for paths
-the API does not serve, so that the number of series stays bounded.
+Every label takes its values from a closed set, whatever clients send: ``route`` is one of the
+application's route templates (``RouteLabels``) or ``unmatched``, ``method`` a standard method or
+``other``, ``status`` a code the API answers or its class (``2xx``...).
 """
 
 from __future__ import annotations
 
+import re
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
 
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud_sync.central.claims import ClaimProblem
 
-__all__ = ["CONTENT_TYPE", "CentralMetrics", "MetricsMiddleware"]
+__all__ = ["CONTENT_TYPE", "CentralMetrics", "MetricsMiddleware", "RouteLabels"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INGEST_ROUTE = "/v1/ingest"
+UNMATCHED = "unmatched"
+OTHER_METHOD = "other"
+
+METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+"""The ``method`` label: these as they are (methods are case-sensitive), anything else ``other``."""
+
+STATUSES = frozenset({200, 204, 304, 307, 400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503})
+"""The ``status`` label: these codes as they are, any other code as its class (``2xx``...)."""
 
 REFUSAL_REASONS: dict[int, str] = {
     400: "undecodable",
@@ -96,12 +110,53 @@ class CentralMetrics:
         return generate_latest(self.registry)
 
 
+class RouteLabels:
+    """The ``route`` label of a path: the template of the route that serves it, or ``unmatched``.
+
+    The templates are read from the application once, at the first request (its OpenAPI paths
+    and its top-level routes), so the label is one of them whatever the path; FastAPI's own
+    route object cannot say it (an included router's route knows only its part of it).
+    """
+
+    def __init__(self, templates: Callable[[], Iterable[str]]) -> None:
+        self._read_templates = templates
+        self._patterns: tuple[tuple[re.Pattern[str], str], ...] | None = None
+
+    @classmethod
+    def of(cls, app: FastAPI) -> RouteLabels:
+        """Every route of ``app`` as it is at its first request."""
+
+        def templates() -> list[str]:
+            top_level = (getattr(route, "path_format", None) for route in app.routes)
+            return [*app.openapi()["paths"], *(path for path in top_level if path)]
+
+        return cls(templates)
+
+    def label(self, path: str) -> str:
+        if self._patterns is None:  # the OpenAPI document costs about 0.1 s: build it once
+            templates = dict.fromkeys(self._read_templates())
+            self._patterns = tuple((compile_path(t)[0], t) for t in templates)
+        for pattern, template in self._patterns:
+            if pattern.match(path):
+                return template
+        return UNMATCHED
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER_METHOD
+
+
+def status_label(status: int) -> str:
+    return str(status) if status in STATUSES else f"{status // 100}xx"
+
+
 class MetricsMiddleware:
     """ASGI middleware: time every HTTP request and count refused ingest batches."""
 
-    def __init__(self, app: ASGIApp, metrics: CentralMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: CentralMetrics, routes: RouteLabels) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,23 +174,16 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note_status)
         finally:
-            route = _route_template(scope)
-            self.metrics.request_duration.labels(scope["method"], route, str(status)).observe(
-                time.perf_counter() - start
-            )
+            route = self.routes.label(_route_path(scope))
+            self.metrics.request_duration.labels(
+                method_label(scope["method"]), route, status_label(status)
+            ).observe(time.perf_counter() - start)
             if route == INGEST_ROUTE and status in REFUSAL_REASONS:
                 self.metrics.ingest_refused.labels(REFUSAL_REASONS[status]).inc()
 
 
-def _route_template(scope: Scope) -> str:
-    """The matched route's path with its parameters as ``{name}``; ``unmatched`` if none.
-
-    Rebuilt from the path and its parameters (FastAPI keeps included routers nested, so the
-    route object knows only the last part of its template). Bounded: any value becomes a name.
-    """
-    if scope.get("route") is None:
-        return "unmatched"
-    params: dict[str, Any] = scope.get("path_params") or {}
-    names = {str(value): name for name, value in params.items()}
+def _route_path(scope: Scope) -> str:
+    """The path the application routes on: without the ``root_path`` a proxy may have set."""
     path: str = scope["path"]
-    return "/".join(f"{{{names[part]}}}" if part in names else part for part in path.split("/"))
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

@@ -12,13 +12,24 @@ from typing import Annotated, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud_sync.schemas import AccessBody, AlertBody, EvictionBody, ForecastBody, SummaryBody
+from cloud_sync.schemas import (
+    INT64_MAX,
+    AccessBody,
+    AlertBody,
+    EvictionBody,
+    ForecastBody,
+    SummaryBody,
+)
+
+Cursor = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""A position in a feed. ``seq`` is a signed 64-bit column on both databases, so every cursor,
+asked for or answered, fits it; the routes refuse any other value (422) before a query."""
 
 
 class _FeedMeta(BaseModel):
     """Fields every feed item carries besides the body."""
 
-    seq: Annotated[int, Field(description="Position in the feed; pass the last one as `after`.")]
+    seq: Annotated[Cursor, Field(description="Position in the feed; pass the last one as `after`.")]
     record_id: str
     site_id: str
     gateway_id: str
@@ -67,7 +78,7 @@ class ForecastItem(ForecastBody, _FeedMeta):
 
 class _Page(BaseModel):
     next_cursor: Annotated[
-        int, Field(description="The `after` of the next request; equal to `after` if empty.")
+        Cursor, Field(description="The `after` of the next request; equal to `after` if empty.")
     ]
 
 

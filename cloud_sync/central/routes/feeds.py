@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, status
 from sqlalchemy import Engine
 
 from cloud_sync.central import db
-from cloud_sync.central.deps import EngineDep, PlatformAccess
+from cloud_sync.central.deps import After, EngineDep, PageLimit, PlatformAccess
 from cloud_sync.central.schemas import (
     AccessItem,
     AccessPage,
@@ -29,8 +29,6 @@ from cloud_sync.central.schemas import (
 )
 from cloud_sync.schemas import IDENTIFIER_PATTERN
 
-MAX_PAGE = 1000
-
 router = APIRouter(
     prefix="/sites/{site_id}",
     tags=["platform"],
@@ -42,8 +40,6 @@ router = APIRouter(
 )
 
 SiteId = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
-After = Annotated[int, Query(ge=0, description="The `next_cursor` of the previous page.")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most items in the page.")]
 
 
 def _require_site(engine: Engine, site_id: str) -> None:
@@ -53,7 +49,7 @@ def _require_site(engine: Engine, site_id: str) -> None:
 
 @router.get("/summaries", summary="Summaries after a cursor")
 def summaries(
-    site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: PageLimit = 100
 ) -> SummaryPage:
     """Summaries of the site received after ``after``, oldest first."""
     _require_site(engine, site_id)
@@ -62,7 +58,9 @@ def summaries(
 
 
 @router.get("/alerts", summary="Alert events after a cursor")
-def alerts(site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100) -> AlertPage:
+def alerts(
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: PageLimit = 100
+) -> AlertPage:
     """Alert events (raised and cleared) of the site received after ``after``, oldest first."""
     _require_site(engine, site_id)
     rows = db.alert_events_after(engine, site_id, after, limit)
@@ -81,7 +79,7 @@ def active_alerts(site_id: SiteId, engine: EngineDep) -> ActiveAlerts:
 
 @router.get("/evictions", summary="Eviction reports after a cursor")
 def evictions(
-    site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: PageLimit = 100
 ) -> EvictionPage:
     """Reports of records the site's gateways deleted unsent (disk quota), oldest first."""
     _require_site(engine, site_id)
@@ -92,7 +90,7 @@ def evictions(
 
 @router.get("/access-events", summary="Access events after a cursor")
 def access_events(
-    site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: PageLimit = 100
 ) -> AccessPage:
     """Events of the site's doors and gates (granted, denied, forced or held open, opened,
     closed) received after ``after``, oldest first."""
@@ -104,7 +102,7 @@ def access_events(
 
 @router.get("/forecasts", summary="Demand forecasts after a cursor")
 def forecasts(
-    site_id: SiteId, engine: EngineDep, after: After = 0, limit: Limit = 100
+    site_id: SiteId, engine: EngineDep, after: After = 0, limit: PageLimit = 100
 ) -> ForecastPage:
     """Electricity forecasts of the site's buildings (24 hourly values in kWh) received after
     ``after``, oldest first. A forecast replaced by a later one of the same gateway, series and

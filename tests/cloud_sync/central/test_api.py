@@ -13,7 +13,8 @@ from pydantic import SecretStr, ValidationError
 
 from cloud_sync.central import CentralSettings
 from cloud_sync.central.admin import AdminError, register_gateway, register_site
-from cloud_sync.schemas import AlertRecord, EvictionRecord, SchemaVersion, SummaryRecord
+from cloud_sync.schemas import INT64_MAX, AlertRecord, EvictionRecord, SchemaVersion, SummaryRecord
+from tests.cloud_sync.central.openapi import IntegerParameter, integer_parameters
 from tests.cloud_sync.conftest import (
     Central,
     alert_record,
@@ -325,10 +326,58 @@ def test_feeds_need_the_platform_token(http: httpx.Client, central: Central, pat
     assert unknown.status_code == 404
 
 
-def test_feed_limits_are_enforced(http: httpx.Client, central: Central) -> None:
-    url = f"/v1/sites/{central.site_id}/summaries"
-    for params in ({"limit": 1001}, {"limit": 0}, {"after": -1}):
-        assert http.get(url, params=params, headers=central.platform_headers()).status_code == 422
+INTEGER_PARAMETERS = integer_parameters()
+
+
+def test_openapi_bounds_every_integer_parameter_to_64_bits() -> None:
+    assert {(p.path.rsplit("/", 1)[-1], p.name) for p in INTEGER_PARAMETERS} >= {
+        (feed, name)
+        for feed in ("summaries", "alerts", "evictions", "access-events", "forecasts")
+        for name in ("after", "limit")
+    }
+    for parameter in INTEGER_PARAMETERS:
+        minimum, maximum = parameter.bounds()
+        assert -(2**63) <= minimum <= maximum <= INT64_MAX, parameter
+    cursors = {p.maximum for p in INTEGER_PARAMETERS if p.name == "after"}
+    assert cursors == {INT64_MAX}
+    assert {p.maximum for p in INTEGER_PARAMETERS if p.name == "limit"} == {1000}
+
+
+def _out_of_range(parameter: IntegerParameter) -> list[int | str]:
+    minimum, maximum = parameter.bounds()
+    candidates = [minimum - 1, maximum + 1, 2**63, 2**64, 10**30, -(2**63) - 1, -1]
+    huge = "9" * 5000  # more digits than Python converts to an int by default
+    return [value for value in candidates if not parameter.holds(value)] + [huge]
+
+
+@pytest.mark.parametrize("parameter", INTEGER_PARAMETERS, ids=str)
+def test_an_integer_parameter_out_of_range_is_refused_naming_it(
+    http: httpx.Client, central: Central, parameter: IntegerParameter
+) -> None:
+    """A cursor past 2**63 used to be a 500 (the database cannot compare with it)."""
+    for value in _out_of_range(parameter):
+        url, params = parameter.request(central.site_id, value)
+        reply = http.get(url, params=params, headers=central.platform_headers())
+        assert reply.status_code == 422, (parameter, str(value)[:40], reply.text[:300])
+        assert [error["loc"] for error in reply.json()["detail"]] == [
+            [parameter.where, parameter.name]
+        ]
+
+
+@pytest.mark.parametrize("parameter", INTEGER_PARAMETERS, ids=str)
+def test_an_integer_parameter_at_its_bounds_is_served(
+    http: httpx.Client, central: Central, parameter: IntegerParameter
+) -> None:
+    for value in parameter.bounds():
+        url, params = parameter.request(central.site_id, value)
+        reply = http.get(url, params=params, headers=central.platform_headers())
+        assert reply.status_code == 200, (parameter, value, reply.text[:300])
+    last = http.get(
+        f"/v1/sites/{central.site_id}/summaries",
+        params={"after": INT64_MAX},
+        headers=central.platform_headers(),
+    )
+    assert last.json() == {"next_cursor": INT64_MAX, "items": []}
 
 
 def test_health_needs_no_token(http: httpx.Client) -> None:

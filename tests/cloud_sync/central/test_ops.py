@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import string
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import inspect
@@ -12,7 +15,9 @@ from cloud_sync.central.admin import (
     register_gateway,
     register_site,
 )
+from cloud_sync.central.metrics import RouteLabels, method_label, status_label
 from cloud_sync.central.tables import alert_events, gateways, metadata, sites, summaries
+from tests.cloud_sync.central.openapi import api_document, fill
 from tests.cloud_sync.conftest import (
     Central,
     batch_json,
@@ -44,6 +49,8 @@ def test_metrics_count_batches_records_and_refusals(http: httpx.Client, central:
     assert http.post("/v1/ingest", content=first).status_code == 401
     assert http.post("/v1/ingest", content=b"{}", headers=auth).status_code == 422
     assert http.get("/no/such/path").status_code == 404
+    feed = "/v1/sites/alerts/alerts"  # a site named like a part of the path
+    assert http.get(feed, headers=central.platform_headers()).status_code == 404
     after = samples(http)
 
     def grew(name: str, **labels: str) -> float:
@@ -59,7 +66,91 @@ def test_metrics_count_batches_records_and_refusals(http: httpx.Client, central:
     latency = "nbedge_central_http_request_duration_seconds_count"
     assert grew(latency, method="POST", route="/v1/ingest", status="200") == 2
     assert grew(latency, method="GET", route="unmatched", status="404") == 1
+    assert grew(latency, method="GET", route="/v1/sites/{site_id}/alerts", status="404") == 1
     assert not [key for key in after if "/no/such/path" in str(key)]
+
+
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+MADE_UP_REQUESTS = 2000
+
+
+def _made_up_method(rng: random.Random) -> str:
+    while True:  # a token as RFC 9110 allows it (httpx sends it upper case)
+        method = "".join(rng.choices(string.ascii_uppercase + "-_.!~", k=rng.randint(1, 16)))
+        if method not in KNOWN_METHODS:
+            return method
+
+
+def _segment(rng: random.Random) -> str:
+    return "".join(rng.choices(string.ascii_letters + string.digits, k=rng.randint(1, 24)))
+
+
+def test_made_up_methods_and_paths_add_no_metric_series(
+    http: httpx.Client, central: Central
+) -> None:
+    """20,000 requests with made-up methods used to add a series each (110 to 248 MB, and a
+    /metrics of 35 MB). Now the labels come from closed sets: once every route, a trailing
+    slash and an unknown path have been seen with one made-up method, thousands more made-up
+    methods and paths add no series."""
+    rng = random.Random(16)
+    templates = list(api_document()["paths"])
+    shapes = [
+        lambda: fill(rng.choice(templates), _segment(rng)),  # a route: 405
+        lambda: fill(rng.choice(templates), _segment(rng)) + "/",  # a slash too many: 307
+        lambda: "/zz/" + "/".join(_segment(rng) for _ in range(rng.randint(1, 4))),  # 404
+    ]
+    for path in [*(fill(t, central.site_id) for t in templates), "/v1/health/", "/zz/nothing"]:
+        http.request("MADE-UP", path)
+    seen = http.get("/metrics").text
+    before = samples(http)
+    for _ in range(MADE_UP_REQUESTS):
+        reply = http.request(_made_up_method(rng), rng.choice(shapes)())
+        assert reply.status_code in (307, 404, 405)
+    after = samples(http)
+    body = http.get("/metrics").text
+
+    assert set(after) == set(before)  # not one new series
+    assert len(body.splitlines()) == len(seen.splitlines())
+    assert len(body) < 1.1 * len(seen)  # only the numbers grew
+    latency = "nbedge_central_http_request_duration_seconds_count"
+    series = [dict(labels) for name, labels in after if name == latency]
+    assert {labels["method"] for labels in series} <= KNOWN_METHODS | {"other"}
+    assert {labels["route"] for labels in series} <= set(templates) | {
+        "unmatched",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    }
+    made_up = sum(
+        after[key] - before.get(key, 0.0)
+        for key in after
+        if key[0] == latency and dict(key[1])["method"] == "other"
+    )
+    assert made_up == MADE_UP_REQUESTS
+
+
+def test_labels_come_from_closed_sets() -> None:
+    assert [method_label(m) for m in ("GET", "POST", "get", "PROPFIND", "")] == [
+        "GET",
+        "POST",
+        "other",
+        "other",
+        "other",
+    ]
+    assert [status_label(code) for code in (200, 422, 418, 299, 502)] == [
+        "200",
+        "422",
+        "4xx",
+        "2xx",
+        "5xx",
+    ]
+    routes = RouteLabels(
+        lambda: ["/v1/sites/{site_id}/alerts", "/v1/sites/{site_id}/alerts/active"]
+    )
+    assert routes.label("/v1/sites/v1/alerts") == "/v1/sites/{site_id}/alerts"
+    assert routes.label("/v1/sites/a/alerts/active") == "/v1/sites/{site_id}/alerts/active"
+    assert routes.label("/v1/sites/a/b/alerts") == "unmatched"
 
 
 def test_metrics_count_claims(http: httpx.Client, central: Central) -> None:
