@@ -36,6 +36,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import errno
+import functools
 import logging
 import os
 import time
@@ -70,13 +71,24 @@ def read_boot_id() -> str:
         return str(uuid.uuid4())
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded once: ``find_library`` runs ``ldconfig -p`` in a subprocess."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
 def clock_synchronised() -> bool:
     """Whether the kernel considers the system clock synchronised (adjtimex, read-only)."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
+    libc = _libc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
         buffer = ctypes.create_string_buffer(_TIMEX_SIZE)
         state = int(libc.adjtimex(buffer))
     except (OSError, AttributeError):
