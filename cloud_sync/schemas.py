@@ -38,6 +38,8 @@ Counter64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 """A measured value: a real number, never NaN or infinite."""
 
+Severity = Literal["info", "warning", "critical"]
+
 
 def _in_utc(value: datetime) -> datetime:
     try:
@@ -92,7 +94,7 @@ class AlertBody(_Wire):
     device: Identifier
     point: Identifier
     state: Literal["raised", "cleared"]
-    severity: Literal["info", "warning", "critical"]
+    severity: Severity
     message: Annotated[str, Field(max_length=500, pattern=_NO_NUL)]
     value: Finite
     raised_at: Timestamp
@@ -168,6 +170,110 @@ class ForecastBody(_Wire):
     capacity_kwh: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
+AlertCondition = Literal["active", "cleared"]
+"""An alert's condition, set by its rule: active, then cleared when its cause ends."""
+HumanState = Literal["new", "acknowledged", "resolved"]
+"""An alert's human state: new, acknowledged by a person, resolved (by a person, or ``auto``
+when its rule's policy needs nobody and the condition cleared)."""
+Outcome = Literal["resident_ok", "help_given", "false_alarm", "device_fault", "other", "auto"]
+"""How a resolved alert ended; ``auto``: resolved by the policy when the condition cleared."""
+AlertEventKind = Literal["raised", "cleared", "acknowledged", "resolved", "escalated"]
+ActedVia = Literal["rule", "policy", "local_api", "mqtt", "platform"]
+"""Where an event came from: the alert's rule (raised, cleared), the gateway's policy (escalated,
+resolved ``auto``), or a person on the local API, over MQTT or from the platform."""
+
+PersonName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""Who acted, as people call them: any text without control characters (王芳, "Li Wei")."""
+Note = Annotated[str, Field(max_length=500, pattern=_NO_NUL)]
+EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)]
+"""An alert event's id, unique per gateway: ``<alert_id>.<n>``, n counting the alert's events."""
+CommandId = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ParamValue = (
+    Annotated[str, Field(max_length=200, pattern=_NO_NUL)]
+    | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+    | Finite
+    | bool
+)
+AlertParams = Annotated[dict[Identifier, ParamValue], Field(max_length=32)]
+"""An alert code's parameters (``use_stopped``: ``hours_quiet``, ``usual_uses``...)."""
+AlertText = Annotated[str, Field(max_length=500, pattern=_NO_NUL)]
+
+
+class AlertTexts(_Wire):
+    """An alert event's text, rendered from the message catalogues in each language."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
+    )
+
+    en: AlertText
+    zh_hans: AlertText = Field(alias="zh-Hans")
+
+
+class AlertEventBody(_Wire):
+    """One step in the life of an alert, as the gateway's append-only history holds it.
+
+    ``condition`` and ``state`` are the alert's after this event; ``code`` names the alert kind
+    (the catalogue's), ``params`` its parameters and ``text`` the event rendered in English and
+    Simplified Chinese. ``by`` is the person who acknowledged or resolved (None for the rule and
+    the policy); ``command_id`` the platform command this event applied, if any.
+    """
+
+    event_id: EventId
+    alert_id: Identifier
+    event: AlertEventKind
+    code: Identifier
+    device: Identifier
+    point: Identifier
+    severity: Severity
+    condition: AlertCondition
+    state: HumanState
+    at: Timestamp
+    raised_at: Timestamp
+    via: ActedVia
+    by: PersonName | None = None
+    note: Note | None = None
+    outcome: Outcome | None = None
+    level: Annotated[int, Field(ge=0, le=10)] = 0
+    """The escalation level after this event (0: not escalated)."""
+    audience: Identifier | None = None
+    """Who an ``escalated`` event is for (a grid worker, the community office, the family)."""
+    value: Finite
+    params: AlertParams = {}
+    text: AlertTexts
+    command_id: CommandId | None = None
+
+
+class CommandResultBody(_Wire):
+    """A gateway's answer to a platform command: applied (with the event it made, or none when
+    the alert was already in that state) or refused, and why."""
+
+    command_id: CommandId
+    result: Literal["applied", "refused"]
+    reason: Annotated[str, Field(max_length=300, pattern=_NO_NUL)] | None = None
+    event_id: EventId | None = None
+    at: Timestamp
+
+
+class AlertCommand(_Wire):
+    """A person's action on an alert, sent by the platform for a gateway to apply."""
+
+    command_id: CommandId
+    alert_id: Identifier
+    action: Literal["acknowledge", "resolve"]
+    by: PersonName
+    note: Note | None = None
+    outcome: Outcome | None = None
+    issued_at: Timestamp
+
+
+class PendingCommands(_Wire):
+    """``GET /v1/gateway/commands``: the commands waiting for the calling gateway, oldest first
+    (none older than a day: those have expired)."""
+
+    commands: Annotated[list[AlertCommand], Field(max_length=MAX_RECORDS_PER_BATCH)]
+
+
 def _kind_required(schema: dict[str, Any]) -> None:
     """Say in the JSON Schema what validation demands: ``kind`` picks the record type."""
     required: list[str] = schema.setdefault("required", [])
@@ -218,12 +324,40 @@ class ForecastRecord(_WireRecord):
     body: ForecastBody
 
 
+class AlertEventRecord(_WireRecord):
+    kind: Literal["alert_event"] = "alert_event"
+    record_id: RecordId
+    time: RecordTime
+    body: AlertEventBody
+
+
+class CommandResultRecord(_WireRecord):
+    kind: Literal["command_result"] = "command_result"
+    record_id: RecordId
+    time: RecordTime
+    body: CommandResultBody
+
+
 Record = Annotated[
-    SummaryRecord | AlertRecord | EvictionRecord | AccessRecord | ForecastRecord,
+    SummaryRecord
+    | AlertRecord
+    | EvictionRecord
+    | AccessRecord
+    | ForecastRecord
+    | AlertEventRecord
+    | CommandResultRecord,
     Field(discriminator="kind"),
 ]
 
-RECORD_KINDS: Final = ("summary", "alert", "eviction", "access", "forecast")
+RECORD_KINDS: Final = (
+    "summary",
+    "alert",
+    "eviction",
+    "access",
+    "forecast",
+    "alert_event",
+    "command_result",
+)
 """The record kinds of this wire schema (the discriminators of ``Record``)."""
 
 SchemaVersion = Literal[1, 2]

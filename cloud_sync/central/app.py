@@ -26,6 +26,7 @@ from cloud_sync.central.db import init_db, make_engine
 from cloud_sync.central.metrics import CONTENT_TYPE, CentralMetrics, MetricsMiddleware, RouteLabels
 from cloud_sync.central.routes import api_router
 from cloud_sync.central.settings import CentralSettings
+from cloud_sync.central.tables import record_tables
 from cloud_sync.schemas import RECORD_KINDS, SCHEMA_VERSIONS, IngestBatch, WireTerms
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,11 @@ def _openapi_with_wire_schemas(app: FastAPI) -> dict[str, Any]:
 
 
 def current_terms() -> WireTerms:
-    """What this release of the central API takes: every wire version and record kind."""
+    """What this release of the central API takes: every wire version, and every record kind
+    it has a table for."""
     return WireTerms(
         schema_versions=list(SCHEMA_VERSIONS),
-        record_kinds=list(RECORD_KINDS),
+        record_kinds=[kind for kind in RECORD_KINDS if kind in record_tables],
         api_version=nbedge.__version__,
     )
 
