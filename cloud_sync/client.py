@@ -63,7 +63,7 @@ from cloud_sync.schemas import (
     IngestResult,
     WireTerms,
 )
-from nbedge.errors import UplinkRejected, UplinkUnavailable
+from nbedge.errors import StoreFull, UplinkRejected, UplinkUnavailable
 
 __all__ = ["Clock", "Sleep", "SyncClient", "SyncStatus", "UplinkState", "WireAgreement"]
 
@@ -242,6 +242,10 @@ class SyncClient:
             while True:
                 try:
                     sent, backlog = await self._deliver()
+                except StoreFull:  # the store logs it; records not acknowledged go again
+                    failures_in_a_row += 1
+                    await self._sleep(self._backoff_s(failures_in_a_row))
+                    continue
                 except (UplinkUnavailable, UplinkRejected) as exc:
                     failures_in_a_row += 1
                     now = self._clock()

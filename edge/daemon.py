@@ -215,6 +215,7 @@ class Gateway:
                 store,
                 summary_interval_s=config.store.summary_interval_s,
                 interval_s=config.store.housekeeping_interval_s,
+                on_finding=pipeline.submit_verdict,
             )
 
             async with asyncio.TaskGroup() as tasks:

@@ -6,7 +6,8 @@ rules, writes readings and alert changes in one store transaction, and only then
 changes to the local publisher: an alert is on disk and in the outbox before anyone is told.
 
 Overflow policy: when the queue is full, the oldest reading is dropped and counted. Acquisition
-never waits on the disk or the network.
+never waits on the disk or the network. A write that fails (``StoreFull``: the disk is full) is
+kept and tried again with a growing pause, logged at its first failure and once written.
 
 Access events of doors and gates (``Pipeline.submit_access``, never blocks) are rare and must not
 be lost: they wait in a deque of their own, never displaced by readings, and every batch write
@@ -51,7 +52,7 @@ from edge.store.records import access_body
 from firmware_bridge.events import AccessEvent
 from firmware_bridge.modbus.bus import DeviceStateChange
 from firmware_bridge.readings import Reading
-from nbedge.errors import DecodeError
+from nbedge.errors import DecodeError, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -250,15 +251,26 @@ class Pipeline:
         pending = list(self._access)
         access = [event for event, _ in pending]
         cursors = dict(cursor for _, cursor in pending if cursor is not None)  # the last wins
+        failures = 0
         while True:
             try:
                 await self._store.write(batch, changes, access=access, cursors=cursors)
                 break
-            except Exception:
+            except Exception as exc:
                 # A full disk or an I/O error: keep the batch and retry; the queue bounds memory.
                 self._write_failures += 1
-                log.exception("store write failed, retrying", extra={"batch": len(batch)})
-                await asyncio.sleep(min(30.0, 0.5 * self._write_failures))
+                failures += 1
+                if failures == 1 and isinstance(exc, StoreFull):
+                    log.error(  # noqa: TRY400 (a full disk needs no traceback)
+                        "store full, batch kept in memory; retrying: %s",
+                        exc,
+                        extra={"batch": len(batch)},
+                    )
+                elif failures == 1:
+                    log.exception("store write failed, retrying", extra={"batch": len(batch)})
+                await asyncio.sleep(min(30.0, 0.5 * failures))
+        if failures:
+            log.info("store write done after %d failed attempts", failures)
         for _ in access:
             self._access.popleft()
         self._access_written += len(access)

@@ -68,7 +68,8 @@ class StoreSection(_Section):
     """The database (with its WAL) on disk, at most; beyond it records are evicted in the
     documented order, and every eviction is reported."""
     min_free_bytes: Annotated[int, Field(ge=0)] = 64 << 20
-    """Free space the filesystem holding the database must keep; below it records are evicted."""
+    """Free space the filesystem holding the database must keep, at most a tenth of its size;
+    below it bulk data is evicted (never unsent alerts or access events)."""
     housekeeping_interval_s: Annotated[float, Field(ge=0.5, le=600)] = 5.0
     """How often the quota and the free-disk watermark are checked."""
 

@@ -5,6 +5,7 @@
 | ``ConfigError``     | stop and tell the installer (exit status 78)        |
 | ``DeviceUnavailable`` | retry later with backoff; the device may come back |
 | ``DecodeError``     | drop the input and count it                         |
+| ``StoreFull``       | keep what you hold in memory and retry later        |
 | ``UplinkUnavailable`` | keep the records buffered and retry later         |
 | ``UplinkRejected``  | keep the records buffered; a person must look       |
 |                     | (a refused record is set aside; the rest flows)     |
@@ -65,6 +66,17 @@ class DeviceRefused(DeviceUnavailable):
 
 class DecodeError(NbedgeError):
     """Input from a device or a peer could not be decoded. Drop it and count it."""
+
+
+class StoreFull(NbedgeError):
+    """The disk under the store is full: SQLite could not write, even after the store freed its
+    reserve and evicted what it may. Nothing was written; keep what you hold in memory and retry
+    later (the store evicts, or space comes back)."""
+
+    def __init__(self, operation: str, free_bytes: int) -> None:
+        self.operation = operation
+        self.free_bytes = free_bytes
+        super().__init__(f"store disk full ({free_bytes} bytes free): {operation} not written")
 
 
 class UplinkUnavailable(NbedgeError):

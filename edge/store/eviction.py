@@ -1,11 +1,10 @@
 """What the store evicts when over its quota or short of disk, in which order, and the report.
 
 The store may use at most ``max_bytes`` on disk (database file plus its WAL, measured on the files,
-less the free pages inside them), and the filesystem holding it must keep ``min_free_bytes`` free.
-Housekeeping checks both every few seconds and after every ``check_every_rows`` readings written;
-never per write. When either limit is crossed the store evicts, in this order, oldest first by
-insertion order (row id or outbox sequence, never by wall time), until it is a tenth of the limit
-below it:
+less the free pages inside them), and the filesystem holding it must keep its watermark free
+(``edge.store.quota``). When either limit is crossed, or SQLite reports the disk full, the store
+evicts, in this order, oldest first by insertion order (row id or outbox sequence, never by wall
+time):
 
 1. raw readings already summarised;
 2. local copies of summaries (the outbox still holds every summary not yet synced), then local
@@ -19,9 +18,11 @@ below it:
 7. last resort: alert records not yet synced (outbox records);
 8. the very last resort: access event records not yet synced (outbox records).
 
-Never evicted: active alerts, eviction records, access events not yet counted in a summary (rare
-and small: their counts must not go missing), the store's own bookkeeping; records leased by the
-sync client at that moment (being sent) are skipped. Outbox rows are picked by kind as well as
+Steps 7 and 8 (``last_resort``) are taken only for the byte quota, or when a write failed on a full
+disk and no bulk data (steps 1-6) is left; never for the free-disk watermark. Never evicted:
+active alerts, eviction records, access events not yet counted in a summary (rare and small:
+their counts must not go missing), the store's own bookkeeping; records leased by the sync client
+at that moment (being sent, ``leased``) are skipped. Outbox rows are picked by kind as well as
 priority (forecasts share theirs with summaries, ``records.PRIORITY``). Every eviction is counted
 per kind (``StoreStats.evicted``, kept across restarts). Steps 1, 5, 6, 7 and 8 lose something the
 central API will never see, so each is also reported as an ``EvictionRecord`` (one per kind per
@@ -37,9 +38,10 @@ incremental_vacuum`` and a ``wal_checkpoint(TRUNCATE)``, and the files are measu
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,11 +75,18 @@ class _Step:
     bytes_per_row: float
     """A first guess, refined as rows are deleted."""
     iso_times: bool = False
+    last_resort: bool = False
+    """Unsent alerts and access events: not for the watermark (see the module docstring)."""
 
 
-def _outbox_step(kind: EvictedKind, time_path: str, bytes_per_row: float) -> _Step:
+def _outbox_step(
+    kind: EvictedKind, time_path: str, bytes_per_row: float, *, last_resort: bool = False
+) -> _Step:
     # Built from constants of this module only, never from input.
-    where = f"priority = {PRIORITY[kind]} AND kind = '{kind}' AND lease_until <= :lease_now"
+    where = (
+        f"priority = {PRIORITY[kind]} AND kind = '{kind}'"  # noqa: S608
+        " AND seq NOT IN (SELECT value FROM json_each(:leased))"
+    )
     return _Step(
         kind=kind,
         reported=kind,
@@ -89,6 +98,7 @@ def _outbox_step(kind: EvictedKind, time_path: str, bytes_per_row: float) -> _St
         delete=f"DELETE FROM outbox WHERE {where} AND seq <= :upto",  # noqa: S608
         bytes_per_row=bytes_per_row,
         iso_times=True,
+        last_resort=last_resort,
     )
 
 
@@ -143,8 +153,8 @@ STEPS: tuple[_Step, ...] = (
     ),
     _outbox_step("summary", "$.body.period_start", 600),
     _outbox_step("forecast", "$.body.start", 1000),
-    _outbox_step("alert", "$.time.wall_time", 700),
-    _outbox_step("access", "$.body.occurred_at", 600),
+    _outbox_step("alert", "$.time.wall_time", 700, last_resort=True),
+    _outbox_step("access", "$.body.occurred_at", 600, last_resort=True),
 )
 
 
@@ -153,13 +163,15 @@ def evict(
     need_bytes: int,
     *,
     last_summarised: int,
-    lease_now: float,
+    leased: Collection[int] = (),
     last_access_counted: int = 0,
+    last_resort: bool = True,
 ) -> list[Evicted]:
     """Delete, in ``STEPS`` order, until ``need_bytes`` of pages are free (inside the caller's
     transaction); returns what went, one entry per step that deleted anything.
     ``last_summarised`` and ``last_access_counted`` are the last reading and access event ids
-    summarised."""
+    summarised; ``leased`` the outbox sequences being sent; ``last_resort=False`` stops before
+    unsent alerts and access events."""
     page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
 
     def free_pages() -> int:
@@ -169,10 +181,12 @@ def evict(
     params: dict[str, Any] = {
         "last": last_summarised,
         "last_access": last_access_counted,
-        "lease_now": lease_now,
+        "leased": json.dumps(sorted(leased)),
     }
     evicted: list[Evicted] = []
     for step in STEPS:
+        if step.last_resort and not last_resort:
+            break
         per_row = step.bytes_per_row
         count, oldest, newest = 0, math.inf, -math.inf
         while (freed := free_pages() - base) < need_bytes:

@@ -1,31 +1,47 @@
 """The store's housekeeping service: the quota every few seconds, and once a summary period has
-closed (or the wall clock jumped) wall-time correction, summaries and retention.
+closed (or the wall clock jumped) wall-time correction, summaries and retention; after each pass,
+the disk's state as a ``disk_full`` finding.
 
-Usage: ``await Housekeeper(store, summary_interval_s=3600, interval_s=5.0).run()`` in the
-gateway's task group; it waits on the store's clock (the gateway's), so that a test can run it
-in virtual time.
+Usage: ``await Housekeeper(store, summary_interval_s=3600, interval_s=5.0,
+on_finding=pipeline.submit_verdict).run()`` in the gateway's task group; it waits on the store's
+clock (the gateway's), so that a test can run it in virtual time.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from edge.store.quota import QuotaReport
+from edge.alerts import Verdict
+from edge.store.disk import DISK_FULL_RULE, DiskStatus
+from edge.store.quota import MiB, QuotaReport
 from edge.store.store import Store
+from nbedge.errors import StoreFull
 
 log = logging.getLogger(__name__)
 
 SUMMARY_GRACE_S = 5.0
 """Seconds after a period's end before it is summarised: readings of its last moment arrive."""
 
+DISK_FULL_POINT = "store"
+
 
 class Housekeeper:
-    """Runs ``Store.housekeep`` after each summary period and ``Store.enforce_quota`` between."""
+    """Runs ``Store.housekeep`` after each summary period and ``Store.enforce_quota`` between;
+    after each, hands ``on_finding`` the disk's state (``disk_finding``)."""
 
-    def __init__(self, store: Store, *, summary_interval_s: int, interval_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        summary_interval_s: int,
+        interval_s: float,
+        on_finding: Callable[[Verdict], None] | None = None,
+    ) -> None:
         self._store = store
         self._summary_interval_s = summary_interval_s
         self._interval_s = interval_s
+        self._on_finding = on_finding
         self.passes = 0
         """Whole passes done (wall times, summaries, retention and the quota)."""
         self.checks = 0
@@ -34,11 +50,14 @@ class Housekeeper:
         """Summaries written since start."""
         self.last_quota: QuotaReport | None = None
         """The last quota check's report."""
+        self.failures = 0
+        """Passes or checks that failed (a full disk, say)."""
 
     async def run(self) -> None:
         """Housekeep until cancelled; a failure is logged and tried again next time."""
         store, clock, period = self._store, self._store.clock, self._summary_interval_s
         next_summary = 0.0
+        failing = False
         while True:
             now = clock.wall_time()
             try:
@@ -53,6 +72,45 @@ class Housekeeper:
                 else:
                     self.last_quota = await store.enforce_quota()
                     self.checks += 1
+            except StoreFull as exc:
+                self.failures += 1
+                if not failing:
+                    log.warning(
+                        "store housekeeping stopped by a full disk; will try again: %s", exc
+                    )
+                failing = True
             except Exception:
+                self.failures += 1
                 log.exception("store housekeeping failed; will try again")
+                failing = True
+            else:
+                if failing:
+                    log.info("store housekeeping done again")
+                failing = False
+            if self._on_finding is not None:
+                disk = await store.disk()
+                self._on_finding(disk_finding(store.gateway_id, disk, clock.wall_time()))
             await clock.sleep(self._interval_s)
+
+
+def disk_finding(gateway: str, disk: DiskStatus, at: float) -> Verdict:
+    """The ``disk_full`` finding (critical) of a gateway's store, active or not."""
+    free = f"{disk.free_bytes / MiB:.1f} MiB free of {disk.total_bytes / MiB:.1f} MiB"
+    if disk.disk_full:
+        reserve = "in place" if disk.reserve_bytes else "given back"
+        message = (
+            f"store disk full: {free}, watermark {disk.watermark_bytes / MiB:.1f} MiB, reserve"
+            f" {reserve}; oldest bulk data is evicted to keep writing"
+        )
+    else:
+        message = f"store disk space back: {free}"
+    return Verdict(
+        rule=DISK_FULL_RULE,
+        device=gateway,
+        point=DISK_FULL_POINT,
+        active=disk.disk_full,
+        severity="critical",
+        message=message,
+        value=float(disk.free_bytes),
+        at=at,
+    )

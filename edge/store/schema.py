@@ -224,8 +224,10 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def prepare_new_file(conn: sqlite3.Connection) -> None:
-    """Ask for incremental auto-vacuum; takes effect only on a file with no table yet."""
-    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    """Ask for incremental auto-vacuum on a file with no page yet; writes nothing to one that has
+    pages (a full disk must not stop the store opening)."""
+    if int(conn.execute("PRAGMA page_count").fetchone()[0]) == 0:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
 
 
 def ensure_incremental_vacuum(conn: sqlite3.Connection) -> bool:
@@ -244,11 +246,14 @@ def ensure_incremental_vacuum(conn: sqlite3.Connection) -> bool:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction on a connection opened with ``isolation_level=None``."""
+    """One write transaction on a connection opened with ``isolation_level=None``. A failed
+    statement or ``COMMIT`` leaves nothing written (SQLite may have rolled back already, as it
+    does on a full disk)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")

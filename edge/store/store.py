@@ -11,9 +11,14 @@ Housekeeping (``housekeep``, every few seconds from the daemon) corrects wall ti
 synchronised (``edge.clock``), summarises closed periods by row-id ranges and counts access events
 per door, event and period the same way (``summaries``), applies retention per kind
 (``retention``) and enforces the byte quota and free-disk watermark, evicting in the written order
-and reporting every eviction (``quota``, whose docstring holds the order). The write path does no
-per-row work beyond building tuples; the quota is also checked after every
-``Quota.check_every_rows`` readings written.
+and reporting every eviction (``quota``; the order is ``eviction``'s). The quota is also checked
+after every ``Quota.check_every_rows`` readings written.
+
+A full disk (``edge.store.disk``): when SQLite cannot write for want of disk, the store gives back
+its reserve file, evicts to make room (``quota.make_room``) and tries once more; if that fails too
+it raises ``nbedge.errors.StoreFull`` and nothing was written. Claiming from the outbox writes
+nothing (leases are kept in memory, for this process only), so the sync client can send while
+the disk is full. ``StoreStats.disk`` shows the disk's state.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ from cloud_sync.outbox import OutboxRecord, SetAside
 from edge.alerts import Alert
 from edge.clock import Clock, Stamp
 from edge.store import forecasts, hourly, outbox, quota, records, retention, summaries
+from edge.store.disk import DISK_FULL_RULE, DiskStatus, Limits
 from edge.store.forecasts import Forecast
 from edge.store.quota import DiskUsage, Quota, QuotaReport
 from edge.store.retention import Pruned, Retention
+from edge.store.room import Room
 from edge.store.schema import (
     ensure_incremental_vacuum,
     migrate,
@@ -46,6 +53,7 @@ from edge.store.schema import (
 )
 from firmware_bridge.events import AccessEvent
 from firmware_bridge.readings import Reading
+from nbedge.errors import StoreFull
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -70,6 +78,8 @@ class StoreStats:
     """Database plus WAL on disk."""
     evicted: dict[str, int]
     """Records evicted by the quota since the database was created, per kind."""
+    disk: DiskStatus
+    """The filesystem under the store: free space, the watermark in force, the reserve."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +104,11 @@ class Store:
         retention: Retention | None = None,
         disk_usage: DiskUsage = shutil.disk_usage,
         counters: frozenset[tuple[str, str]] = frozenset(),
+        connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
         """``counters`` are the (device, point) pairs whose summaries carry a ``delta`` (the
-        device profiles' ``kind = "counter"`` points)."""
+        device profiles' ``kind = "counter"`` points). ``disk_usage`` measures the filesystem and
+        ``connection_factory`` makes the SQLite connection: tests inject faults with them."""
         self.path = path
         self.gateway_id = gateway_id
         self.clock = clock or Clock()
@@ -105,10 +117,15 @@ class Store:
         self.counters = counters
         self.store_id = ""
         self._disk_usage = disk_usage
+        self._factory = connection_factory
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite_utils.Database | None = None
         self._rows_since_check = 0
         self._corrected_upto = 0
+        self._room = Room(path, disk_usage=disk_usage, clock=self.clock, quota=lambda: self.quota)
+        self._unmet = False
+        self._leases: dict[str, tuple[int, float]] = {}
+        """Outbox records being sent: record id -> (sequence, lease end in monotonic time)."""
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -135,26 +152,54 @@ class Store:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        prepare_new_file(conn)  # before WAL: a new file must have no page written yet
-        db = sqlite_utils.Database(conn)
-        db.enable_wal()
-        conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across power cuts
-        # Keep the WAL small against the quota: checkpoint and truncate it early.
-        wal_limit = max(64 * 1024, min(self.quota.max_bytes // 8, 64 * quota.MiB))
-        conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, min(1000, wal_limit // 4096))}")
-        migrate(conn)
-        ensure_incremental_vacuum(conn)
-        self.store_id = outbox.meta(conn, "store_id")
-        # Leases belong to the process that took them; after a restart every record is free.
-        conn.execute("UPDATE outbox SET lease_until = 0 WHERE lease_until != 0")
-        self._db = db
+        room = self._room
+        room.open()
+        try:
+            try:
+                self._db = self._connect(room.limits())
+            except sqlite3.Error as exc:  # a migration on a full disk: the reserve is for that
+                if not room.is_full(exc) or not room.reserve.release():
+                    raise
+                room.note_full("open", exc)
+                self._db = self._connect(room.limits())
+        except sqlite3.Error as exc:
+            if room.is_full(exc):
+                raise StoreFull("open", room.free_bytes()) from exc
+            raise
+        if self._conn.execute(
+            "SELECT 1 FROM alerts WHERE rule = ? AND state = 'raised'", (DISK_FULL_RULE,)
+        ).fetchone():
+            room.resume()
+        room.after_quota_check()
+
+    def _connect(self, limits: Limits) -> sqlite_utils.Database:
+        """Open and set up the connection, writing nothing unless the file needs a migration."""
+        conn = sqlite3.connect(self.path, isolation_level=None, factory=self._factory)
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            prepare_new_file(conn)  # before WAL: a new file must have no page written yet
+            db = sqlite_utils.Database(conn)
+            db.enable_wal()
+            conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across power cuts
+            # Keep the WAL small against the quota and the reserve: checkpoint, truncate early.
+            conn.execute(f"PRAGMA journal_size_limit = {limits.wal_bytes}")
+            conn.execute(
+                f"PRAGMA wal_autocheckpoint = {max(16, min(1000, limits.wal_bytes // 4096))}"
+            )
+            migrate(conn)
+            ensure_incremental_vacuum(conn)
+            self.store_id = outbox.meta(conn, "store_id")
+        except BaseException:
+            conn.close()
+            raise
+        return db
 
     def _close(self) -> None:
         if self._db is not None:
-            self._db.conn.execute("PRAGMA optimize")
+            try:
+                self._db.conn.execute("PRAGMA optimize")
+            except sqlite3.Error as exc:  # a full disk, say: it only helps the next start
+                log.warning("store not optimised on close", extra={"error": str(exc)})
             self._db.close()
             self._db = None
 
@@ -163,6 +208,44 @@ class Store:
         if self._db is None:
             raise RuntimeError("the store is not open")
         return self._db.conn
+
+    # --- a full disk (edge.store.room) ----------------------------------------------------
+
+    def limits(self) -> Limits:
+        """The store's limits fitted to its filesystem (see ``edge.store.disk``)."""
+        return self._room.limits()
+
+    async def disk(self) -> DiskStatus:
+        """The filesystem under the store, now."""
+        return await self._run(self._room.status)
+
+    async def _write_op(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a write on the store's thread, making room on a full disk (``Room.guarded``)."""
+        return await self._run(self._guarded, what, functools.partial(fn, *args, **kwargs))
+
+    def _guarded(self, what: str, fn: Callable[[], T]) -> T:
+        result = self._room.guarded(what, fn, self._conn, self._quota_context)
+        self._after_write()
+        return result
+
+    def _after_write(self) -> None:
+        """Once a write is committed (never raises: it must not be written again): checkpoint
+        the WAL if its automatic checkpoints failed, and check the quota every
+        ``check_every_rows`` readings."""
+        try:
+            if self._room.wal_overgrown():
+                quota.checkpoint(self._conn)
+            if self._rows_since_check >= self.quota.check_every_rows:
+                self._enforce_quota(self.clock.stamp())
+        except sqlite3.Error as exc:
+            if not self._room.is_full(exc):
+                log.exception("store checkpoint or quota check after a write failed")
+                return
+            self._room.note_full("checkpoint", exc)
+            try:
+                self._room.make_room(self._conn, self._quota_context())
+            except sqlite3.Error as again:  # the next write tries again
+                log.debug("store could not make room", extra={"error": str(again)})
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -176,8 +259,10 @@ class Store:
     ) -> None:
         """Store readings, alert changes and access events, with the outbox rows of the alerts
         and access events (one each), and the sources' ``cursors`` (see :meth:`cursor`), in one
-        transaction."""
-        await self._run(self._write, readings, alerts, access, cursors, self.clock.stamp())
+        transaction. Raises ``StoreFull`` when the disk is full (nothing was written)."""
+        await self._write_op(
+            "write", self._write, readings, alerts, access, cursors, self.clock.stamp()
+        )
 
     def _write(
         self,
@@ -237,8 +322,6 @@ class Store:
             for key, value in (cursors or {}).items():
                 outbox.set_meta(conn, f"cursor.{key}", value)
         self._rows_since_check += len(readings)
-        if self._rows_since_check >= self.quota.check_every_rows:
-            self._enforce_quota(stamp)
 
     async def cursor(self, key: str) -> str:
         """How far a source's events are stored (``""`` if none yet): the value last written
@@ -273,8 +356,8 @@ class Store:
         same series and start issued earlier is replaced (and the replacement sent); one issued
         no later than the one held changes nothing (see ``edge.store.forecasts``). Raises
         ``ValueError`` (pydantic's ``ValidationError`` is one) when it cannot go on the wire;
-        nothing is stored then."""
-        await self._run(self._write_forecast, forecast, self.clock.stamp())
+        nothing is stored then; ``StoreFull`` when the disk is full."""
+        await self._write_op("forecast", self._write_forecast, forecast, self.clock.stamp())
 
     def _write_forecast(self, forecast: Forecast, stamp: Stamp) -> None:
         record = functools.partial(records.forecast_record, stamp=stamp, forecast=forecast)
@@ -303,7 +386,9 @@ class Store:
         """Correct wall times, summarise closed periods, apply retention, enforce the quota."""
         corrected = await self.correct_wall_times()
         written = await self.summarise(now=now, interval_s=interval_s, grace_s=grace_s)
-        pruned = await self._run(retention.apply, self._conn, self.retention, now=now)
+        pruned = await self._write_op(
+            "retention", retention.apply, self._conn, self.retention, now=now
+        )
         report = await self.enforce_quota()
         return Housekeeping(corrected, written, pruned, report)
 
@@ -313,7 +398,9 @@ class Store:
         offset = self.clock.sync_offset()
         if offset is None:
             return 0
-        return await self._run(self._correct_wall_times, self.clock.boot_id, offset)
+        return await self._write_op(
+            "wall times", self._correct_wall_times, self.clock.boot_id, offset
+        )
 
     def _correct_wall_times(self, boot_id: str, offset: float) -> int:
         count, self._corrected_upto = summaries.correct_wall_times(
@@ -326,7 +413,8 @@ class Store:
     async def summarise(self, *, now: float, interval_s: int, grace_s: float = 5.0) -> int:
         """Summarise the readings not yet summarised whose periods have ended at least
         ``grace_s`` ago (see ``edge.store.summaries``); returns how many summaries."""
-        return await self._run(
+        return await self._write_op(
+            "summaries",
             summaries.summarise,
             self._conn,
             self._enqueue,
@@ -339,25 +427,48 @@ class Store:
 
     async def prune(self, *, now: float, retention_s: float) -> int:
         """Delete raw readings older than ``retention_s`` that are already summarised."""
-        return await self._run(
-            retention.prune_readings, self._conn, now=now, retention_s=retention_s
+        return await self._write_op(
+            "retention", retention.prune_readings, self._conn, now=now, retention_s=retention_s
         )
 
     async def enforce_quota(self) -> QuotaReport:
         """Evict, in the written order, until the store is within its byte quota and the disk
-        keeps its free-space watermark; reports every eviction in the outbox."""
-        return await self._run(self._enforce_quota, self.clock.stamp())
+        keeps its free-space watermark (with room for the reserve file, which it then makes
+        again if it was given back); reports every eviction in the outbox."""
+        return await self._write_op("quota", self._enforce_quota, self.clock.stamp())
 
     def _enforce_quota(self, stamp: Stamp) -> QuotaReport:
         self._rows_since_check = 0
-        return quota.enforce(
+        report = quota.enforce(
             self._conn,
-            self.path,
             self.quota,
-            self._disk_usage,
+            self._quota_context(stamp),
+            keep_free=self._room.keep_free(),
+            margin=self.limits().watermark_bytes // 10,
+        )
+        if report.unmet != self._unmet:
+            self._unmet = report.unmet
+            if report.unmet:
+                log.error(
+                    "store over its limits with nothing left it may evict",
+                    extra={
+                        "used_bytes": report.after.used_bytes,
+                        "free_disk": report.after.free_disk_bytes,
+                    },
+                )
+            else:
+                log.info("store within its limits again")
+        self._room.after_quota_check()
+        return report
+
+    def _quota_context(self, stamp: Stamp | None = None) -> quota.Context:
+        now = self.clock.monotonic()
+        return quota.Context(
+            path=self.path,
+            disk_usage=self._disk_usage,
             enqueue=self._enqueue,
-            stamp=stamp,
-            lease_now=self.clock.monotonic(),
+            stamp=self.clock.stamp() if stamp is None else stamp,
+            leased=[seq for seq, until in self._leases.values() if until > now],
         )
 
     # --- outbox (cloud_sync.outbox.Outbox) -------------------------------------------------
@@ -370,53 +481,70 @@ class Store:
     def _claim(
         self, max_records: int, lease_s: float, kinds: Collection[str] | None
     ) -> list[OutboxRecord]:
+        """Reads only: a lease lives in memory, so claiming works on a full disk. Records set
+        aside (refused by the central API) and kinds not asked for are not claimed."""
         now = self.clock.monotonic()
-        conn = self._conn
+        self._leases = {rid: lease for rid, lease in self._leases.items() if lease[1] > now}
         of_kinds = ""
-        params: list[Any] = [now + lease_s, now]
+        params: list[Any] = []
         if kinds is not None:
             of_kinds = f" AND kind IN ({', '.join('?' for _ in kinds)})"
             params += list(kinds)
-        with transaction(conn):
-            rows = conn.execute(
-                "UPDATE outbox SET lease_until = ? WHERE seq IN ("  # noqa: S608 (placeholders)
-                " SELECT seq FROM outbox WHERE lease_until <= ? AND refused_at IS NULL"
-                f"{of_kinds} ORDER BY priority, seq LIMIT ?)"
-                " RETURNING priority, seq, record_id, kind, payload,"
-                f" {_URGENT}",
-                [*params, max_records],
-            ).fetchall()
-        rows.sort()
+        rows = self._conn.execute(
+            f"SELECT seq, record_id, kind, payload, {_URGENT} FROM outbox"  # noqa: S608 (placeholders)
+            f" WHERE refused_at IS NULL{of_kinds} ORDER BY priority, seq LIMIT ?",
+            [*params, max_records + len(self._leases)],
+        ).fetchall()
+        claimed = [row for row in rows if row[1] not in self._leases][:max_records]
+        for seq, record_id, *_ in claimed:
+            self._leases[record_id] = (seq, now + lease_s)
         return [
             OutboxRecord(record_id, kind, payload, bool(urgent))
-            for _, _, record_id, kind, payload, urgent in rows
+            for _, record_id, kind, payload, urgent in claimed
         ]
 
     async def ack(self, record_ids: Sequence[str]) -> None:
-        await self._run(self._set_many, "DELETE FROM outbox WHERE record_id = ?", record_ids)
+        """Delete acknowledged records; ``StoreFull`` on a full disk (they stay leased until the
+        lease ends, then are sent again)."""
+        await self._write_op("ack", self._ack, record_ids)
+
+    def _ack(self, record_ids: Sequence[str]) -> None:
+        conn = self._conn
+        with transaction(conn):
+            conn.executemany(
+                "DELETE FROM outbox WHERE record_id = ?", [(record_id,) for record_id in record_ids]
+            )
+        for record_id in record_ids:
+            self._leases.pop(record_id, None)
 
     async def release(self, record_ids: Sequence[str]) -> None:
-        await self._run(
-            self._set_many, "UPDATE outbox SET lease_until = 0 WHERE record_id = ?", record_ids
-        )
+        await self._run(self._release, record_ids)
+
+    def _release(self, record_ids: Sequence[str]) -> None:
+        for record_id in record_ids:
+            self._leases.pop(record_id, None)
 
     async def set_aside(self, records: Sequence[SetAside], terms: str) -> int:
-        return await self._run(self._set_aside, records, terms, self.clock.wall_time())
+        return await self._write_op(
+            "set aside", self._set_aside, records, terms, self.clock.wall_time()
+        )
 
     def _set_aside(self, records: Sequence[SetAside], terms: str, now: float) -> int:
         conn = self._conn
         with transaction(conn):
             conn.executemany(
-                "UPDATE outbox SET refused_at = ?, refusal = ?, refused_terms = ?,"
-                " lease_until = 0 WHERE record_id = ?",
+                "UPDATE outbox SET refused_at = ?, refusal = ?, refused_terms = ?"
+                " WHERE record_id = ?",
                 [(now, f"{r.reason}: {r.detail}", terms, r.record_id) for r in records],
             )
+        for record in records:
+            self._leases.pop(record.record_id, None)
         return int(
             conn.execute("SELECT COUNT(*) FROM outbox WHERE refused_at IS NOT NULL").fetchone()[0]
         )
 
     async def resend_set_aside(self, terms: str) -> int:
-        return await self._run(self._resend_set_aside, terms)
+        return await self._write_op("send again", self._resend_set_aside, terms)
 
     def _resend_set_aside(self, terms: str) -> int:
         conn = self._conn
@@ -450,11 +578,6 @@ class Store:
             (limit,),
         ).fetchall()
         return [{"record_id": i, "kind": k, "refused_at": t, "refusal": r} for i, k, t, r in rows]
-
-    def _set_many(self, sql: str, record_ids: Sequence[str]) -> None:
-        conn = self._conn
-        with transaction(conn):
-            conn.executemany(sql, [(record_id,) for record_id in record_ids])
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -560,4 +683,5 @@ class Store:
             set_aside=set_aside,
             bytes=quota.measure(conn, self.path, self._disk_usage).file_bytes,
             evicted=evicted,
+            disk=self._room.status(),
         )
