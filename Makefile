@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint test-slow setup system-deps clean
+.PHONY: demo test lint test-slow setup system-deps clean translations
 
 demo: setup
 	$(BIN)/nbedge demo
@@ -25,6 +25,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Extract the texts people read, merge them into the catalogues, compile them (edge/locale).
+translations: setup
+	$(BIN)/python scripts/translations.py
 
 setup: system-deps $(STAMP)
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from cloud_sync.client import SyncClient
-from edge.alerts import Alert, alert_key
+from edge.alerts import Alert, AlertBook, Finding
 from edge.store import Store
 from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
@@ -58,27 +58,16 @@ async def build_backlog(store: Store, *, days: int, meters: int) -> int:
             for name, unit in points
             for k in range(READINGS_PER_HOUR)
         ]
+        book = AlertBook()
         alerts: list[Alert] = []
-        if hour % 24 == 12:  # one swell a day per meter, raised then cleared
+        if hour % 24 == 12:  # one swell a day per meter, raised then cleared (and resolved)
             for m in range(1, meters + 1):
-                raised = Alert(
-                    alert_id=f"v-{m}-{int(t0)}",
-                    key=alert_key("voltage", f"meter-{m}", "voltage_l1"),
-                    rule="voltage",
-                    device=f"meter-{m}",
-                    point="voltage_l1",
-                    severity="warning",
-                    message="voltage_l1 at 262.0 V, outside 230 V +-10 % (EN 50160)",
-                    value=262.0,
-                    state="raised",
-                    raised_at=t0,
-                )
-                alerts.append(raised)
+                alerts += book.apply(swell(m, True, t0))
         for i in range(0, len(readings), 500):
             await store.write(readings[i : i + 500], alerts if i == 0 else ())
         if alerts:
             cleared = [
-                Alert(**{**_fields(a), "state": "cleared", "cleared_at": t0 + 60}) for a in alerts
+                c for m in range(1, meters + 1) for c in book.apply(swell(m, False, t0 + 60))
             ]
             await store.write([], cleared)
     await store.summarise(now=end + HOUR, interval_s=HOUR, grace_s=5.0)
@@ -86,8 +75,18 @@ async def build_backlog(store: Store, *, days: int, meters: int) -> int:
     return sum(stats.outbox.values())
 
 
-def _fields(alert: Alert) -> dict[str, object]:
-    return {name: getattr(alert, name) for name in Alert.__dataclass_fields__}
+def swell(meter: int, active: bool, at: float) -> Finding:
+    """The voltage rule's finding for a swell on L1 of ``meter-<meter>``."""
+    value = 262.0 if active else 230.0
+    return Finding(
+        code="voltage",
+        device=f"meter-{meter}",
+        point="voltage_l1",
+        active=active,
+        value=value,
+        at=at,
+        params={"variant": "over", "value": value, "limit": 253.0},
+    )
 
 
 def start_central(folder: Path) -> tuple[subprocess.Popen[bytes], str, str]:

@@ -375,9 +375,12 @@ class SyncClient:
             self._fingerprint_resent = wire.fingerprint
             if again:
                 log.info("sending again %d records set aside under earlier terms", again)
-                self._status = replace(self._status, set_aside=0)
-                if self._on_set_aside is not None:
-                    self._on_set_aside(0, None)
+            # A level, told at every new agreement (at start too): what an alert reloaded after
+            # a restart needs to clear when nothing is set aside any more.
+            count = await self._outbox.set_aside_count()
+            self._status = replace(self._status, set_aside=count)
+            if self._on_set_aside is not None:
+                self._on_set_aside(count, self._status.last_refusal if count else None)
         return wire
 
     async def _ask_terms(self, http: httpx.AsyncClient) -> WireAgreement:

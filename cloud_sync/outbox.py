@@ -62,6 +62,10 @@ class Outbox(Protocol):
         many."""
         ...
 
+    async def set_aside_count(self) -> int:
+        """How many records are set aside now."""
+        ...
+
     async def urgent_waiting(self) -> bool:
         """Whether a critical alert waits to be sent (not set aside)."""
         ...

@@ -38,7 +38,7 @@ restart; one that fails is refused and logged, and the model in use stays. A mod
 invalid output is replaced by the previous one (:class:`models.runtime.ModelSlot`).
 
 All model work runs in one thread of its own (``nbedge-models``), never on the event loop; alert
-changes go through the pipeline's alert book (``Pipeline.submit_verdict``).
+findings go to the pipeline's alert book (``Pipeline.submit_finding``), which decides what changed.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from edge.alerts import Verdict
+from edge.alerts import Finding
 from edge.clock import Clock
 from edge.config import meter_kind
 from edge.pipeline import Pipeline
@@ -84,6 +84,11 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "artifacts"
 DEMAND_RULE = "demand_capacity"
 ANOMALY_RULE = "unusual_use"
 CESSATION_RULE = "use_stopped"
+QUIET_RULE = "use_quiet"
+QUIET_FRACTION = 0.5
+"""``use_quiet`` ("please check in") is active from this fraction of a dwelling's threshold,
+until ``use_stopped`` (a visit) takes over or the dwelling is in use again. Provisional: the
+stage is to be measured on real homes."""
 ANOMALY_CLEAR_H = 3
 """Ordinary hours in a row that clear ``unusual_use``."""
 REPLAY_H = 24
@@ -122,7 +127,7 @@ class MeterState:
     calibration: Any = None  # models.anomaly.Calibration once learnt
     fitted_day: int = -1
     ordinary_run: int = 0
-    alarmed: bool = False
+    """Ordinary hours in a row: ``ANOMALY_CLEAR_H`` of them find ``unusual_use`` inactive."""
     status: str = "learning"
     score: float | None = None
 
@@ -382,22 +387,28 @@ class Analytics:
     def _capacity_verdict(
         self, name: str, capacity: float, forecast: Forecast, peak: float
     ) -> None:
-        at = forecast.issued_at
-        if peak > capacity:
-            index = forecast.values.index(peak)
-            when = _utc_hour(int(forecast.start) + index * HOUR_S)
-            local = self.calendar.local(np.array([when]))
-            message = (
-                f"{name}: {peak:.1f} kWh forecast for {int(local.hour[0]):02d}:00 local "
-                f"({index} h from now), above the capacity of {capacity:g} kWh"
-            )
-            verdict = Verdict(DEMAND_RULE, name, "forecast", True, "warning", message, peak, at)
-        elif peak <= CAPACITY_CLEAR_FRACTION * capacity:
-            message = f"{name}: forecast peak {peak:.1f} kWh, within capacity again"
-            verdict = Verdict(DEMAND_RULE, name, "forecast", False, "warning", message, peak, at)
-        else:
+        """``demand_capacity``: active above the capacity, inactive at or below 95 % of it."""
+        if CAPACITY_CLEAR_FRACTION * capacity < peak <= capacity:
             return
-        self._pipeline.submit_verdict(verdict)
+        index = forecast.values.index(peak)
+        when = _utc_hour(int(forecast.start) + index * HOUR_S)
+        local = self.calendar.local(np.array([when]))
+        self._pipeline.submit_finding(
+            Finding(
+                code=DEMAND_RULE,
+                device=name,
+                point="forecast",
+                active=peak > capacity,
+                value=peak,
+                at=forecast.issued_at,
+                params={
+                    "peak": peak,
+                    "hour": int(local.hour[0]),
+                    "hours_ahead": index,
+                    "capacity": capacity,
+                },
+            )
+        )
 
     async def _compare(self, state: DemandState, hour: int) -> None:
         """CV(RMSE) of the last week's forecasts over the hours that have passed."""
@@ -468,13 +479,16 @@ class Analytics:
         at = self._clock.wall_time()
         if bool(scored.flag[-1]):
             state.ordinary_run = 0
-            state.alarmed = True
             state.status = f"unusual: {scored.reason[-1]}"
-            message = f"{state.meter}: {scored.reason[-1]}"
-            score_value = last if not math.isnan(last) else scored.threshold
-            self._pipeline.submit_verdict(
-                Verdict(
-                    ANOMALY_RULE, device, state.meter, True, "warning", message, score_value, at
+            self._pipeline.submit_finding(
+                Finding(
+                    code=ANOMALY_RULE,
+                    device=device,
+                    point=state.meter,
+                    active=True,
+                    value=last if not math.isnan(last) else scored.threshold,
+                    at=at,
+                    params=dict(scored.details[-1] or {}),
                 )
             )
             return
@@ -483,11 +497,17 @@ class Analytics:
             return
         state.ordinary_run += 1
         state.status = f"usual (score {last:.1f}, threshold {scored.threshold:.1f})"
-        if state.alarmed and state.ordinary_run >= ANOMALY_CLEAR_H:
-            state.alarmed = False
-            message = f"{state.meter}: usual use again for {ANOMALY_CLEAR_H} h"
-            self._pipeline.submit_verdict(
-                Verdict(ANOMALY_RULE, device, state.meter, False, "warning", message, last, at)
+        if state.ordinary_run >= ANOMALY_CLEAR_H:  # the book knows whether one is raised
+            self._pipeline.submit_finding(
+                Finding(
+                    code=ANOMALY_RULE,
+                    device=device,
+                    point=state.meter,
+                    active=False,
+                    value=last,
+                    at=at,
+                    params={"hours": state.ordinary_run},
+                )
             )
 
     # --- cessation ------------------------------------------------------------------------
@@ -551,16 +571,30 @@ class Analytics:
         state.reason = verdict.reason
         name = state.config.name
         at = self._clock.wall_time()
+        evidence = state.detector.evidence()
+        threshold = state.detector.model.threshold
+
+        def found(code: str, active: bool, value: float) -> None:
+            self._pipeline.submit_finding(
+                Finding(
+                    code=code,
+                    device=name,
+                    point="use",
+                    active=active,
+                    value=value,
+                    at=at,
+                    params=evidence if active else {},
+                )
+            )
+
         if verdict.away:
             # An outing: nothing is raised, and an alert raised before the door opened is not
             # cleared either (no use came back; the one who opened it may be answering it).
             state.status = f"presumed out for {verdict.inactive_h:g} h (door)"
         elif verdict.alarmed:
             state.status = f"alert: {verdict.reason}"
-            message = f"{name}: {verdict.reason}"
-            self._pipeline.submit_verdict(
-                Verdict(CESSATION_RULE, name, "use", True, "critical", message, verdict.score, at)
-            )
+            found(CESSATION_RULE, True, verdict.score)
+            found(QUIET_RULE, False, verdict.score)  # a visit supersedes the check-in
         else:
             if verdict.inactive_h == 0:
                 state.status = "in use"
@@ -568,11 +602,9 @@ class Analytics:
                 state.status = f"quiet for {verdict.inactive_h:g} h (the usual night)"
             else:
                 state.status = f"quiet for {verdict.inactive_h:g} h"
-            self._pipeline.submit_verdict(
-                Verdict(
-                    CESSATION_RULE, name, "use", False, "critical", f"{name}: in use again", 0.0, at
-                )
-            )
+            found(CESSATION_RULE, False, 0.0)
+            quiet = not verdict.asleep and verdict.score >= QUIET_FRACTION * threshold
+            found(QUIET_RULE, quiet and verdict.inactive_h > 0, verdict.score)
 
     # --- status ---------------------------------------------------------------------------
 

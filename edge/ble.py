@@ -29,7 +29,6 @@ from firmware_bridge.events import AccessEvent
 from firmware_bridge.readings import Reading
 
 if TYPE_CHECKING:
-    from edge.alerts import AlertBook
     from edge.clock import Clock
     from edge.pipeline import Pipeline
     from edge.store import Store
@@ -52,7 +51,6 @@ class DoorSensors:
         config: BleSection,
         store: Store,
         pipeline: Pipeline,
-        book: AlertBook,
         *,
         clock: Clock | None = None,
     ) -> None:
@@ -60,12 +58,11 @@ class DoorSensors:
         self.config = config
         self._store = store
         self._pipeline = pipeline
-        self._book = book
         self._clock = clock = store.clock if clock is None else clock
         self._wall = clock.wall_time
         self._monotonic = clock.monotonic
         self._alerts = DoorAlerts(
-            config.sensors, book, monotonic=clock.monotonic, wall_clock=clock.wall_time
+            config.sensors, monotonic=clock.monotonic, wall_clock=clock.wall_time
         )
         self._last_readings: dict[str, float] = {}  # sensor name -> monotonic time
         self._last_battery: dict[str, float] = {}
@@ -133,8 +130,8 @@ class DoorSensors:
             if frame.battery is not None:
                 self._last_battery[name] = frame.battery
             self._submit_readings(tracker, frame.time)
-        for verdict in self._alerts.frame(name, door_open=frame.door_open, battery=frame.battery):
-            self._pipeline.submit_verdict(verdict)
+        for finding in self._alerts.frame(name, door_open=frame.door_open, battery=frame.battery):
+            self._pipeline.submit_finding(finding)
 
     def _submit_event(self, event: AccessEvent, cursor: tuple[str, str]) -> None:
         if not self._pipeline.submit_access(event, cursor):
@@ -174,9 +171,9 @@ class DoorSensors:
                     break
                 self._refused.popleft()
             status = self.scanner.status() if self.scanner is not None else None
-            verdicts = self._alerts.tick(
+            findings = self._alerts.tick(
                 adapter_healthy=status.healthy if status is not None else True,
                 adapter_reason=status.reason if status is not None else None,
             )
-            for verdict in verdicts:
-                self._pipeline.submit_verdict(verdict)
+            for finding in findings:
+                self._pipeline.submit_finding(finding)

@@ -27,7 +27,7 @@ import httpx
 
 from cloud_sync.client import SyncClient
 from edge import systemd
-from edge.alerts import Alert, AlertBook, Verdict
+from edge.alerts import Alert, AlertBook, Finding
 from edge.asgi import serve_app
 from edge.clock import Clock
 from edge.mqtt import AlertPublisher
@@ -102,7 +102,8 @@ class Gateway:
     # --- what the local web app sees (edge.web.GatewayView) --------------------------------
 
     def active_alerts(self) -> list[Alert]:
-        return self._book.active()
+        """The open alerts: not both cleared and resolved."""
+        return self._book.open()
 
     async def latest_readings(self) -> list[dict[str, Any]]:
         return [] if self._store is None else await self._store.latest_readings()
@@ -123,6 +124,7 @@ class Gateway:
             "analytics": None if self.analytics is None else self.analytics.status(),
             "ble": None if self.doors is None else self.doors.status(),
             "active_alerts": len(self._book.active()),
+            "open_alerts": len(self._book.open()),
         }
 
     def gates(self) -> list[GateStatus]:
@@ -143,23 +145,15 @@ class Gateway:
         any are (a level finding; the book decides whether it changes)."""
         if self._pipeline is None:
             return
-        if count:
-            message = (
-                f"the central API refused {count} records, kept on the gateway and sent again"
-                f" after an upgrade; the rest flows. Last: {last}"
-            )
-        else:
-            message = "no record is refused by the central API any more"
-        self._pipeline.submit_verdict(
-            Verdict(
-                REFUSED_RULE,
-                self.config.gateway.id,
-                "uplink",
-                count > 0,
-                "warning",
-                message[:500],
-                float(count),
-                self.clock.wall_time(),
+        self._pipeline.submit_finding(
+            Finding(
+                code=REFUSED_RULE,
+                device=self.config.gateway.id,
+                point="uplink",
+                active=count > 0,
+                value=float(count),
+                at=self.clock.wall_time(),
+                params={"count": count, "last": (last or "")[:200]},
             )
         )
 
@@ -169,13 +163,13 @@ class Gateway:
         config = self.config
         async with open_store(config, self.clock) as store:
             self._store = store
-            self._book = AlertBook(await store.active_alerts())
+            self._book = AlertBook(await store.open_alerts())
             if config.mqtt.enabled:
                 self._publisher = AlertPublisher(
                     config.mqtt,
                     site=config.gateway.site,
                     gateway=config.gateway.id,
-                    active_alerts=self._book.active,
+                    open_alerts=self._book.open,
                 )
             rules: list[Rule] = [GateFaultRule()]
             if config.rules.voltage.enabled:
@@ -215,7 +209,7 @@ class Gateway:
                 store,
                 summary_interval_s=config.store.summary_interval_s,
                 interval_s=config.store.housekeeping_interval_s,
-                on_finding=pipeline.submit_verdict,
+                on_finding=pipeline.submit_finding,
             )
 
             async with asyncio.TaskGroup() as tasks:
@@ -234,9 +228,7 @@ class Gateway:
                 if config.ble.enabled:
                     from edge.ble import DoorSensors
 
-                    self.doors = DoorSensors(
-                        config.ble, store, pipeline, self._book, clock=self.clock
-                    )
+                    self.doors = DoorSensors(config.ble, store, pipeline, clock=self.clock)
                     producers.append(tasks.create_task(self.doors.run(), name="ble"))
                 if config.local_api.enabled:
                     web_started = asyncio.Event()

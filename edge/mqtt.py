@@ -4,8 +4,9 @@ Topics (``<prefix>`` is ``nbedge`` unless configured):
 
 - ``<prefix>/<site>/<gateway>/status``: ``online`` (retained) while the gateway runs; ``offline``
   by last will when it dies, or on a clean stop.
-- ``<prefix>/<site>/<gateway>/alerts/<alert_id>``: the alert as JSON, retained and QoS 1, while it
-  is active; an empty retained message when it clears (which deletes it from the broker).
+- ``<prefix>/<site>/<gateway>/alerts/<alert_id>``: the alert as JSON (``edge.alerts.payload``:
+  condition, human state, who, texts in English and Chinese), retained and QoS 1, while it is
+  open; an empty retained message once it is both cleared and resolved (which deletes it).
 
 The publisher keeps the latest state of every alert not yet confirmed by the broker, so a broker
 that is down loses nothing: on reconnection it sends those and republishes every active alert.
@@ -20,11 +21,11 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aiomqtt
 
 from edge.alerts import Alert
+from edge.alerts.payload import alert_payload
 from edge.schemas import MqttSection
 
 log = logging.getLogger(__name__)
@@ -34,25 +35,11 @@ def topic_root(prefix: str, site: str, gateway: str) -> str:
     return f"{prefix}/{site}/{gateway}"
 
 
-def alert_payload(alert: Alert, *, site: str, gateway: str) -> bytes:
-    """The retained JSON of an active alert (an empty payload clears it)."""
-    if alert.state == "cleared":
+def alert_message(alert: Alert, *, site: str, gateway: str) -> bytes:
+    """The retained JSON of an open alert; an empty payload once it is closed."""
+    if not alert.open:
         return b""
-    return json.dumps(
-        {
-            "alert_id": alert.alert_id,
-            "site": site,
-            "gateway": gateway,
-            "rule": alert.rule,
-            "device": alert.device,
-            "point": alert.point,
-            "severity": alert.severity,
-            "state": alert.state,
-            "message": alert.message,
-            "value": alert.value,
-            "raised_at": datetime.fromtimestamp(alert.raised_at, tz=UTC).isoformat(),
-        }
-    ).encode()
+    return json.dumps(alert_payload(alert, site=site, gateway=gateway), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +59,14 @@ class AlertPublisher:
         *,
         site: str,
         gateway: str,
-        active_alerts: Callable[[], list[Alert]],
+        open_alerts: Callable[[], list[Alert]],
         backoff_max_s: float = 30.0,
     ) -> None:
         self._config = config
         self._site = site
         self._gateway = gateway
         self._root = topic_root(config.topic_prefix, site, gateway)
-        self._active_alerts = active_alerts
+        self._open_alerts = open_alerts
         self._backoff_max_s = backoff_max_s
         self._pending: dict[str, Alert] = {}
         self._wake = asyncio.Event()
@@ -137,7 +124,7 @@ class AlertPublisher:
         await client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._connected = True
         log.info("mqtt connected", extra={"broker": f"{self._config.host}:{self._config.port}"})
-        for alert in self._active_alerts():
+        for alert in self._open_alerts():
             self._pending.setdefault(alert.alert_id, alert)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -162,7 +149,7 @@ class AlertPublisher:
                 alert_id, alert = next(iter(self._pending.items()))
                 await client.publish(
                     self.alert_topic(alert_id),
-                    alert_payload(alert, site=self._site, gateway=self._gateway),
+                    alert_message(alert, site=self._site, gateway=self._gateway),
                     qos=1,
                     retain=True,
                     timeout=10,

@@ -24,16 +24,13 @@ the source's *cursor* (a key and a value, e.g. ``gate.north`` and ``7:1234``): i
 the same transaction as the event, so after a restart the source resumes exactly after the last
 event stored (``Store.cursor``): nothing lost, nothing stored twice.
 
-Device state changes (``Pipeline.submit_state``, never blocks: a bus owner's ``on_state``) become
-``device_silent`` alerts: they wait in a deque of their own like access events, and each batch
-write turns the pending ones into alert changes through the same ``AlertBook`` as the rules, in
-the same transaction. There is at most one change per device per poll; beyond ``STATE_HARD_CAP``
-pending (the store has failed for a long time) the oldest is dropped and counted
-(``states_dropped``).
-
-Findings of the models (``Pipeline.submit_verdict``: a demand forecast above the building's
-capacity, an unusual hour, a dwelling gone quiet) become alert changes the same way, through the
-same book and in the same transaction as the next batch; they share the bound of state changes.
+Alerts have one path. The rules' findings on each batch, and the findings every other source
+hands to ``Pipeline.submit_finding`` (never blocks: device state changes, door sensors, the
+models, the store's disk, the sync client), go to the one ``AlertBook``, which alone decides
+what changed; so do people's actions (``Pipeline.act``). Changes wait in a deque of their own
+and are written with the next batch, in its transaction, and only then published. A finding
+that changes nothing costs nothing; beyond ``STATE_HARD_CAP`` changes pending (the store has
+failed for a long time) the oldest is dropped and counted (``states_dropped``).
 """
 
 from __future__ import annotations
@@ -45,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import EllipsisType
 
-from edge.alerts import Alert, AlertBook, Verdict
+from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome, Via
 from edge.rules import Rule, device_silent
 from edge.store import Store
 from edge.store.records import access_body
@@ -63,7 +60,7 @@ ACCESS_HARD_CAP = 100_000
 """Access events pending in memory at most (see the module docstring)."""
 
 STATE_HARD_CAP = 10_000
-"""Device state changes pending in memory at most (see the module docstring)."""
+"""Alert changes pending in memory at most (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +79,9 @@ class PipelineStats:
     access_rejected: int = 0
     """Access events refused because they cannot go on the wire."""
     states_received: int = 0
+    """Findings received from the sources other than the rules."""
     states_dropped: int = 0
-    """Device state changes dropped because ``STATE_HARD_CAP`` were pending."""
+    """Alert changes dropped because ``STATE_HARD_CAP`` were pending."""
 
 
 class Pipeline:
@@ -122,7 +120,7 @@ class Pipeline:
         self._access_written = 0
         self._access_overflow = 0
         self._access_rejected = 0
-        self._states: deque[DeviceStateChange | Verdict] = deque()
+        self._changes: deque[Alert] = deque()
         self._states_received = 0
         self._states_dropped = 0
 
@@ -161,22 +159,60 @@ class Pipeline:
             self._queue.put_nowait(_WAKE)
         return True
 
-    def submit_verdict(self, verdict: Verdict) -> None:
-        """Queue a model's finding for the next batch write; never blocks."""
-        self.submit_state(verdict)
-
-    def submit_state(self, change: DeviceStateChange | Verdict) -> None:
-        """Queue a device's state change for the next batch write; never blocks."""
+    def submit_finding(self, finding: Finding) -> None:
+        """Hand a finding to the alert book; its changes are written with the next batch. Never
+        blocks; a finding that changes nothing costs nothing."""
         self._states_received += 1
-        if len(self._states) >= STATE_HARD_CAP:
-            self._states.popleft()
-            self._states_dropped += 1
-            if self._states_dropped == 1 or self._states_dropped % 1000 == 0:
-                log.error(
-                    "device state changes pending at the hard cap, oldest dropped",
-                    extra={"dropped": self._states_dropped},
-                )
-        self._states.append(change)
+        self._queue_changes(self._book.apply(finding))
+
+    def submit_state(self, change: DeviceStateChange) -> None:
+        """A bus owner's device state change: its ``device_silent`` finding."""
+        self.submit_finding(device_silent(change))
+
+    def act(
+        self,
+        alert_id: str,
+        action: Action,
+        *,
+        by: str,
+        via: Via,
+        at: float,
+        note: str | None = None,
+        outcome: Outcome | None = None,
+        command_id: str | None = None,
+    ) -> ActResult:
+        """A person acknowledges or resolves an alert (``AlertBook.act``); the events it makes
+        are written with the next batch, then published."""
+        result = self._book.act(
+            alert_id,
+            action,
+            by=by,
+            via=via,
+            at=at,
+            note=note,
+            outcome=outcome,
+            command_id=command_id,
+        )
+        self._queue_changes(list(result.changes))
+        return result
+
+    def queue_changes(self, changes: Sequence[Alert]) -> None:
+        """Changes the book made elsewhere (an escalation): written with the next batch."""
+        self._queue_changes(list(changes))
+
+    def _queue_changes(self, changes: list[Alert]) -> None:
+        if not changes:
+            return
+        for change in changes:
+            if len(self._changes) >= STATE_HARD_CAP:
+                self._changes.popleft()
+                self._states_dropped += 1
+                if self._states_dropped == 1 or self._states_dropped % 1000 == 0:
+                    log.error(
+                        "alert changes pending at the hard cap, oldest dropped",
+                        extra={"dropped": self._states_dropped},
+                    )
+            self._changes.append(change)
         if self._queue.empty():
             self._queue.put_nowait(_WAKE)
 
@@ -211,7 +247,7 @@ class Pipeline:
         closing = False
         while not closing:
             batch, closing = await self._next_batch()
-            if batch or self._access or self._states:
+            if batch or self._access or self._changes:
                 await self._write(batch)
 
     async def _next_batch(self) -> tuple[list[Reading], bool]:
@@ -237,16 +273,16 @@ class Pipeline:
         return batch, False
 
     async def _write(self, batch: list[Reading]) -> None:
-        changes = [change for rule in self._rules for change in rule.evaluate(batch, self._book)]
-        # State changes submitted while this write waits stay for the next one.
-        while self._states:
-            item = self._states.popleft()
-            if isinstance(item, Verdict):
-                alert = item.apply(self._book)
-            else:
-                alert = device_silent(item, self._book)
-            if alert is not None:
-                changes.append(alert)
+        # Changes made before this batch, then the batch's own; those made while this write
+        # waits stay for the next one.
+        changes = list(self._changes)
+        self._changes.clear()
+        changes += [
+            change
+            for rule in self._rules
+            for finding in rule.evaluate(batch)
+            for change in self._book.apply(finding)
+        ]
         # Events submitted while this write waits stay in the deque for the next one.
         pending = list(self._access)
         access = [event for event, _ in pending]
@@ -279,7 +315,7 @@ class Pipeline:
         for change in changes:
             log.info(
                 "alert %s",
-                change.state,
-                extra={"alert_id": change.alert_id, "text": change.message},
+                change.event,
+                extra={"alert_id": change.alert_id, "text": change.message, "by": change.by},
             )
             self._on_alert(change)

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge.alerts import Alert
+from edge.alerts.payload import alert_payload
 from edge.schemas import OperatorSection
 from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
 
@@ -56,13 +57,6 @@ class GatewayView(Protocol):
 
 def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
-
-
-def _alert_json(alert: Alert) -> dict[str, Any]:
-    data = asdict(alert)
-    data["raised_at"] = _iso(alert.raised_at)
-    data["cleared_at"] = _iso(alert.cleared_at)
-    return data
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -125,7 +119,11 @@ def create_local_app(gateway: GatewayView, operators: Sequence[OperatorSection] 
 
     @app.get("/api/alerts")
     async def alerts() -> list[dict[str, Any]]:
-        return [_alert_json(alert) for alert in gateway.active_alerts()]
+        state = await gateway.status()
+        return [
+            alert_payload(alert, site=state["site"], gateway=state["gateway"])
+            for alert in gateway.active_alerts()
+        ]
 
     @app.get("/api/readings/latest")
     async def latest() -> list[dict[str, Any]]:
@@ -163,10 +161,12 @@ def _render_page(
     alert_rows = (
         "".join(
             f"<tr><td>{esc(_iso(a.raised_at) or '')}</td><td>{esc(a.severity)}</td>"
-            f"<td>{esc(a.device)}</td><td>{esc(a.message)}</td></tr>"
+            f"<td>{esc(a.device)}</td><td>{esc(a.condition)}, {esc(a.state)}"
+            f"{esc(' by ' + a.acknowledged_by) if a.acknowledged_by else ''}</td>"
+            f"<td>{esc(a.text('en'))}<br>{esc(a.text('zh-Hans'))}</td></tr>"
             for a in alerts
         )
-        or '<tr><td colspan="4">No active alerts.</td></tr>'
+        or '<tr><td colspan="5">No open alerts.</td></tr>'
     )
     reading_rows = "".join(
         f"<tr><td>{esc(r['device'])}</td><td>{esc(r['point'])}</td>"
@@ -180,8 +180,8 @@ def _render_page(
 <style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>
 <body><h1>{title}</h1>
-<h2>Active alerts ({len(alerts)})</h2>
-<table><tr><th>raised (UTC)</th><th>severity</th><th>device</th><th>what</th></tr>
+<h2>Open alerts ({len(alerts)})</h2>
+<table><tr><th>raised (UTC)</th><th>severity</th><th>device</th><th>state</th><th>what</th></tr>
 {alert_rows}</table>
 {gate_table}
 {models_html}

@@ -341,6 +341,36 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
+def reason_params(
+    kind: str,
+    *,
+    measured: float,
+    expected: float = math.nan,
+    hour: int = 0,
+    weekday: int = 0,
+    run_h: int = 0,
+) -> dict[str, str | int | float]:
+    """The parameters of a flagged hour's reason, as the gateway's ``unusual_use`` alert carries
+    them: its ``variant`` (``high``, ``low``, ``above``, ``below``, ``flat``, ``zero``) and the
+    figures that variant shows (see :func:`reason` for the sentences)."""
+    if kind == "zero":
+        return {"variant": "zero", "run_h": run_h}
+    if kind == "flat":
+        return {"variant": "flat", "measured": measured, "run_h": run_h}
+    when: dict[str, str | int | float] = {
+        "weekday": weekday,
+        "hour": hour,
+        "expected": expected,
+        "measured": measured,
+    }
+    if expected > 0 and measured >= 0:
+        ratio = measured / expected
+        if kind == "high" or ratio >= 1:
+            return {"variant": "high", "ratio": ratio, **when}
+        return {"variant": "low", "percent": 100 * (1 - ratio), **when}
+    return {"variant": "above" if kind == "high" else "below", **when}
+
+
 def reason(
     kind: str,
     *,
@@ -350,25 +380,28 @@ def reason(
     weekday: int = 0,
     run_h: int = 0,
 ) -> str:
-    """A short human reason for a flagged hour.
+    """A short human reason for a flagged hour, in English (the evaluation report and the
+    gateway's status; its alert texts come from the catalogue, in every language).
 
     ``kind`` is ``"high"`` / ``"low"`` (residual), ``"flat"`` or ``"zero"`` (runs), e.g.
     "use 3.4x the usual for Tuesday 14:00 (expected 12.1, measured 41.0)",
     "reading unchanged at 5.2 for 9 h", "no consumption for 5 h".
     """
-    if kind == "zero":
+    p = reason_params(
+        kind, measured=measured, expected=expected, hour=hour, weekday=weekday, run_h=run_h
+    )
+    variant = p["variant"]
+    if variant == "zero":
         return f"no consumption for {run_h} h"
-    if kind == "flat":
+    if variant == "flat":
         return f"reading unchanged at {_fmt(measured)} for {run_h} h"
     when = f"{WEEKDAYS[weekday]} {hour:02d}:00"
     numbers = f"(expected {_fmt(expected)}, measured {_fmt(measured)})"
-    if expected > 0 and measured >= 0:
-        ratio = measured / expected
-        if kind == "high" or ratio >= 1:
-            return f"use {ratio:.1f}x the usual for {when} {numbers}"
-        percent = 100 * (1 - ratio)
-        return f"use {percent:.0f} % below the usual for {when} {numbers}"
-    word = "above" if kind == "high" else "below"
+    if variant == "high":
+        return f"use {float(p['ratio']):.1f}x the usual for {when} {numbers}"
+    if variant == "low":
+        return f"use {float(p['percent']):.0f} % below the usual for {when} {numbers}"
+    word = "above" if variant == "above" else "below"
     return f"use {word} the usual for {when} {numbers}"
 
 
@@ -387,6 +420,8 @@ class ScoredHours:
     kind: tuple[str, ...]
     reason: tuple[str, ...]
     threshold: float
+    details: tuple[dict[str, str | int | float] | None, ...] = ()
+    """Per hour, the parameters of a flagged hour's reason (:func:`reason_params`), else None."""
 
 
 def flags_from(
@@ -436,18 +471,20 @@ def _scored(
 ) -> ScoredHours:
     scores, flag, kinds, zero_run, flat_run = flags_from(values, res.residual, calibration)
     reasons = [""] * len(values)
+    details: list[dict[str, str | int | float] | None] = [None] * len(values)
     flagged = np.flatnonzero(flag)
     if flagged.size:
         local = calendar.local(timestamps[flagged])
         for j, i in enumerate(flagged.tolist()):
-            reasons[i] = reason(
-                kinds[i],
-                measured=float(values[i]),
-                expected=float(res.expected[i]),
-                hour=int(local.hour[j]),
-                weekday=int(local.weekday[j]),
-                run_h=int(zero_run[i] if kinds[i] == "zero" else flat_run[i]),
-            )
+            what = {
+                "measured": float(values[i]),
+                "expected": float(res.expected[i]),
+                "hour": int(local.hour[j]),
+                "weekday": int(local.weekday[j]),
+                "run_h": int(zero_run[i] if kinds[i] == "zero" else flat_run[i]),
+            }
+            reasons[i] = reason(kinds[i], **what)  # type: ignore[arg-type]
+            details[i] = reason_params(kinds[i], **what)  # type: ignore[arg-type]
     return ScoredHours(
         timestamps=timestamps,
         score=scores,
@@ -456,6 +493,7 @@ def _scored(
         kind=tuple(kinds),
         reason=tuple(reasons),
         threshold=calibration.threshold,
+        details=tuple(details),
     )
 
 

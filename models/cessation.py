@@ -954,6 +954,7 @@ class CessationDetector:
         self.calendar = calendar
         self._state = RunState()
         self._expected: dict[str, float] = dict.fromkeys(model.profiles, 0.0)
+        self._last_slot = 0
 
     def replace_model(self, model: DwellingModel) -> None:
         if set(model.profiles) != set(self.model.profiles):
@@ -964,6 +965,7 @@ class CessationDetector:
         self, start: np.datetime64, readings: Mapping[str, float], doors: int = 0
     ) -> Verdict:
         slot = int(week_slots(np.array([start]), self.calendar)[0])
+        self._last_slot = slot
         values = {
             n: np.array([readings.get(n, math.nan)], dtype=np.float64) for n in self._expected
         }
@@ -1011,6 +1013,29 @@ class CessationDetector:
     @property
     def _window_minutes(self) -> int:
         return next(iter(self.model.profiles.values())).window_minutes
+
+    def evidence(self) -> dict[str, str | int | float]:
+        """The running quiet spell as the gateway's ``use_quiet`` and ``use_stopped`` alerts
+        carry it: ``meters`` (``electricity``, ``water`` or ``electricity+water``),
+        ``hours_quiet`` (the hours counted), ``usual_uses`` (how many of them the most regular
+        meter is usually active in) and ``variant`` (``door``: counted since the door opened;
+        ``night``: outside the usual night, with ``up_by``)."""
+        to_h = self._window_minutes / 60
+        state = self._state
+        meters = "+".join(sorted(self._expected))
+        found: dict[str, str | int | float] = {
+            "meters": meters,
+            "hours_quiet": round(state.counted * to_h, 2),
+            "usual_uses": round(max(self._expected.values(), default=0.0) * to_h, 2),
+            "variant": "",
+        }
+        night = self.model.night
+        if state.night and night is not None:
+            found["variant"] = "night"
+            found["up_by"] = int(night.up_by[int(self._last_slot >= 120)])  # 120: the weekend
+        elif state.counted != state.windows:
+            found["variant"] = "door"
+        return found
 
     def _reason(self, slot: int, asleep: bool) -> str:
         to_h = self._window_minutes / 60

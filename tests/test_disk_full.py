@@ -26,6 +26,7 @@ from edge.store import Quota, Store
 from firmware_bridge.readings import Reading
 from sim.modbus_server import SimulatedBuilding
 from tests.conftest import free_port
+from tests.support import alerts as support
 from tests.test_faults import GatewayProcess, building_meters, reaped, toml
 
 FS_BYTES = 4 * 1024 * 1024
@@ -63,17 +64,7 @@ def readings(start: float, n: int) -> list[Reading]:
 
 
 def voltage_alert(book: AlertBook, n: int, at: float) -> Alert:
-    alert = book.raise_(
-        rule="voltage",
-        device="meter-1",
-        point=f"voltage_{n}",
-        severity="warning",
-        message="overvoltage",
-        value=262.0,
-        at=at,
-    )
-    assert alert is not None
-    return alert
+    return support.raise_alert(book, device="meter-1", point=f"voltage_{n}", at=at)
 
 
 def outbox_kinds(db: Path) -> dict[str, int]:
@@ -99,7 +90,7 @@ async def test_a_store_filling_a_small_disk_keeps_writing_and_keeps_its_alerts(
     assert shutil.disk_usage(small_fs).free < FS_BYTES // 4, "the disk never filled"
     assert stats.evicted.get("reading", 0) > 50_000
     assert "alert" not in stats.evicted
-    assert outbox_kinds(db)["alert"] == alerts
+    assert outbox_kinds(db)["alert_event"] == alerts
     assert stats.disk.full_errors > 0
     assert stats.disk.reserve_bytes == FS_BYTES // 16  # given back, then made again
 
@@ -119,7 +110,7 @@ async def test_the_default_watermark_fits_a_small_disk_and_spares_unsent_alerts(
                 await store.enforce_quota()
         report = await store.enforce_quota()
         stats = await store.stats()
-    assert outbox_kinds(db)["alert"] == alerts  # not one unsent alert evicted
+    assert outbox_kinds(db)["alert_event"] == alerts  # not one unsent alert evicted
     assert "alert" not in stats.evicted
     assert stats.evicted["reading"] > 0
     assert stats.disk.watermark_bytes == FS_BYTES // 10
@@ -250,11 +241,12 @@ async def test_nbedge_run_on_a_full_small_disk_keeps_running_and_starts_again(
             for key, value in conn.execute("SELECT key, value FROM meta WHERE key LIKE 'evicted.%'")
         }
         disk_full_records = conn.execute(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'alert' AND payload LIKE '%\"disk_full\"%'"
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'alert_event'"
+            " AND payload LIKE '%\"disk_full\"%'"
         ).fetchone()[0]
-        alert_records = conn.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'alert'").fetchone()[
-            0
-        ]
+        alert_records = conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'alert_event'"
+        ).fetchone()[0]
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()

@@ -4,10 +4,10 @@ A small building (5 meters x 13 points, polled every 10 minutes) writes through 
 a real SQLite file with a 2 MiB quota, in virtual time, for 7 simulated days: 65,520 readings and
 about 10,900 hourly summaries, several times what the quota holds, so the store evicts in the
 written order (``edge.store.eviction``): readings, local summary copies and cleared alerts, then
-the oldest unsynced summaries. 21 alert changes are raised and cleared at known moments through
-``AlertBook``; the gateway's own housekeeping service runs on that virtual clock, every 10
-simulated minutes (the whole of it once an hour has closed, else the quota only); a sync client
-tries the central API every 6 simulated hours and finds nothing listening.
+the oldest unsynced summaries. 31 alert events (raised, cleared, resolved) happen at known
+moments through ``AlertBook``; the gateway's own housekeeping service runs on that virtual
+clock, every 10 simulated minutes (the whole of it once an hour has closed, else the quota only);
+a sync client tries the central API every 6 simulated hours and finds nothing listening.
 
 After the week a real central API starts (uvicorn on 127.0.0.1, SQLite) and a real ``SyncClient``
 drains the outbox. Then: every alert change is in the alerts feed exactly once; the eviction
@@ -50,6 +50,7 @@ from nbedge.errors import UplinkUnavailable
 from tests.cloud_sync.conftest import serving
 from tests.conftest import free_port, wait_until
 from tests.edge.test_clock import NS
+from tests.support import alerts as support
 from tests.support.clocks import VirtualTime
 
 SITE = "site-1"
@@ -94,8 +95,9 @@ class AlertMoment:
 
 
 # Ten alerts raised and cleared across the week (a raise every 16 h, cleared 3 h later), and one
-# raised on the last day and still active at the end: 21 alert changes. The first ones are from
-# the first hours of the outage, so they are among the oldest records in the outbox.
+# raised on the last day and still active at the end: 31 alert events (a clearing also resolves
+# a warning). The first ones are from the first hours of the outage, so they are among the
+# oldest records in the outbox.
 ALERTS = (
     *(
         AlertMoment(
@@ -158,23 +160,14 @@ def alert_changes(book: AlertBook, minute: int, at: float) -> list[Alert]:
     for moment in ALERTS:
         key = alert_key("voltage", moment.device, moment.point)
         if minute == moment.minute:
-            raised = book.raise_(
-                rule="voltage",
-                device=moment.device,
-                point=moment.point,
-                severity="warning",
-                message=f"{moment.point} above 253 V",
-                value=262.0,
-                at=at,
+            changes.append(
+                support.raise_alert(book, device=moment.device, point=moment.point, at=at)
             )
-            assert raised is not None
-            changes.append(raised)
         elif (
             moment.clear_after_min is not None and minute == moment.minute + moment.clear_after_min
         ):
-            cleared = book.clear(key, message=f"{moment.point} back in band", value=231.0, at=at)
-            assert cleared is not None
-            changes.append(cleared)
+            [alert] = [a for a in book.open() if a.key == key]
+            changes += support.clear_alert(book, alert, value=231.0, at=at)  # and resolved
     return changes
 
 
@@ -372,7 +365,7 @@ async def test_a_week_without_the_central_api(tmp_path: Path) -> None:
     # The week: several times the quota, evicted in passes; the uplink never answered.
     assert week.readings_written == MINUTES // POLL_EVERY_MIN * len(METERS) * len(POINTS)
     assert week.readings_written == 65_520
-    assert len(week.alert_changes) == 21
+    assert len(week.alert_changes) == 31
     assert week.probes_refused == MINUTES // PROBE_EVERY_MIN == 28
     assert week.housekeeping_passes == MINUTES // HOUSEKEEPING_EVERY_MIN + 1
     assert week.evicting_passes > 0
@@ -398,8 +391,8 @@ async def test_a_week_without_the_central_api(tmp_path: Path) -> None:
 
     # Every alert change of the week arrived, exactly once.
     assert "alert" not in before.evicted
-    written = Counter((a.alert_id, a.state) for a in week.alert_changes)
-    assert Counter((a["alert_id"], a["state"]) for a in alerts) == written
+    written = Counter((a.alert_id, a.event) for a in week.alert_changes)
+    assert Counter((a["alert_id"], a["event"]) for a in alerts) == written
 
     # Every access event of the week arrived, exactly once, and none was evicted.
     assert "access" not in before.evicted

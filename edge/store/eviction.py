@@ -80,11 +80,19 @@ class _Step:
 
 
 def _outbox_step(
-    kind: EvictedKind, time_path: str, bytes_per_row: float, *, last_resort: bool = False
+    kind: EvictedKind,
+    time_path: str,
+    bytes_per_row: float,
+    *,
+    last_resort: bool = False,
+    outbox_kind: str | None = None,
 ) -> _Step:
+    """Outbox records of ``outbox_kind`` (default ``kind``), counted and reported as ``kind``
+    (an ``alert_event`` record evicted is an alert lost)."""
+    stored = outbox_kind or kind
     # Built from constants of this module only, never from input.
     where = (
-        f"priority = {PRIORITY[kind]} AND kind = '{kind}'"  # noqa: S608
+        f"priority = {PRIORITY[stored]} AND kind = '{stored}'"  # noqa: S608
         " AND seq NOT IN (SELECT value FROM json_each(:leased))"
     )
     return _Step(
@@ -131,8 +139,10 @@ STEPS: tuple[_Step, ...] = (
         "cleared_alert",
         None,
         "SELECT COUNT(*), MIN(cleared_at), MAX(cleared_at), MAX(rowid) FROM (SELECT rowid,"
-        " cleared_at FROM alerts WHERE state = 'cleared' ORDER BY rowid LIMIT :n)",
-        "DELETE FROM alerts WHERE state = 'cleared' AND rowid <= :upto",
+        " cleared_at FROM alerts WHERE condition = 'cleared' AND human_state = 'resolved'"
+        " ORDER BY rowid LIMIT :n)",
+        "DELETE FROM alerts WHERE condition = 'cleared' AND human_state = 'resolved'"
+        " AND rowid <= :upto",
         250,
     ),
     _Step(
@@ -154,6 +164,8 @@ STEPS: tuple[_Step, ...] = (
     _outbox_step("summary", "$.body.period_start", 600),
     _outbox_step("forecast", "$.body.start", 1000),
     _outbox_step("alert", "$.time.wall_time", 700, last_resort=True),
+    _outbox_step("alert", "$.body.at", 1200, last_resort=True, outbox_kind="alert_event"),
+    _outbox_step("alert", "$.body.at", 400, last_resort=True, outbox_kind="command_result"),
     _outbox_step("access", "$.body.occurred_at", 600, last_resort=True),
 )
 

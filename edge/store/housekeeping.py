@@ -3,7 +3,7 @@ closed (or the wall clock jumped) wall-time correction, summaries and retention;
 the disk's state as a ``disk_full`` finding.
 
 Usage: ``await Housekeeper(store, summary_interval_s=3600, interval_s=5.0,
-on_finding=pipeline.submit_verdict).run()`` in the gateway's task group; it waits on the store's
+on_finding=pipeline.submit_finding).run()`` in the gateway's task group; it waits on the store's
 clock (the gateway's), so that a test can run it in virtual time.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from edge.alerts import Verdict
+from edge.alerts import Finding
 from edge.store.disk import DISK_FULL_RULE, DiskStatus
 from edge.store.quota import MiB, QuotaReport
 from edge.store.store import Store
@@ -36,7 +36,7 @@ class Housekeeper:
         *,
         summary_interval_s: int,
         interval_s: float,
-        on_finding: Callable[[Verdict], None] | None = None,
+        on_finding: Callable[[Finding], None] | None = None,
     ) -> None:
         self._store = store
         self._summary_interval_s = summary_interval_s
@@ -93,24 +93,19 @@ class Housekeeper:
             await clock.sleep(self._interval_s)
 
 
-def disk_finding(gateway: str, disk: DiskStatus, at: float) -> Verdict:
-    """The ``disk_full`` finding (critical) of a gateway's store, active or not."""
-    free = f"{disk.free_bytes / MiB:.1f} MiB free of {disk.total_bytes / MiB:.1f} MiB"
-    if disk.disk_full:
-        reserve = "in place" if disk.reserve_bytes else "given back"
-        message = (
-            f"store disk full: {free}, watermark {disk.watermark_bytes / MiB:.1f} MiB, reserve"
-            f" {reserve}; oldest bulk data is evicted to keep writing"
-        )
-    else:
-        message = f"store disk space back: {free}"
-    return Verdict(
-        rule=DISK_FULL_RULE,
+def disk_finding(gateway: str, disk: DiskStatus, at: float) -> Finding:
+    """The ``disk_full`` finding of a gateway's store, active or not."""
+    return Finding(
+        code=DISK_FULL_RULE,
         device=gateway,
         point=DISK_FULL_POINT,
         active=disk.disk_full,
-        severity="critical",
-        message=message,
         value=float(disk.free_bytes),
         at=at,
+        params={
+            "free_mib": round(disk.free_bytes / MiB, 1),
+            "total_mib": round(disk.total_bytes / MiB, 1),
+            "watermark_mib": round(disk.watermark_bytes / MiB, 1),
+            "variant": "reserve" if disk.reserve_bytes else "no_reserve",
+        },
     )

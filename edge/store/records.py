@@ -6,14 +6,17 @@ JSON text; the sync client sends that text as it is.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
 from cloud_sync.schemas import (
     AccessBody,
     AccessRecord,
-    AlertBody,
-    AlertRecord,
+    AlertEventBody,
+    AlertEventRecord,
+    AlertTexts,
     EvictionBody,
     EvictionRecord,
     ForecastBody,
@@ -23,11 +26,22 @@ from cloud_sync.schemas import (
     SummaryRecord,
 )
 from edge.alerts import Alert
+from edge.alerts.catalogue import ParamValue
 from edge.clock import Stamp
+from edge.i18n import LANGUAGES
 from edge.store.forecasts import Forecast
 from firmware_bridge.events import AccessEvent
 
-PRIORITY = {"alert": 0, "eviction": 1, "access": 2, "forecast": 3, "summary": 3, "bulk": 4}
+PRIORITY = {
+    "alert": 0,
+    "alert_event": 0,
+    "command_result": 0,
+    "eviction": 1,
+    "access": 2,
+    "forecast": 3,
+    "summary": 3,
+    "bulk": 4,
+}
 """Outbox priorities: lower is sent first, and in order of writing within one priority. Schema
 migration 2 renumbered stored rows to these. Forecasts share 3 with summaries: no integer lies
 between access (2) and summary (3), and giving them a place of their own would renumber the
@@ -53,20 +67,51 @@ def record_time(stamp: Stamp, *, clock_synced: bool | None = None) -> RecordTime
     )
 
 
-def alert_record(record_id: str, stamp: Stamp, alert: Alert) -> str:
-    body = AlertBody(
+def alert_event_record(record_id: str, stamp: Stamp, alert: Alert) -> str:
+    """One event of an alert's history: the alert after it, who, and its texts in every
+    language. Parameters that cannot go on the wire as they are (text too long, a number that is
+    not finite) are cut or written as text."""
+    body = AlertEventBody(
+        event_id=alert.event_id,
         alert_id=alert.alert_id,
-        rule=alert.rule,
+        event=alert.event,
+        code=alert.rule,
         device=alert.device,
         point=alert.point,
-        state=alert.state,
         severity=alert.severity,
-        message=alert.message,
-        value=alert.value,
+        condition=alert.condition,
+        state=alert.state,
+        at=utc(alert.at),
         raised_at=utc(alert.raised_at),
-        cleared_at=None if alert.cleared_at is None else utc(alert.cleared_at),
+        via=alert.via,
+        by=alert.by,
+        note=alert.note,
+        outcome=alert.outcome,
+        level=alert.level,
+        audience=alert.audience,
+        value=alert.value if math.isfinite(alert.value) else 0.0,
+        params=_wire_params(alert.params),
+        text=AlertTexts.model_validate(
+            {language: alert.text(language)[:500] for language in LANGUAGES}
+        ),
+        command_id=alert.command_id,
     )
-    return AlertRecord(record_id=record_id, time=record_time(stamp), body=body).model_dump_json()
+    return AlertEventRecord(
+        record_id=record_id, time=record_time(stamp), body=body
+    ).model_dump_json()
+
+
+def _wire_params(
+    params: Mapping[str, str | int | float | bool],
+) -> dict[str, str | int | float | bool]:
+    wire: dict[str, ParamValue] = {}
+    for name, value in list(params.items())[:32]:
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
+        if isinstance(value, str):
+            value = value.replace("\x00", "")[:200]
+        wire[name] = value
+    return wire
 
 
 def access_body(event: AccessEvent) -> AccessBody:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from edge.store import alerts as store_alerts
 from edge.store import forecasts
 from edge.store.outbox import meta
 from edge.store.schema import transaction
@@ -27,7 +28,8 @@ class Retention:
     """The local copy of a summary is deleted this long after its period ended; so is a demand
     forecast after its last hour."""
     cleared_alert_s: float = 90 * 86_400.0
-    """A cleared alert is deleted from the local history this long after it cleared."""
+    """An alert closed (cleared and resolved) is deleted from the local history, with its
+    events, this long after it was resolved; an open alert never is."""
     access_s: float = 90 * 86_400.0
     """An access event is deleted from the local history this long after it happened (once
     counted in a summary)."""
@@ -56,10 +58,7 @@ def apply(conn: sqlite3.Connection, retention: Retention, *, now: float) -> Prun
         summaries = conn.execute(
             "DELETE FROM summaries WHERE period_end < ?", (now - retention.summary_s,)
         ).rowcount
-        alerts = conn.execute(
-            "DELETE FROM alerts WHERE state = 'cleared' AND cleared_at < ?",
-            (now - retention.cleared_alert_s,),
-        ).rowcount
+        alerts = store_alerts.prune_closed(conn, before=now - retention.cleared_alert_s)
         access = conn.execute(
             "DELETE FROM access_events WHERE wall_time < ? AND id <= ?",
             (now - retention.access_s, int(meta(conn, "access_summary_last_id") or 0)),

@@ -198,6 +198,86 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE outbox ADD COLUMN refused_terms TEXT",
         "CREATE INDEX outbox_set_aside ON outbox (seq) WHERE refused_at IS NOT NULL",
     ],
+    # 7: alerts people act on (``edge.alerts``). An alert keeps its condition (active, cleared)
+    # and its human state (new, acknowledged, resolved), who and when, its code's parameters and
+    # its latest event; ``alert_history`` holds every event, append-only, each written with its
+    # outbox record (kind ``alert_event``). Alerts of schema 6 come along: raised ones open and
+    # new, cleared ones closed (resolved, outcome ``auto``).
+    [
+        """CREATE TABLE alerts_v7 (
+            alert_id TEXT PRIMARY KEY,
+            key TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            device TEXT NOT NULL,
+            point TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            value REAL NOT NULL,
+            condition TEXT NOT NULL CHECK (condition IN ('active', 'cleared')),
+            human_state TEXT NOT NULL CHECK (human_state IN ('new', 'acknowledged', 'resolved')),
+            raised_at REAL NOT NULL,
+            cleared_at REAL,
+            acknowledged_at REAL,
+            acknowledged_by TEXT,
+            resolved_at REAL,
+            resolved_by TEXT,
+            outcome TEXT,
+            level INTEGER NOT NULL DEFAULT 0,
+            needs_person INTEGER NOT NULL DEFAULT 0,
+            params TEXT NOT NULL DEFAULT '{}',
+            raised_params TEXT NOT NULL DEFAULT '{}',
+            event TEXT NOT NULL DEFAULT 'raised',
+            event_n INTEGER NOT NULL DEFAULT 1,
+            event_at REAL NOT NULL DEFAULT 0,
+            via TEXT NOT NULL DEFAULT 'rule',
+            event_by TEXT,
+            note TEXT,
+            audience TEXT,
+            command_id TEXT,
+            message TEXT NOT NULL DEFAULT ''
+        )""",
+        """INSERT INTO alerts_v7 (alert_id, key, rule, device, point, severity, value, condition,
+            human_state, raised_at, cleared_at, resolved_at, outcome, event, event_n, event_at,
+            via, message)
+            SELECT alert_id, key, rule, device, point, severity, value,
+                CASE state WHEN 'raised' THEN 'active' ELSE 'cleared' END,
+                CASE state WHEN 'raised' THEN 'new' ELSE 'resolved' END,
+                raised_at, cleared_at, cleared_at,
+                CASE state WHEN 'raised' THEN NULL ELSE 'auto' END,
+                CASE state WHEN 'raised' THEN 'raised' ELSE 'resolved' END,
+                CASE state WHEN 'raised' THEN 1 ELSE 3 END,
+                COALESCE(cleared_at, raised_at),
+                CASE state WHEN 'raised' THEN 'rule' ELSE 'policy' END,
+                message
+            FROM alerts""",
+        "DROP TABLE alerts",
+        "ALTER TABLE alerts_v7 RENAME TO alerts",
+        "CREATE UNIQUE INDEX alerts_one_open_per_key ON alerts (key)"
+        " WHERE NOT (condition = 'cleared' AND human_state = 'resolved')",
+        "CREATE INDEX alerts_open ON alerts (raised_at)"
+        " WHERE NOT (condition = 'cleared' AND human_state = 'resolved')",
+        "CREATE INDEX alerts_by_closing ON alerts (resolved_at)"
+        " WHERE condition = 'cleared' AND human_state = 'resolved'",
+        """CREATE TABLE alert_history (
+            event_id TEXT PRIMARY KEY,
+            alert_id TEXT NOT NULL,
+            event_n INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            at REAL NOT NULL,
+            via TEXT NOT NULL,
+            by TEXT,
+            note TEXT,
+            outcome TEXT,
+            level INTEGER NOT NULL,
+            audience TEXT,
+            command_id TEXT,
+            condition TEXT NOT NULL,
+            human_state TEXT NOT NULL,
+            message TEXT NOT NULL
+        )""",
+        "CREATE INDEX alert_history_by_alert ON alert_history (alert_id, event_n)",
+        "CREATE INDEX alert_history_by_command ON alert_history (command_id)"
+        " WHERE command_id IS NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -39,6 +39,7 @@ import sqlite_utils
 from cloud_sync.outbox import OutboxRecord, SetAside
 from edge.alerts import Alert
 from edge.clock import Clock, Stamp
+from edge.store import alerts as store_alerts
 from edge.store import forecasts, hourly, outbox, quota, records, retention, summaries
 from edge.store.disk import DISK_FULL_RULE, DiskStatus, Limits
 from edge.store.forecasts import Forecast
@@ -58,7 +59,9 @@ from nbedge.errors import StoreFull
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-_URGENT = "(kind = 'alert' AND json_extract(payload, '$.body.severity') = 'critical')"
+_URGENT = (
+    "(kind IN ('alert', 'alert_event') AND json_extract(payload, '$.body.severity') = 'critical')"
+)
 """An outbox row that is a critical alert (SQL)."""
 
 
@@ -167,7 +170,7 @@ class Store:
                 raise StoreFull("open", room.free_bytes()) from exc
             raise
         if self._conn.execute(
-            "SELECT 1 FROM alerts WHERE rule = ? AND state = 'raised'", (DISK_FULL_RULE,)
+            "SELECT 1 FROM alerts WHERE rule = ? AND condition = 'active'", (DISK_FULL_RULE,)
         ).fetchone():
             room.resume()
         room.after_quota_check()
@@ -292,30 +295,13 @@ class Store:
                 ],
             )
             for alert in alerts:
-                conn.execute(
-                    "INSERT INTO alerts (alert_id, key, rule, device, point, severity, message,"
-                    " value, state, raised_at, cleared_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (alert_id) DO UPDATE SET state = excluded.state,"
-                    " message = excluded.message, value = excluded.value,"
-                    " cleared_at = excluded.cleared_at",
-                    (
-                        alert.alert_id,
-                        alert.key,
-                        alert.rule,
-                        alert.device,
-                        alert.point,
-                        alert.severity,
-                        alert.message,
-                        alert.value,
-                        alert.state,
-                        alert.raised_at,
-                        alert.cleared_at,
-                    ),
-                )
+                store_alerts.write(conn, alert)
             self._enqueue(
-                "alert",
-                [functools.partial(records.alert_record, stamp=stamp, alert=a) for a in alerts],
+                "alert_event",
+                [
+                    functools.partial(records.alert_event_record, stamp=stamp, alert=a)
+                    for a in alerts
+                ],
             )
             if access:
                 self._write_access(access, stamp)
@@ -556,6 +542,15 @@ class Store:
             )
         return int(cursor.rowcount)
 
+    async def set_aside_count(self) -> int:
+        return await self._run(
+            lambda: int(
+                self._conn.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE refused_at IS NOT NULL"
+                ).fetchone()[0]
+            )
+        )
+
     async def urgent_waiting(self) -> bool:
         return await self._run(self._urgent_waiting)
 
@@ -581,15 +576,17 @@ class Store:
 
     # --- reads -----------------------------------------------------------------------------
 
-    async def active_alerts(self) -> list[Alert]:
-        return await self._run(self._active_alerts)
+    async def open_alerts(self) -> list[Alert]:
+        """Every alert not both cleared and resolved, oldest first, as the book needs it."""
+        return await self._run(lambda: store_alerts.open_alerts(self._conn))
 
-    def _active_alerts(self) -> list[Alert]:
-        rows = self._conn.execute(
-            "SELECT alert_id, key, rule, device, point, severity, message, value, state,"
-            " raised_at, cleared_at FROM alerts WHERE state = 'raised' ORDER BY raised_at"
-        ).fetchall()
-        return [Alert(*row) for row in rows]
+    async def alert_history(self, alert_id: str) -> list[dict[str, Any]]:
+        """The events of one alert, oldest first."""
+        return await self._run(lambda: store_alerts.history(self._conn, alert_id))
+
+    async def applied_command(self, command_id: str) -> str | None:
+        """The event a platform command made, if it was applied already."""
+        return await self._run(lambda: store_alerts.applied_command(self._conn, command_id))
 
     async def latest_readings(self) -> list[dict[str, Any]]:
         """The newest value of every point of every device (for the local status page)."""
@@ -676,7 +673,7 @@ class Store:
         return StoreStats(
             readings=scalar("SELECT COUNT(*) FROM readings"),
             summaries=scalar("SELECT COUNT(*) FROM summaries"),
-            active_alerts=scalar("SELECT COUNT(*) FROM alerts WHERE state = 'raised'"),
+            active_alerts=scalar("SELECT COUNT(*) FROM alerts WHERE condition = 'active'"),
             access_events=scalar("SELECT COUNT(*) FROM access_events"),
             forecasts=scalar("SELECT COUNT(*) FROM forecasts"),
             outbox=queued,

@@ -81,6 +81,9 @@ class MemoryOutbox:
             del self.aside[record_id]
         return len(again)
 
+    async def set_aside_count(self) -> int:
+        return len(self.aside)
+
     async def urgent_waiting(self) -> bool:
         return any(r.urgent for r in self.pending.values() if r.record_id not in self.aside)
 
@@ -628,7 +631,7 @@ async def test_a_record_the_central_api_refuses_is_set_aside_and_the_rest_flows(
     assert (status.state, status.records_refused, status.set_aside) == (UplinkState.UP, 1, 1)
     assert status.last_refusal is not None
     assert status.last_refusal.startswith("gw-1:a:1: invalid")
-    assert reported == [(1, status.last_refusal)]
+    assert reported == [(0, None), (1, status.last_refusal)]  # told at the agreement, then
 
 
 async def test_a_central_api_of_version_1_refusing_a_batch_whole_gets_it_halved(

@@ -28,6 +28,7 @@ from edge.web import render_models
 from firmware_bridge.readings import Reading
 from models.calendar import Calendar
 from nbedge.errors import InvalidOutput
+from tests.support import alerts as support
 
 NOW_HOUR = 1_718_028_000  # Monday 10 June 2024, 14:00 UTC (15:00 in London)
 WEEKS = 8
@@ -219,8 +220,9 @@ async def test_a_dwelling_quiet_for_hours_it_is_usually_active_raises_use_stoppe
     (alert,) = [a for a in running.changes if a.rule == "use_stopped"]
     assert alert.severity == "critical"
     assert alert.device == "flat-1"
-    assert "no electricity use for" in alert.message
-    assert "no water use for" in alert.message
+    assert alert.message.startswith("flat-1: no electricity or water use for 4 h, usually active")
+    assert alert.text("zh-Hans").startswith("flat-1：已 4 小时无用电和用水")
+    assert alert.needs_person  # critical: a person resolves it, not the clearing
     dwelling = analytics.status()["dwellings"]["flat-1"]
     assert dwelling["status"].startswith("alert: ")
     assert dwelling["threshold"] >= 3.0  # calibrated, capped to answer within 3 h (below)
@@ -421,3 +423,53 @@ async def test_forecasts_are_stored_for_the_central_api_compared_and_checked_aga
     (alert,) = [a for a in running.changes if a.rule == "demand_capacity"]
     assert "above the capacity of 70 kWh" in alert.message
     assert alert.value == pytest.approx(max(forecast["kwh"]))
+
+
+async def test_an_unusual_use_alert_reloaded_after_a_restart_clears_after_three_usual_hours(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(CONFIG.format(state=tmp_path / "state"))
+    readings = counter_readings("main", "import_energy", "kWh", office_load())  # no spike
+    async with Store(
+        config.database_path,
+        gateway_id="gw-models",
+        counters=frozenset({("main", "import_energy")}),
+        clock=Clock(synchronised=lambda: True),
+    ) as store:
+        await store.write(readings, [])
+        await store.summarise(now=NOW_HOUR + 10, interval_s=3600, grace_s=5)
+        # The gateway stopped with an unusual_use alert raised; its book comes back from the store.
+        before = AlertBook()
+        earlier = support.raise_alert(
+            before,
+            rule="unusual_use",
+            device="main",
+            point="main:import_energy",
+            at=NOW_HOUR - 5 * 3600,
+            params={"variant": "zero", "run_h": 5},
+        )
+        await store.write([], [earlier])
+        book = AlertBook(await store.open_alerts())
+        changes: list[Alert] = []
+        pipeline = Pipeline(store, rules=[], book=book, on_alert=changes.append)
+        writer = asyncio.create_task(pipeline.run())
+        now = [0.0]
+        analytics = Analytics(
+            config, store, pipeline, clock=Clock(wall=lambda: now[0], synchronised=lambda: True)
+        )
+        try:
+            await analytics.start()
+            for k in (2, 1, 0):  # three usual hours, each scored a minute after it ended
+                now[0] = NOW_HOUR - k * 3600 + 60.0
+                await analytics.run_hour()
+            async with asyncio.timeout(10):
+                while not any(c.event == "cleared" for c in changes):
+                    await asyncio.sleep(0.05)
+        finally:
+            pipeline.close()
+            await writer
+        reopened = await store.open_alerts()
+    [cleared] = [c for c in changes if c.event == "cleared"]
+    assert cleared.alert_id == earlier.alert_id
+    assert cleared.message == "main:import_energy: usual use again for 3 h"
+    assert [a.rule for a in reopened] == ["demand_capacity"]  # not unusual_use: resolved auto

@@ -83,7 +83,7 @@ class Afternoon:
         async with asyncio.timeout(10):
             while not any(a.rule == "use_stopped" for a in self.changes):
                 await asyncio.sleep(0.05)
-        return [a for a in self.changes if a.rule == "use_stopped" and a.state == "raised"]
+        return [a for a in self.changes if a.rule == "use_stopped" and a.event == "raised"]
 
 
 async def afternoon(tmp_path: Path, doors: list[AccessEvent]) -> AsyncIterator[Afternoon]:
@@ -166,7 +166,8 @@ async def test_use_stopping_as_the_door_opens_is_an_outing_and_the_return_is_wat
     assert status["status"].startswith("alert: ")
     (alert,) = await went_out.raised()  # one episode, one alert: none while presumed out
     assert alert.device == "flat-1"
-    assert "no electricity use for 2 h since the door opened" in alert.message
+    assert "no electricity or water use for 2 h since the door opened" in alert.message
+    assert alert.raised_params["variant"] == "door"
     assert BACK_AT < alert.raised_at <= BACK_AT + 3 * 3600
 
 
@@ -177,5 +178,5 @@ async def test_the_same_quiet_afternoon_without_a_door_event_raises_use_stopped(
         status = await no_door.hour(QUIET_FROM + k * 3600)
         assert not status["status"].startswith("presumed out")
     (alert,) = await no_door.raised()
-    assert "no electricity use for 1 h, usually active" in alert.message
+    assert "no electricity or water use for 1 h, usually active" in alert.message
     assert alert.raised_at < BACK_AT  # raised while the flat with the door was presumed out

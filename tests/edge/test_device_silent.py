@@ -31,8 +31,7 @@ def test_the_alert_names_the_device_and_when_it_last_answered() -> None:
     book = AlertBook()
     at = datetime(2026, 3, 2, 12, 3, 10, tzinfo=UTC).timestamp()
     down = DeviceStateChange("meter-3", 3, False, at + 2, "no answer within 1.0 s", at, 3)
-    raised = device_silent(down, book)
-    assert raised is not None
+    [raised] = book.apply(device_silent(down))
     assert (raised.rule, raised.device, raised.point, raised.severity) == (
         "device_silent",
         "meter-3",
@@ -43,13 +42,17 @@ def test_the_alert_names_the_device_and_when_it_last_answered() -> None:
         "meter-3 silent: no answer since 12:03:10 UTC"
         " (3 failed polls; last: no answer within 1.0 s)"
     )
-    assert device_silent(down, book) is None  # one alert per cause
+    assert raised.text("zh-Hans") == (
+        "meter-3 无应答：自 UTC 12:03:10 起无应答"
+        "（连续 3 次轮询失败；最近：no answer within 1.0 s）"
+    )
+    assert book.apply(device_silent(down)) == []  # one alert per cause
     up = DeviceStateChange("meter-3", 3, True, at + 9, "answered", at + 9, 0)
-    cleared = device_silent(up, book)
-    assert cleared is not None
-    assert cleared.state == "cleared"
+    cleared, resolved = book.apply(device_silent(up))
+    assert (cleared.event, cleared.condition) == ("cleared", "cleared")
+    assert (resolved.event, resolved.outcome, resolved.open) == ("resolved", "auto", False)
     assert cleared.alert_id == raised.alert_id
-    assert device_silent(up, book) is None
+    assert book.apply(device_silent(up)) == []
 
 
 async def test_a_silent_meter_raises_a_retained_alert_that_clears_when_it_answers(
@@ -131,8 +134,8 @@ async def test_a_silent_meter_raises_a_retained_alert_that_clears_when_it_answer
     assert alert_topics == {topic}  # nothing ever raised for meter-1
 
 
-def _payloads(seen: list[tuple[str, bytes]], state: str) -> list[dict[str, Any]]:
-    return [a for a in (json.loads(p) for _, p in seen if p) if a["state"] == state]
+def _payloads(seen: list[tuple[str, bytes]], event: str) -> list[dict[str, Any]]:
+    return [a for a in (json.loads(p) for _, p in seen if p) if a["event"]["event"] == event]
 
 
 async def _retained(broker: Broker, topic: str) -> bytes:

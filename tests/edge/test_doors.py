@@ -1,8 +1,9 @@
-"""Door sensor alerts with a fake monotonic clock: raised once, cleared with hysteresis."""
+"""Door sensor findings with a fake monotonic clock, applied to a real alert book: raised once,
+cleared with hysteresis."""
 
 from __future__ import annotations
 
-from edge.alerts import AlertBook
+from edge.alerts import Alert, AlertBook, Finding
 from edge.doors import DoorAlerts
 from edge.schemas import BleSensorSection
 
@@ -26,42 +27,48 @@ def sensor(**overrides: object) -> BleSensorSection:
     return BleSensorSection.model_validate(values)
 
 
-def apply(verdicts: list, book: AlertBook) -> list[tuple[str, str]]:
-    changes = [v.apply(book) for v in verdicts]
-    return [(c.rule, c.state) for c in changes if c is not None]
+def changes(findings: list[Finding], book: AlertBook) -> list[Alert]:
+    """The raises and clears the findings make (a warning's clearing also resolves it)."""
+    made = [change for finding in findings for change in book.apply(finding)]
+    return [c for c in made if c.event in ("raised", "cleared")]
+
+
+def apply(findings: list[Finding], book: AlertBook) -> list[tuple[str, str]]:
+    return [(c.rule, c.event) for c in changes(findings, book)]
 
 
 def test_a_door_held_open_raises_once_and_clears_when_it_closes() -> None:
     clock, book = Clock(), AlertBook()
-    alerts = DoorAlerts([sensor()], book, monotonic=clock, wall_clock=lambda: 1.7e9)
+    alerts = DoorAlerts([sensor()], monotonic=clock, wall_clock=lambda: 1.7e9)
     assert apply(alerts.frame("entrance", door_open=True, battery=90), book) == []
     clock.now += 599
     assert apply(alerts.tick(), book) == []
     clock.now += 2
-    verdicts = alerts.tick()
-    assert apply(verdicts, book) == [("door_held_open", "raised")]
-    assert "entrance open for 10 min (limit 10 min)" in verdicts[0].message
+    [raised] = changes(alerts.tick(), book)
+    assert (raised.rule, raised.event) == ("door_held_open", "raised")
+    assert raised.message == "entrance open for 10 min (limit 10 min)"
+    assert raised.text("zh-Hans") == "entrance 已打开 10 分钟（上限 10 分钟）"
     clock.now += 600
-    assert alerts.tick() == []  # raised once, not again while it stays open
+    assert apply(alerts.tick(), book) == []  # raised once, not again while it stays open
     assert apply(alerts.frame("entrance", door_open=True, battery=90), book) == []
-    closed = alerts.frame("entrance", door_open=False, battery=90)
-    assert apply(closed, book) == [("door_held_open", "cleared")]
-    assert closed[0].message == "entrance closed after 20 min open"
+    [closed] = changes(alerts.frame("entrance", door_open=False, battery=90), book)
+    assert (closed.event, closed.alert_id) == ("cleared", raised.alert_id)
+    assert closed.message == "entrance closed after 20 min open"
     # Opened again: the clock starts again from the new opening.
     alerts.frame("entrance", door_open=True, battery=90)
     clock.now += 300
-    assert alerts.tick() == []
+    assert apply(alerts.tick(), book) == []
 
 
 def test_a_silent_sensor_raises_and_needs_two_frames_to_clear() -> None:
     clock, book = Clock(), AlertBook()
-    alerts = DoorAlerts([sensor()], book, monotonic=clock, wall_clock=lambda: 1.7e9)
+    alerts = DoorAlerts([sensor()], monotonic=clock, wall_clock=lambda: 1.7e9)
     clock.now += 3599
-    assert alerts.tick() == []
+    assert apply(alerts.tick(), book) == []
     clock.now += 1
-    verdicts = alerts.tick()
-    assert apply(verdicts, book) == [("sensor_silent", "raised")]
-    assert "never heard for 60 min" in verdicts[0].message
+    [raised] = changes(alerts.tick(), book)
+    assert (raised.rule, raised.event) == ("sensor_silent", "raised")
+    assert "never heard for 60 min" in raised.message
     assert apply(alerts.frame("entrance", door_open=None, battery=None), book) == []
     assert apply(alerts.frame("entrance", door_open=None, battery=None), book) == [
         ("sensor_silent", "cleared")
@@ -72,7 +79,7 @@ def test_a_silent_sensor_raises_and_needs_two_frames_to_clear() -> None:
 
 def test_low_battery_clears_only_ten_points_above_its_threshold() -> None:
     clock, book = Clock(), AlertBook()
-    alerts = DoorAlerts([sensor(low_battery_pct=20)], book, monotonic=clock)
+    alerts = DoorAlerts([sensor(low_battery_pct=20)], monotonic=clock)
     seen = []
     for battery in (25, 21, 20, 22, 19, 24, 29, 30, 21):
         seen += apply(alerts.frame("entrance", door_open=None, battery=battery), book)
@@ -81,14 +88,14 @@ def test_low_battery_clears_only_ten_points_above_its_threshold() -> None:
 
 def test_alerts_active_before_a_restart_are_cleared_not_raised_twice() -> None:
     clock, book = Clock(), AlertBook()
-    first = DoorAlerts([sensor()], book, monotonic=clock)
+    first = DoorAlerts([sensor()], monotonic=clock)
     apply(first.frame("entrance", door_open=True, battery=10), book)
     clock.now += 700
     apply(first.tick(), book)
     assert {a.rule for a in book.active()} == {"door_held_open", "low_battery"}
-    # A new gateway process: the book comes back from the store.
-    restarted = AlertBook(book.active())
-    second = DoorAlerts([sensor()], restarted, monotonic=clock)
+    # A new gateway process: the book comes back from the store, the sensor knows nothing.
+    restarted = AlertBook(book.open())
+    second = DoorAlerts([sensor()], monotonic=clock)
     assert apply(second.frame("entrance", door_open=True, battery=10), restarted) == []
     assert apply(second.frame("entrance", door_open=False, battery=50), restarted) == [
         ("door_held_open", "cleared"),
@@ -98,11 +105,12 @@ def test_alerts_active_before_a_restart_are_cleared_not_raised_twice() -> None:
 
 def test_the_adapter_alert_follows_the_scanner_health() -> None:
     clock, book = Clock(), AlertBook()
-    alerts = DoorAlerts([], book, monotonic=clock)
-    assert alerts.tick(adapter_healthy=True) == []
-    down = alerts.tick(adapter_healthy=False, adapter_reason="adapter 'hci0' not found")
-    assert apply(down, book) == [("ble_adapter", "raised")]
-    assert down[0].severity == "critical"
-    assert "hci0" in down[0].message
-    assert alerts.tick(adapter_healthy=False) == []
+    alerts = DoorAlerts([], monotonic=clock)
+    assert apply(alerts.tick(adapter_healthy=True), book) == []
+    [down] = changes(
+        alerts.tick(adapter_healthy=False, adapter_reason="adapter 'hci0' not found"), book
+    )
+    assert (down.rule, down.event, down.severity) == ("ble_adapter", "raised", "critical")
+    assert "hci0" in down.message
+    assert apply(alerts.tick(adapter_healthy=False), book) == []
     assert apply(alerts.tick(adapter_healthy=True), book) == [("ble_adapter", "cleared")]

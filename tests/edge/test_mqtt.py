@@ -8,15 +8,14 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiomqtt
-import pytest
 
-from edge.alerts import AlertBook
+from edge.alerts import Alert, AlertBook, Severity
 from edge.mqtt import AlertPublisher
 from edge.schemas import MqttSection
 from tests.conftest import Broker, wait_until
+from tests.support import alerts as support
 
 ROOT = "nbedge/site-1/gw-1"
 
@@ -48,7 +47,7 @@ async def running(publisher: AlertPublisher) -> AsyncIterator[None]:
 
 def publisher_for(broker: Broker, book: AlertBook) -> AlertPublisher:
     config = MqttSection(host=broker.host, port=broker.port, keepalive_s=5)
-    return AlertPublisher(config, site="site-1", gateway="gw-1", active_alerts=book.active)
+    return AlertPublisher(config, site="site-1", gateway="gw-1", open_alerts=book.open)
 
 
 async def wait_published(publisher: AlertPublisher, count: int) -> None:
@@ -57,18 +56,8 @@ async def wait_published(publisher: AlertPublisher, count: int) -> None:
             await asyncio.sleep(0.02)
 
 
-def raise_alert(book: AlertBook, value: float = 262.0) -> Any:
-    alert = book.raise_(
-        rule="voltage",
-        device="m1",
-        point="voltage_l1",
-        severity="warning",
-        message="overvoltage",
-        value=value,
-        at=1_800_000_000.0,
-    )
-    assert alert is not None
-    return alert
+def raise_alert(book: AlertBook, value: float = 262.0, severity: Severity = "warning") -> Alert:
+    return support.raise_alert(book, value=value, at=1_800_000_000.0, severity=severity)
 
 
 async def test_active_alert_is_retained_json_and_cleared_alert_is_removed(
@@ -84,13 +73,14 @@ async def test_active_alert_is_retained_json_and_cleared_alert_is_removed(
         seen = await retained(mosquitto, f"{ROOT}/#")
         assert seen[f"{ROOT}/status"] == b"online"
         payload = json.loads(seen[f"{ROOT}/alerts/{alert.alert_id}"])
-        assert payload["state"] == "raised"
+        assert (payload["condition"], payload["state"]) == ("active", "new")
         assert payload["value"] == 262.0
         assert payload["site"] == "site-1"
+        assert payload["texts"]["zh-Hans"].startswith("voltage_l1 过电压")
 
-        cleared = book.clear(alert.key, message="back", value=230.0, at=1_800_000_060.0)
-        assert cleared is not None
-        publisher.publish(cleared)
+        changes = support.clear_alert(book, alert, at=1_800_000_060.0)  # a warning: closed
+        for change in changes:
+            publisher.publish(change)
         await wait_published(publisher, 2)
         seen = await retained(mosquitto, f"{ROOT}/alerts/#")
         assert seen == {}
@@ -104,7 +94,7 @@ async def test_alerts_raised_while_the_broker_is_down_arrive_when_it_is_back(
 ) -> None:
     book = AlertBook()
     config = MqttSection(host=mosquitto.host, port=1, keepalive_s=5)  # nothing listens on port 1
-    publisher = AlertPublisher(config, site="site-1", gateway="gw-1", active_alerts=book.active)
+    publisher = AlertPublisher(config, site="site-1", gateway="gw-1", open_alerts=book.open)
     alert = raise_alert(book)
     publisher.publish(alert)
     async with asyncio.TaskGroup() as tasks:
@@ -129,7 +119,7 @@ from edge.schemas import MqttSection
 async def main():
     book = AlertBook()
     config = MqttSection(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5)
-    publisher = AlertPublisher(config, site="site-1", gateway="gw-1", active_alerts=book.active)
+    publisher = AlertPublisher(config, site="site-1", gateway="gw-1", open_alerts=book.open)
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(publisher.run())
         while not publisher.status().connected:
@@ -165,12 +155,19 @@ async def test_last_will_says_offline_when_the_gateway_dies(mosquitto: Broker) -
             child.stdout.close()
 
 
-@pytest.mark.parametrize("state", ["raised", "cleared"])
-def test_payload_is_empty_only_when_cleared(state: str) -> None:
-    from edge.mqtt import alert_payload
+def test_the_retained_message_stays_until_the_alert_is_both_cleared_and_resolved() -> None:
+    from edge.mqtt import alert_message
 
     book = AlertBook()
-    alert = raise_alert(book)
-    if state == "cleared":
-        alert = book.clear(alert.key, message="ok", value=230.0, at=1.0)
-    assert (alert_payload(alert, site="s", gateway="g") == b"") == (state == "cleared")
+    alert = raise_alert(book, severity="critical")  # needs a person
+    acknowledged = book.act(alert.alert_id, "acknowledge", by="王芳", via="mqtt", at=2.0).changes
+    [cleared] = support.clear_alert(book, alert, at=3.0)  # not resolved by the clearing
+    payload = json.loads(alert_message(cleared, site="s", gateway="g"))
+    assert (payload["condition"], payload["state"]) == ("cleared", "acknowledged")
+    assert payload["acknowledged_by"] == "王芳"
+    assert acknowledged[0].text("zh-Hans").endswith("已由王芳确认")
+    [resolved] = book.act(
+        alert.alert_id, "resolve", by="王芳", via="local_api", at=4.0, outcome="resident_ok"
+    ).changes
+    assert alert_message(resolved, site="s", gateway="g") == b""
+    assert book.open() == []

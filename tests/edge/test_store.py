@@ -12,6 +12,7 @@ from cloud_sync.outbox import SetAside
 from edge.alerts import Alert, AlertBook
 from edge.store import Retention, Store
 from firmware_bridge.readings import Reading
+from tests.support import alerts as support
 
 T0 = 1_700_000_000.0  # a whole hour (and minute): 2023-11-14T22:13:20Z is not; use buckets below
 
@@ -28,17 +29,7 @@ def raise_alert(
     value: float = 260.0,
     at: float = T0,
 ) -> Alert:
-    alert = book.raise_(
-        rule="voltage",
-        device=device,
-        point=point,
-        severity="warning",
-        message="overvoltage",
-        value=value,
-        at=at,
-    )
-    assert alert is not None
-    return alert
+    return support.raise_alert(book, device=device, point=point, value=value, at=at)
 
 
 @pytest.fixture
@@ -55,14 +46,18 @@ async def test_readings_and_alert_outbox_rows_are_written_together(store: Store)
     stats = await store.stats()
     assert stats.readings == 1
     assert stats.active_alerts == 1
-    assert stats.outbox == {"alert": 1}
+    assert stats.outbox == {"alert_event": 1}
     [record] = await store.claim(10, lease_s=30)
     payload = json.loads(record.payload)
-    assert payload["kind"] == "alert"
+    assert payload["kind"] == "alert_event"
     assert payload["record_id"] == record.record_id
     assert record.record_id.startswith(f"gw-1:{store.store_id}:")
     assert payload["body"]["alert_id"] == alert.alert_id
-    assert payload["body"]["state"] == "raised"
+    assert (payload["body"]["event"], payload["body"]["condition"]) == ("raised", "active")
+    assert payload["body"]["state"] == "new"
+    assert payload["body"]["event_id"] == f"{alert.alert_id}.1"
+    assert payload["body"]["text"]["en"].startswith("overvoltage on voltage_l1: 260.0 V")
+    assert payload["body"]["text"]["zh-Hans"].startswith("voltage_l1 过电压")
 
 
 async def test_summaries_match_the_readings_of_each_closed_period(store: Store) -> None:
@@ -147,7 +142,7 @@ async def test_alerts_are_claimed_before_summaries(store: Store) -> None:
     await store.write([], [alert])
 
     kinds = [r.kind for r in await store.claim(10, lease_s=30)]
-    assert kinds == ["alert", "summary"]
+    assert kinds == ["alert_event", "summary"]
 
 
 async def test_records_set_aside_are_kept_out_of_claims_until_the_terms_change(
@@ -156,16 +151,9 @@ async def test_records_set_aside_are_kept_out_of_claims_until_the_terms_change(
     path = tmp_path / "gw.db"
     book = AlertBook()
     alerts = [raise_alert(book, device=f"m{i}") for i in range(3)]
-    critical = book.raise_(
-        rule="use_stopped",
-        device="flat-1",
-        point="use",
-        severity="critical",
-        message="no use for 4 h",
-        value=9.0,
-        at=T0,
+    critical = support.raise_alert(
+        book, rule="use_stopped", device="flat-1", point="use", value=9.0, at=T0
     )
-    assert critical is not None
     async with Store(path, gateway_id="gw-1") as store:
         await store.write([reading("voltage_l1", 230.0, T0)], [*alerts, critical])
         claimed = await store.claim(10, lease_s=30)
@@ -177,7 +165,7 @@ async def test_records_set_aside_are_kept_out_of_claims_until_the_terms_change(
         # Set aside: never claimed again, counted, and a critical alert there is not "waiting".
         assert [r.record_id for r in await store.claim(10, lease_s=30)] == [claimed[0].record_id]
         assert not await store.urgent_waiting()
-        assert (await store.stats()).set_aside == {"alert": 3}
+        assert (await store.stats()).set_aside == {"alert_event": 3}
         listed = await store.set_aside_records()
         assert [(r["record_id"], r["refusal"]) for r in listed] == [
             (r.record_id, "invalid: body.x: extra") for r in refused
@@ -198,7 +186,7 @@ async def test_a_claim_takes_only_the_kinds_asked_for(store: Store) -> None:
     await store.write([], [raise_alert(AlertBook(), at=start + 90)])
     assert [r.kind for r in await store.claim(10, 30, kinds=("summary",))] == ["summary"]
     assert await store.claim(10, 30, kinds=()) == []
-    assert [r.kind for r in await store.claim(10, 30, kinds=None)] == ["alert"]
+    assert [r.kind for r in await store.claim(10, 30, kinds=None)] == ["alert_event"]
 
 
 async def test_leases_end_with_the_process_and_records_survive_reopening(tmp_path: Path) -> None:
@@ -213,7 +201,7 @@ async def test_leases_end_with_the_process_and_records_survive_reopening(tmp_pat
         assert store.store_id == store_id
         [again] = await store.claim(10, lease_s=30)
         assert again.record_id == leased.record_id
-        assert [a.alert_id for a in await store.active_alerts()] == [alert.alert_id]
+        assert [a.alert_id for a in await store.open_alerts()] == [alert.alert_id]
 
 
 async def test_record_ids_are_never_reused_after_ack(tmp_path: Path) -> None:
@@ -252,11 +240,10 @@ async def test_retention_per_kind_keeps_what_is_not_safe_elsewhere(tmp_path: Pat
     async with Store(tmp_path / "gw.db", gateway_id="gw-1", retention=keep) as store:
         book = AlertBook()
         raised = raise_alert(book, at=start)
-        cleared = book.clear(raised.key, message="ok", value=230.0, at=start + 1)
+        cleared = support.clear_alert(book, raised, at=start + 1)
         active = raise_alert(book, point="voltage_l2", at=start)
-        assert cleared is not None
         await store.write([reading("voltage_l1", 230.0, start + i) for i in range(3)], [raised])
-        await store.write([], [cleared, active])
+        await store.write([], [*cleared, active])
 
         at_2_days = await store.housekeep(now=start + 2 * day, interval_s=60)
         assert (at_2_days.summaries, at_2_days.pruned.readings) == (1, 3)
@@ -269,5 +256,5 @@ async def test_retention_per_kind_keeps_what_is_not_safe_elsewhere(tmp_path: Pat
         stats = await store.stats()
         assert (stats.readings, stats.summaries, stats.active_alerts) == (0, 0, 1)
         # Retention never touches the outbox: every record still goes to the central API.
-        assert stats.outbox == {"alert": 3, "summary": 1}
+        assert stats.outbox == {"alert_event": 4, "summary": 1}
         assert stats.evicted == {}

@@ -19,6 +19,7 @@ from edge.store.schema import MIGRATIONS, SCHEMA_VERSION
 from firmware_bridge import AccessEvent, AccessEventKind
 from tests.edge.test_clock import NS, FakeTime
 from tests.edge.test_store_quota import batch, outbox, raise_one
+from tests.support import alerts as support
 
 T0 = 1_800_000_000.0 // 60 * 60  # a period boundary
 INTERVAL = 60
@@ -106,7 +107,7 @@ async def test_access_events_are_claimed_after_alerts_and_before_summaries(tmp_p
         await store.write([], access=events_for(fake, 1))
         kinds = [r.kind for r in await store.claim(100, lease_s=30)]
 
-    assert kinds[:4] == ["alert", "access", "access", "access"]
+    assert kinds[:4] == ["alert_event", "access", "access", "access"]
     assert set(kinds[4:]) == {"summary"}
 
 
@@ -215,10 +216,10 @@ async def test_unsent_access_events_are_the_very_last_resort_and_reported(
     fake = FakeTime(T0, synced=True)
     async with Store(path, gateway_id="gw-1", clock=fake.clock()) as store:
         await store.write(batch(fake, 1000), access=events_for(fake, 5))
-        raised = raise_one(AlertBook(), "voltage_l1", fake.now)
-        cleared = AlertBook([raised]).clear(raised.key, message="ok", value=230.0, at=fake.now)
-        assert cleared is not None
-        await store.write([], [raised, cleared])
+        book = AlertBook()
+        raised = raise_one(book, "voltage_l1", fake.now)
+        cleared = support.clear_alert(book, raised, at=fake.now)  # critical: stays unresolved
+        await store.write([], [raised, *cleared])
         store.quota = Quota(max_bytes=1, min_free_bytes=0)  # impossible: evict all there is
         report = await store.enforce_quota()
         stats = await store.stats()
@@ -276,7 +277,7 @@ async def test_a_schema_3_database_upgrades_and_keeps_its_data(tmp_path: Path) -
         await store.write([], access=events_for(fake, 4))
         stats = await store.stats()
         assert (stats.readings, stats.access_events) == (6, 4)
-        assert stats.outbox == {"alert": 1, "access": 4}
+        assert stats.outbox == {"alert": 1, "access": 4}  # a record of schema 3, kept
         fake.advance(2 * INTERVAL)
         # One summary of the old readings, four count summaries of the new events.
         assert await store.summarise(now=fake.now, interval_s=INTERVAL, grace_s=5) == 5

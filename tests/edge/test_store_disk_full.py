@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from cloud_sync.client import SyncClient
-from edge.alerts import Alert, AlertBook, Verdict
+from edge.alerts import Alert, AlertBook, Finding
 from edge.store import Quota, Store
 from edge.store.disk import DISK_FULL_RULE, FULL_HOLD_S, Limits, is_full_error
 from edge.store.forecasts import Forecast
@@ -27,6 +27,7 @@ from firmware_bridge.readings import Reading
 from nbedge.errors import StoreFull
 from tests.conftest import wait_until
 from tests.edge.test_clock import FakeTime
+from tests.support import alerts as support
 
 T0 = 1_800_000_000.0 // 60 * 60
 POINTS = tuple(f"p{i}" for i in range(20))
@@ -104,17 +105,7 @@ def batch(fake: FakeTime, n: int, seconds: float = 1.0) -> list[Reading]:
 
 
 def alert(book: AlertBook, point: str, at: float) -> Alert:
-    raised = book.raise_(
-        rule="voltage",
-        device="m1",
-        point=point,
-        severity="critical",
-        message="overvoltage",
-        value=262.0,
-        at=at,
-    )
-    assert raised is not None
-    return raised
+    return support.raise_alert(book, point=point, at=at, severity="critical")
 
 
 def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -198,7 +189,7 @@ async def test_a_write_on_a_full_disk_gives_back_the_reserve_evicts_bulk_and_lan
     assert stats.readings == 50_100 - stats.evicted["reading"]
     ids = [i for (i,) in rows(disk.path, "SELECT id FROM readings ORDER BY id")]
     assert ids == list(range(stats.evicted["reading"] + 1, 50_101))  # the batch landed, once
-    assert [a["body"]["alert_id"] for a in outbox(disk.path, "alert")] == [
+    assert [a["body"]["alert_id"] for a in outbox(disk.path, "alert_event")] == [
         first.alert_id,
         second.alert_id,
     ]
@@ -240,7 +231,7 @@ async def test_a_write_that_cannot_be_made_room_for_raises_store_full_and_writes
 async def test_housekeeping_on_a_full_disk_goes_on_and_raises_disk_full_until_space_is_back(
     disk: Disk, fake: FakeTime
 ) -> None:
-    findings: list[Verdict] = []
+    findings: list[Finding] = []
     async with open_store(disk, fake) as store:
         await store.write(batch(fake, 2000, seconds=120.0))
         keeper = Housekeeper(
@@ -267,15 +258,13 @@ async def test_housekeeping_on_a_full_disk_goes_on_and_raises_disk_full_until_sp
                 await running
 
     raised = next(f for f in findings if f.active)
-    assert (raised.rule, raised.device, raised.point, raised.severity) == (
-        DISK_FULL_RULE,
-        "gw-1",
-        "store",
-        "critical",
-    )
+    assert (raised.code, raised.device, raised.point) == (DISK_FULL_RULE, "gw-1", "store")
     assert raised.value == 0.0
-    assert "disk full" in raised.message
-    assert "space back" in findings[-1].message
+    book = AlertBook()
+    [alert] = book.apply(raised)
+    assert alert.severity == "critical"
+    assert "disk is full" in alert.message
+    assert "room again" in book.apply(findings[-1])[0].message
 
 
 async def test_a_full_disk_neither_stops_the_store_opening_nor_closing(
@@ -286,7 +275,7 @@ async def test_a_full_disk_neither_stops_the_store_opening_nor_closing(
         await store.write(batch(fake, 1000), [alert(book, "voltage_l1", fake.now)])
     disk.full = True
     async with open_store(disk, fake) as store:  # migrations done: opening writes nothing
-        [active] = await store.active_alerts()
+        [active] = await store.open_alerts()
         assert len(await store.claim(10, lease_s=30)) == 1
         with pytest.raises(StoreFull):
             await store.write(batch(fake, 10))
@@ -313,7 +302,7 @@ async def test_the_watermark_never_evicts_unsent_alerts_on_a_small_disk(
     assert state.watermark_bytes == 4 * MiB // 10
     assert report.reason == "disk_full"
     assert set(report.evicted) == {"reading"}  # bulk data only
-    assert stats.outbox == {"alert": 30, "eviction": len(outbox(disk.path, "eviction"))}
+    assert stats.outbox == {"alert_event": 30, "eviction": len(outbox(disk.path, "eviction"))}
     assert 0 < stats.readings < 3000
 
 
@@ -333,7 +322,7 @@ async def test_the_watermark_leaves_unsent_alerts_alone_even_when_it_cannot_be_m
 
     assert report.unmet
     assert "alert" not in report.evicted
-    assert stats.outbox["alert"] == 30
+    assert stats.outbox["alert_event"] == 30
     assert stats.readings == 0  # all the bulk data went
     assert state.disk_full
 

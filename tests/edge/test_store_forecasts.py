@@ -126,7 +126,7 @@ async def test_forecasts_go_out_after_alerts_and_access_events_in_order_with_sum
         await store.write([], [raise_one(AlertBook(), "p1", fake.now)], access=events_for(fake, 2))
         kinds = [r.kind for r in await store.claim(100, lease_s=30)]
 
-    assert kinds == ["alert", "access", "access", *["summary"] * 20, "forecast"]
+    assert kinds == ["alert_event", "access", "access", *["summary"] * 20, "forecast"]
 
 
 @pytest.mark.parametrize(

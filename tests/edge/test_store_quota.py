@@ -17,6 +17,7 @@ from edge.store import Quota, Store
 from edge.store.quota import MiB
 from firmware_bridge.readings import Reading
 from tests.edge.test_clock import FakeTime
+from tests.support import alerts as support
 
 T0 = 1_800_000_000.0 // 60 * 60
 POINTS = tuple(f"p{i}" for i in range(20))
@@ -47,33 +48,13 @@ def outbox(path: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def raise_and_clear(book: AlertBook, point: str, at: float) -> list[Alert]:
-    raised = book.raise_(
-        rule="voltage",
-        device="m1",
-        point=point,
-        severity="warning",
-        message="overvoltage",
-        value=260.0,
-        at=at,
-    )
-    assert raised is not None
-    cleared = book.clear(raised.key, message="back to normal", value=230.0, at=at + 1)
-    assert cleared is not None
-    return [raised, cleared]
+    """Three events: raised, cleared, resolved (``auto``: a warning needs nobody)."""
+    raised = support.raise_alert(book, point=point, value=260.0, at=at)
+    return [raised, *support.clear_alert(book, raised, at=at + 1)]
 
 
 def raise_one(book: AlertBook, point: str, at: float) -> Alert:
-    alert = book.raise_(
-        rule="voltage",
-        device="m1",
-        point=point,
-        severity="critical",
-        message="overvoltage",
-        value=270.0,
-        at=at,
-    )
-    assert alert is not None
-    return alert
+    return support.raise_alert(book, point=point, value=270.0, at=at, severity="critical")
 
 
 async def test_quota_holds_under_a_long_stream_of_writes_and_alerts_survive(
@@ -100,7 +81,7 @@ async def test_quota_holds_under_a_long_stream_of_writes_and_alerts_survive(
                 assert report.after.used_bytes <= limit
                 assert file_bytes(path) <= limit
         stats = await store.stats()
-        assert [a.alert_id for a in await store.active_alerts()] == [alert.alert_id]
+        assert [a.alert_id for a in await store.open_alerts()] == [alert.alert_id]
 
     assert stats.evicted["reading"] > 100_000
     assert stats.readings + stats.evicted["reading"] == written
@@ -108,7 +89,7 @@ async def test_quota_holds_under_a_long_stream_of_writes_and_alerts_survive(
     reports = [r["body"] for r in outbox(path, "eviction")]
     assert sum(r["count"] for r in reports) == stats.evicted["reading"]
     assert {(r["evicted"], r["reason"]) for r in reports} == {("reading", "quota")}
-    assert [a["body"]["alert_id"] for a in outbox(path, "alert")] == [alert.alert_id]
+    assert [a["body"]["alert_id"] for a in outbox(path, "alert_event")] == [alert.alert_id]
 
 
 class Scene(NamedTuple):
@@ -192,7 +173,7 @@ async def test_eviction_order_down_to_the_last_resort_and_active_alerts_stay(
         store.quota = Quota(max_bytes=1, min_free_bytes=0)  # impossible: evict all there is
         report = await store.enforce_quota()
         stats = await store.stats()
-        assert [a.alert_id for a in await store.active_alerts()] == [scene.active.alert_id]
+        assert [a.alert_id for a in await store.open_alerts()] == [scene.active.alert_id]
         # Eviction reports are sent right after alerts.
         later = raise_one(AlertBook(), "voltage_l3", fake.now)
         await store.write([], [later])
@@ -203,15 +184,15 @@ async def test_eviction_order_down_to_the_last_resort_and_active_alerts_stay(
         "summary_copy": scene.summaries,
         "cleared_alert": 1,
         "summary": scene.summaries,
-        "alert": 3,  # raised, cleared, raised
+        "alert": 4,  # raised, cleared, resolved (auto), raised
     }
     assert report.evicted == expected
     assert stats.evicted == expected
     assert (stats.readings, stats.summaries, stats.active_alerts) == (0, 0, 1)
     assert stats.outbox == {"eviction": 3}
     reported = {r["body"]["evicted"]: r["body"]["count"] for r in outbox(path, "eviction")}
-    assert reported == {"reading": 40_000, "summary": scene.summaries, "alert": 3}
-    assert kinds == ["alert", "eviction", "eviction", "eviction"]
+    assert reported == {"reading": 40_000, "summary": scene.summaries, "alert": 4}
+    assert kinds == ["alert_event", "eviction", "eviction", "eviction"]
     assert any(r.levelname == "ERROR" and "evicted" in r.getMessage() for r in caplog.records)
 
 
@@ -224,7 +205,7 @@ async def test_records_being_sent_are_not_evicted(tmp_path: Path) -> None:
         store.quota = Quota(max_bytes=1, min_free_bytes=0)
         report = await store.enforce_quota()
         await store.ack([r.record_id for r in leased])
-    assert Counter(r.kind for r in leased) == {"alert": 3, "summary": scene.summaries}
+    assert Counter(r.kind for r in leased) == {"alert_event": 4, "summary": scene.summaries}
     assert "summary" not in report.evicted
     assert "alert" not in report.evicted
 
