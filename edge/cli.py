@@ -103,10 +103,11 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser(
         "local-token",
-        help="make an operator's token for gate commands on the local API",
+        help="make an operator's token for the configuration (superseded by nbedge users)",
         description="Print a new random bearer token for an operator, and the "
         "[[local_api.operators]] entry (name and the token's SHA-256) to add to the gateway's "
-        "configuration. The token is shown once and never stored by the gateway.",
+        "configuration. The token is shown once and never stored by the gateway. An operator "
+        "is an installer; nbedge users adds people of every role without a restart.",
     )
     token.add_argument("name", help="the operator, as the command log will name them")
     token.set_defaults(handler=_local_token)
@@ -192,8 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     ble.set_defaults(handler=_scan_ble)
 
+    from edge import people_commands
     from models import commands as models_commands
 
+    people_commands.register(commands)
     models_commands.register(commands)
     return parser
 

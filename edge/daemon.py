@@ -31,6 +31,7 @@ from edge.alerts import Alert, AlertBook, Finding
 from edge.asgi import serve_app
 from edge.clock import Clock
 from edge.mqtt import AlertPublisher
+from edge.people import PeopleStore
 from edge.pipeline import Pipeline
 from edge.rules import GateFaultRule, Rule, VoltageRule
 from edge.schemas import GateSection, GatewayConfig, ModbusDeviceSection, UplinkSection
@@ -235,7 +236,7 @@ class Gateway:
                     services.append(
                         tasks.create_task(
                             serve_app(
-                                create_local_app(self, config.local_api.operators),
+                                create_local_app(self, PeopleStore.for_gateway(config)),
                                 host=config.local_api.host,
                                 port=config.local_api.port,
                                 started=web_started,

@@ -263,7 +263,8 @@ class ModbusSection(_Section):
 
 
 class OperatorSection(_Section):
-    """A person or system allowed to command gates through the local API."""
+    """A person or system allowed to command gates through the local API: an installer
+    (``edge.people``); ``nbedge users`` supersedes these entries."""
 
     name: Identifier
     """Who, as the command log names them."""

@@ -9,29 +9,26 @@
   each kind, each building's latest 24-hour forecast with its accuracy over the last week, and the
   state of each scored meter and watched dwelling.
 - ``POST /api/gates/<name>/open`` and ``.../close``: command a gate (docs/gate-controller.md),
-  for operators only: ``Authorization: Bearer <token>``, where the SHA-256 of the token is an
-  operator's ``token_sha256`` in ``[[local_api.operators]]``. Refused attempts are counted
-  (``local_api.auth_failures`` in the status) and logged without the token.
+  for installers only: ``Authorization: Bearer <token>`` of a person (docs/people.md). Refused
+  attempts are counted (``local_api.auth_failures`` and ``forbidden`` in the status) and logged
+  without the token.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import logging
-from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge.alerts import Alert
 from edge.alerts.payload import alert_payload
-from edge.schemas import OperatorSection
+from edge.people import PeopleStore, Person, Role
+from edge.people.deps import install, require
 from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
 
 log = logging.getLogger(__name__)
@@ -59,48 +56,15 @@ def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
 
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-def _operator(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The operator whose token came with the request; 401 (counted, logged) otherwise."""
-    state = request.app.state
-    if credentials is not None:
-        digest = hashlib.sha256(credentials.credentials.encode()).hexdigest()
-        for token_sha256, name in state.operators.items():
-            if hmac.compare_digest(digest, token_sha256):
-                return str(name)
-    state.auth_failures += 1
-    log.warning(
-        "local API: command refused, no valid operator token",
-        extra={
-            "path": request.url.path,
-            "client": request.client.host if request.client else None,
-            "auth_failures": state.auth_failures,
-        },
-    )
-    raise HTTPException(
-        status_code=401,
-        detail="an operator's bearer token is required",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-def create_local_app(gateway: GatewayView, operators: Sequence[OperatorSection] = ()) -> FastAPI:
+def create_local_app(gateway: GatewayView, people: PeopleStore) -> FastAPI:
     app = FastAPI(title="nbedge gateway", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    app.state.operators = {operator.token_sha256: operator.name for operator in operators}
-    app.state.auth_failures = 0
+    access = install(app, people)
+    people.people()  # read the people file now, so that a problem with it is logged at start
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
         state = await gateway.status()
-        state["local_api"] = {
-            "operators": len(app.state.operators),
-            "auth_failures": app.state.auth_failures,
-        }
+        state["local_api"] = access.status()
         return state
 
     @app.get("/api/gates")
@@ -109,10 +73,10 @@ def create_local_app(gateway: GatewayView, operators: Sequence[OperatorSection] 
 
     @app.post("/api/gates/{name}/{command}")
     async def command_gate(
-        name: str, command: Command, who: Annotated[str, Depends(_operator)]
+        name: str, command: Command, who: Annotated[Person, Depends(require(Role.INSTALLER))]
     ) -> JSONResponse:
         try:
-            result = await gateway.gate_command(name, command, operator=who)
+            result = await gateway.gate_command(name, command, operator=who.name)
         except KeyError:
             raise HTTPException(status_code=404, detail=f"no gate called {name!r}") from None
         return JSONResponse(asdict(result), status_code=_STATUS_OF_RESULT[result.result])

@@ -131,7 +131,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for command in ("run", "config", "demo", "central", "sim"):
+    for command in ("run", "config", "demo", "central", "sim", "users"):
         assert re.search(rf"^\s+{command}\s", out, flags=re.MULTILINE), command
 
 
