@@ -27,7 +27,7 @@ import httpx
 
 from cloud_sync.client import SyncClient
 from edge import systemd
-from edge.alerts import Alert, AlertBook, Finding
+from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome
 from edge.asgi import serve_app
 from edge.clock import Clock
 from edge.mqtt import AlertPublisher
@@ -136,6 +136,28 @@ class Gateway:
         section, controller, bus = self._gates[name]
         return await controller.command(
             bus, command, operator=operator, confirm_timeout_s=section.confirm_timeout_s
+        )
+
+    def act(
+        self,
+        alert_id: str,
+        action: Action,
+        *,
+        by: str,
+        note: str | None = None,
+        outcome: Outcome | None = None,
+    ) -> ActResult:
+        """A person on the local API acknowledges or resolves an alert."""
+        if self._pipeline is None:
+            return ActResult(refused="the gateway is starting")
+        return self._pipeline.act(
+            alert_id,
+            action,
+            by=by,
+            via="local_api",
+            at=self.clock.wall_time(),
+            note=note,
+            outcome=outcome,
         )
 
     def _gate_controllers(self) -> list[GateController]:

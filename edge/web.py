@@ -2,7 +2,10 @@
 
 - ``GET /``: a page with the active alerts and the latest value of every point (refreshes itself).
 - ``GET /api/status``: the gateway's health as JSON (devices, queue, store, MQTT, uplink).
-- ``GET /api/alerts``: the active alerts.
+- ``GET /api/alerts``: the open alerts (not both cleared and resolved), as MQTT shows them.
+- ``POST /api/alerts/<alert_id>/acknowledge`` and ``.../resolve`` (JSON: ``note``, ``outcome``):
+  a person with the responder role acts on an alert (docs/alerts.md); 404 for an alert that is
+  not open, 409 for a step its lifecycle refuses, 422 for a bad body.
 - ``GET /api/readings/latest``: the newest value of every point.
 - ``GET /api/gates``: every gate controller's state and event counters.
 - The page and the status also show the models (``analytics`` in the status): the model in use of
@@ -22,10 +25,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Path
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from edge.alerts import Alert
+from edge.alerts import Action, ActResult, Alert, Outcome
 from edge.alerts.payload import alert_payload
 from edge.people import PeopleStore, Person, Role
 from edge.people.deps import install, require
@@ -50,6 +54,26 @@ class GatewayView(Protocol):
     async def gate_command(
         self, name: str, command: Command, *, operator: str
     ) -> CommandResult: ...
+
+    def act(
+        self,
+        alert_id: str,
+        action: Action,
+        *,
+        by: str,
+        note: str | None = None,
+        outcome: Outcome | None = None,
+    ) -> ActResult: ...
+
+
+class AlertAction(BaseModel):
+    """The body of ``POST /api/alerts/{alert_id}/acknowledge`` and ``/resolve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: Annotated[str, Field(max_length=500, pattern=r"^[^\x00]*$")] | None = None
+    outcome: Outcome | None = None
+    """Required to resolve: resident_ok, help_given, false_alarm, device_fault or other."""
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -88,6 +112,51 @@ def create_local_app(gateway: GatewayView, people: PeopleStore) -> FastAPI:
             alert_payload(alert, site=state["site"], gateway=state["gateway"])
             for alert in gateway.active_alerts()
         ]
+
+    @app.post(
+        "/api/alerts/{alert_id}/{action}",
+        responses={
+            401: {"description": "No person's bearer token"},
+            403: {"description": "A role below responder"},
+            404: {"description": "No open alert of that id"},
+            409: {"description": "Refused by the alert's lifecycle (the reason is given)"},
+            422: {"description": "Not a valid body (a resolve needs an outcome)"},
+        },
+    )
+    async def act_on_alert(
+        alert_id: Annotated[str, Path(max_length=200)],
+        action: Action,
+        body: AlertAction,
+        who: Annotated[Person, Depends(require(Role.RESPONDER))],
+    ) -> dict[str, Any]:
+        """A responder acknowledges an alert ("I have it") or resolves it with an outcome; the
+        step lands in the alert's history, on MQTT and at the central API. Acting on an alert
+        already in that state changes nothing and is answered as applied."""
+        if action == "resolve" and body.outcome is None:
+            raise HTTPException(status_code=422, detail="a resolve needs an outcome")
+        if gateway_alert(alert_id) is None:
+            raise HTTPException(status_code=404, detail=f"no open alert {alert_id!r}")
+        result = gateway.act(
+            alert_id, action, by=who.display or who.name, note=body.note, outcome=body.outcome
+        )
+        if result.refused is not None:
+            log.info(
+                "local API: alert action refused",
+                extra={"alert_id": alert_id, "by": who.name, "reason": result.refused},
+            )
+            raise HTTPException(status_code=409, detail=result.refused)
+        state = await gateway.status()
+        after = result.changes[-1] if result.changes else gateway_alert(alert_id)
+        return {
+            "result": "applied",
+            "event_ids": [change.event_id for change in result.changes],
+            "alert": None
+            if after is None
+            else alert_payload(after, site=state["site"], gateway=state["gateway"]),
+        }
+
+    def gateway_alert(alert_id: str) -> Alert | None:
+        return next((a for a in gateway.active_alerts() if a.alert_id == alert_id), None)
 
     @app.get("/api/readings/latest")
     async def latest() -> list[dict[str, Any]]:
