@@ -60,7 +60,9 @@ from cloud_sync.schemas import (
     MAX_RECORDS_PER_BATCH,
     RECORD_KINDS,
     SCHEMA_VERSIONS,
+    AlertCommand,
     IngestResult,
+    PendingCommands,
     WireTerms,
 )
 from nbedge.errors import StoreFull, UplinkRejected, UplinkUnavailable
@@ -71,6 +73,7 @@ log = logging.getLogger(__name__)
 
 INGEST_PATH = "/v1/ingest"
 WIRE_PATH = "/v1/wire"
+COMMANDS_PATH = "/v1/gateway/commands"
 TERMS_RECHECK_S = 3600.0
 """The central API's terms are asked again this often, and after every failure to reach it."""
 URGENT_RETRY_S = 15.0
@@ -134,6 +137,8 @@ class SyncStatus:
     set_aside: int = 0
     """Records set aside in the outbox now, as last counted."""
     last_refusal: str | None = None
+    commands_received: int = 0
+    """Platform commands pulled since start (each applied once, answered by the outbox)."""
 
 
 class SyncClient:
@@ -143,9 +148,11 @@ class SyncClient:
     ``drain_jitter_s=0`` starts a drain at once. ``transport`` replaces httpx's network transport
     (tests inject faults with it); ``sleep`` replaces ``asyncio.sleep`` for every wait of ``run``
     and ``clock`` (seconds, monotonic) the clock of the rate limit and of outage lengths;
-    ``rng`` makes the jitter reproducible; ``on_set_aside(count, last_refusal)`` is called with
-    the number of records set aside whenever it may have changed (the gateway raises an alert
-    while it is not 0). Use one ``sync_once`` or ``run`` at a time per client.
+    ``on_commands`` is given the platform's commands to this gateway, pulled at most every
+    ``interval_s``; ``rng`` makes the jitter reproducible; ``on_set_aside(count,
+    last_refusal)`` is called with the number of records set aside whenever it may have changed
+    (the gateway raises an alert while it is not 0). Use one ``sync_once`` or ``run`` at a time
+    per client.
     """
 
     def __init__(
@@ -169,6 +176,7 @@ class SyncClient:
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
         on_set_aside: Callable[[int, str | None], None] | None = None,
+        on_commands: Callable[[Sequence[AlertCommand]], Awaitable[None]] | None = None,
     ) -> None:
         if not 1 <= batch_max_records <= MAX_RECORDS_PER_BATCH:
             raise ValueError(f"batch_max_records must be within 1..{MAX_RECORDS_PER_BATCH}")
@@ -204,6 +212,8 @@ class SyncClient:
         self._http: httpx.AsyncClient | None = None
         self._status = SyncStatus(UplinkState.UNKNOWN, 0, 0, 0, None, None)
         self._on_set_aside = on_set_aside
+        self._on_commands = on_commands
+        self._next_pull = 0.0
         self._wire: WireAgreement | None = None
         self._wire_until = 0.0
         self._fingerprint_resent: str | None = None
@@ -242,6 +252,7 @@ class SyncClient:
             while True:
                 try:
                     sent, backlog = await self._deliver()
+                    await self._pull_commands()
                 except StoreFull:  # the store logs it; records not acknowledged go again
                     failures_in_a_row += 1
                     await self._sleep(self._backoff_s(failures_in_a_row))
@@ -271,6 +282,41 @@ class SyncClient:
                     await self._delay_drain_start()
                 if self._bucket is not None:
                     await self._bucket.take(sent)
+
+    async def _pull_commands(self) -> None:
+        """Ask for the platform's commands to this gateway (at most every ``interval_s``, and
+        only from a central API that takes command results) and hand them to
+        ``on_commands``, which applies each once and answers through the outbox."""
+        wire = self._wire
+        if self._on_commands is None or wire is None or "command_result" not in wire.kinds:
+            return
+        now = self._clock()
+        if now < self._next_pull:
+            return
+        self._next_pull = now + self._interval_s
+        async with self._connection() as http:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    response = await http.get(COMMANDS_PATH)
+            except TimeoutError as exc:
+                raise UplinkUnavailable(f"no answer within {self._timeout_s:g} s") from exc
+            except httpx.TransportError as exc:
+                raise UplinkUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        if not response.is_success:
+            raise refusal(response)
+        try:
+            pending = PendingCommands.model_validate_json(response.content)
+        except ValueError as exc:
+            raise UplinkUnavailable(
+                f"central API answered {response.status_code} to {COMMANDS_PATH} with a body"
+                " that is not its commands"
+            ) from exc
+        if pending.commands:
+            self._status = replace(
+                self._status,
+                commands_received=self._status.commands_received + len(pending.commands),
+            )
+            await self._on_commands(pending.commands)
 
     async def sync_once(self) -> int:
         """Deliver one batch; return how many records the central API acknowledged (0: none due).

@@ -19,13 +19,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from cloud_sync.client import SyncClient
+from cloud_sync.schemas import AlertCommand
 from edge import systemd
 from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome
 from edge.asgi import serve_app
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+COMMANDS_REMEMBERED = 10_000
+"""Platform commands this process remembers having answered (a set, bounded)."""
 REFUSED_RULE = "records_refused"
 """Warning while records the central API refused are set aside (``cloud_sync.client``)."""
 SHUTDOWN_TIMEOUT_S = 8.0
@@ -89,6 +92,7 @@ class Gateway:
         self._uplink_transport = uplink_transport
         self.started_at = self.clock.wall_time()
         self.housekeeper: Housekeeper | None = None
+        self._commands_answered: set[str] = set()
         self.ready = asyncio.Event()
         self._store: Store | None = None
         self._book = AlertBook()
@@ -160,6 +164,52 @@ class Gateway:
             outcome=outcome,
         )
 
+    async def _apply_commands(self, commands: Sequence[AlertCommand]) -> None:
+        """The platform's commands, each applied once, even across restarts and commands sent
+        again: one already applied (its event is in the store) or already answered by this
+        process is not applied twice. Each is answered through the outbox: applied (with the
+        event it made, written in the same transaction), or refused with the reason."""
+        store, pipeline = self._store, self._pipeline
+        if store is None or pipeline is None:
+            return
+        for command in commands:
+            if command.command_id in self._commands_answered:
+                continue
+            self._commands_answered.add(command.command_id)
+            if len(self._commands_answered) > COMMANDS_REMEMBERED:
+                self._commands_answered.pop()
+            at = self.clock.wall_time()
+            if await store.applied_command(command.command_id) is not None:
+                continue  # applied before a restart; its result is in the outbox already
+            result = pipeline.act(
+                command.alert_id,
+                command.action,
+                by=command.by,
+                via="platform",
+                at=at,
+                note=command.note,
+                outcome=command.outcome,
+                command_id=command.command_id,
+            )
+            if result.changes:
+                continue  # the result goes with the event (edge.store.store)
+            refused = result.refused
+            if refused is not None and self._book.get(command.alert_id) is None:
+                stored = await store.alert_state(command.alert_id)
+                if stored == ("cleared", "resolved"):
+                    refused = None  # closed already: nothing to do, and that is applied
+            log.info(
+                "platform command %s",
+                "refused" if refused else "applied, alert already in that state",
+                extra={"command_id": command.command_id, "alert_id": command.alert_id},
+            )
+            await store.write_command_result(
+                command.command_id,
+                "refused" if refused else "applied",
+                reason=refused,
+                at=at,
+            )
+
     def _gate_controllers(self) -> list[GateController]:
         return [controller for _, controller, _ in self._gates.values()]
 
@@ -227,6 +277,7 @@ class Gateway:
                     clock=self.clock,
                     transport=self._uplink_transport,
                     on_set_aside=self._records_refused,
+                    on_commands=self._apply_commands,
                 )
             self.housekeeper = Housekeeper(
                 store,
@@ -413,6 +464,7 @@ def build_sync_client(
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     on_set_aside: Callable[[int, str | None], None] | None = None,
+    on_commands: Callable[[Sequence[AlertCommand]], Awaitable[None]] | None = None,
 ) -> SyncClient:
     clock = store.clock if clock is None else clock
     if uplink.token is not None:
@@ -437,6 +489,7 @@ def build_sync_client(
         sleep=clock.sleep,
         clock=clock.monotonic,
         on_set_aside=on_set_aside,
+        on_commands=on_commands,
     )
 
 

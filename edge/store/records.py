@@ -17,6 +17,8 @@ from cloud_sync.schemas import (
     AlertEventBody,
     AlertEventRecord,
     AlertTexts,
+    CommandResultBody,
+    CommandResultRecord,
     EvictionBody,
     EvictionRecord,
     ForecastBody,
@@ -97,6 +99,30 @@ def alert_event_record(record_id: str, stamp: Stamp, alert: Alert) -> str:
         command_id=alert.command_id,
     )
     return AlertEventRecord(
+        record_id=record_id, time=record_time(stamp), body=body
+    ).model_dump_json()
+
+
+def command_result_record(
+    record_id: str,
+    stamp: Stamp,
+    *,
+    command_id: str,
+    result: Literal["applied", "refused"],
+    reason: str | None,
+    event_id: str | None,
+    at: float,
+) -> str:
+    """The gateway's answer to a platform command (applied, with the event it made if any, or
+    refused with the reason)."""
+    body = CommandResultBody(
+        command_id=command_id,
+        result=result,
+        reason=None if reason is None else reason[:300],
+        event_id=event_id,
+        at=utc(at),
+    )
+    return CommandResultRecord(
         record_id=record_id, time=record_time(stamp), body=body
     ).model_dump_json()
 

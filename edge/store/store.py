@@ -303,6 +303,23 @@ class Store:
                     for a in alerts
                 ],
             )
+            # A platform command applied: its result goes with the event it made.
+            self._enqueue(
+                "command_result",
+                [
+                    functools.partial(
+                        records.command_result_record,
+                        stamp=stamp,
+                        command_id=a.command_id,
+                        result="applied",
+                        reason=None,
+                        event_id=a.event_id,
+                        at=a.at,
+                    )
+                    for a in alerts
+                    if a.command_id is not None
+                ],
+            )
             if access:
                 self._write_access(access, stamp)
             for key, value in (cursors or {}).items():
@@ -583,6 +600,41 @@ class Store:
     async def alert_history(self, alert_id: str) -> list[dict[str, Any]]:
         """The events of one alert, oldest first."""
         return await self._run(lambda: store_alerts.history(self._conn, alert_id))
+
+    async def write_command_result(
+        self,
+        command_id: str,
+        result: Literal["applied", "refused"],
+        *,
+        reason: str | None = None,
+        at: float,
+    ) -> None:
+        """The answer to a platform command that made no event (refused, or the alert was
+        already in that state), with its outbox record; ``StoreFull`` on a full disk."""
+        record = functools.partial(
+            records.command_result_record,
+            stamp=self.clock.stamp(),
+            command_id=command_id,
+            result=result,
+            reason=reason,
+            event_id=None,
+            at=at,
+        )
+
+        def write() -> None:
+            with transaction(self._conn):
+                self._enqueue("command_result", [record])
+
+        await self._write_op("command result", write)
+
+    async def alert_state(self, alert_id: str) -> tuple[str, str] | None:
+        """An alert's condition and human state as stored, open or not (None: unknown)."""
+        row = await self._run(
+            lambda: self._conn.execute(
+                "SELECT condition, human_state FROM alerts WHERE alert_id = ?", (alert_id,)
+            ).fetchone()
+        )
+        return None if row is None else (str(row[0]), str(row[1]))
 
     async def applied_command(self, command_id: str) -> str | None:
         """The event a platform command made, if it was applied already."""
