@@ -6,10 +6,14 @@ counts the records the API accepted per second of wall time. PostgreSQL is a thr
 (fsync off, as in the tests: this measures the API and the database's CPU work, not the disk).
 Each gateway belongs to a building (site) of its own, as in a neighbourhood; ``--one-site`` puts
 them all in one building, where ingest transactions take turns on the site's lock.
+``--kind alert_event`` posts alert events instead of summaries (each alert's five events:
+raised, escalated, acknowledged, cleared, resolved, spread over consecutive batches), which the
+API stores and folds into each alert's current state in the same transaction.
 
 Usage, from the repository's root::
 
     python bench/central_ingest.py [--records 12000] [--batch 250] [--gateways 8] [--one-site]
+        [--kind summary|alert_event] [--skip-sqlite]
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cloud_sync.central.admin import init_db, make_engine, register_gateway, register_site
-from tests.cloud_sync.conftest import batch_json, summary_record
+from cloud_sync.schemas import AlertEventRecord, Record
+from tests.cloud_sync.conftest import alert_story, batch_json, summary_record
 from tests.cloud_sync.servers import central_process, postgres_cluster
 
 
@@ -46,21 +51,29 @@ class Run:
         return self.records / self.seconds
 
 
-def bodies(gateways: list[tuple[str, str]], records: int, batch: int) -> dict[str, list[bytes]]:
+def _records(kind: str, gateway_id: str, count: int) -> list[Record]:
+    if kind == "summary":
+        return [summary_record(n, gateway_id) for n in range(count)]
+    events: list[AlertEventRecord] = []
+    for n in range(0, count, 5):
+        alert_id = f"use_stopped.flat-{n // 5}.water.1709251200000"
+        events += alert_story(alert_id, gateway_id=gateway_id)
+    # Step by step: a batch holds the same step of many alerts, the next batches the next steps.
+    events.sort(key=lambda r: (int(r.body.event_id.rsplit(".", 1)[1]), r.record_id))
+    return list(events[:count])
+
+
+def bodies(
+    gateways: list[tuple[str, str]], records: int, batch: int, kind: str = "summary"
+) -> dict[str, list[bytes]]:
     """Gzip-compressed ingest batches of each gateway, ``records`` in all."""
     per_gateway = records // len(gateways)
     out: dict[str, list[bytes]] = {}
     for gateway_id, site_id in gateways:
+        mine = _records(kind, gateway_id, per_gateway)
         out[gateway_id] = [
             gzip.compress(
-                batch_json(
-                    [
-                        summary_record(n, gateway_id)
-                        for n in range(start, min(start + batch, per_gateway))
-                    ],
-                    gateway_id=gateway_id,
-                    site_id=site_id,
-                )
+                batch_json(mine[start : start + batch], gateway_id=gateway_id, site_id=site_id)
             )
             for start in range(0, per_gateway, batch)
         ]
@@ -132,22 +145,27 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=250, help="records per batch")
     parser.add_argument("--gateways", type=int, default=8, help="concurrent gateways")
     parser.add_argument("--one-site", action="store_true", help="all gateways in one building")
+    parser.add_argument("--kind", choices=["summary", "alert_event"], default="summary")
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
 
     gateways = [
         (f"gw-{n}", "site-1" if args.one_site else f"site-{n}") for n in range(args.gateways)
     ]
-    batches = bodies(gateways, args.records, args.batch)
+    batches = bodies(gateways, args.records, args.batch, args.kind)
     total = sum(len(b) for b in batches.values())
     print(
-        f"central API ingest: {args.records} records in {total} batches of {args.batch}, "
+        f"central API ingest: {args.records} {args.kind} records in {total} batches of "
+        f"{args.batch}, "
         f"{args.gateways} gateways posting at once, "
         f"{'one site' if args.one_site else 'one site per gateway'}; "
         f"{os.cpu_count()} CPUs (client, server and database share them)"
     )
     results: list[Run] = []
-    with tempfile.TemporaryDirectory() as folder:
-        results.append(run("sqlite", f"sqlite:///{folder}/central.db", 1, gateways, batches))
+    if not args.skip_sqlite:
+        with tempfile.TemporaryDirectory() as folder:
+            url = f"sqlite:///{folder}/central.db"
+            results.append(run("sqlite", url, 1, gateways, batches))
     with postgres_cluster() as cluster:
         for workers in (1, 2):
             url = cluster.create_database(f"bench_{workers}")

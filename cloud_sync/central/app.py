@@ -4,14 +4,17 @@ Stateless apart from the database, so it runs as many uvicorn workers or hosts a
 ``uvicorn --factory cloud_sync.central.app:app_from_environment --workers 4`` (settings from
 ``NBEDGE_CENTRAL_*``). Routes are sync functions where they only touch the database (FastAPI runs
 them in its thread pool) and async where they read a request body. Metrics are per process
-(``metrics``).
+(``metrics``). Each process runs the periodic work of ``watch`` in its lifespan; ``now`` (the
+clock of every decision that depends on time) is injectable, for tests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -26,12 +29,21 @@ from cloud_sync.central.db import init_db, make_engine
 from cloud_sync.central.metrics import CONTENT_TYPE, CentralMetrics, MetricsMiddleware, RouteLabels
 from cloud_sync.central.routes import api_router
 from cloud_sync.central.settings import CentralSettings
+from cloud_sync.central.silence import Contacts
 from cloud_sync.central.tables import record_tables
+from cloud_sync.central.watch import Watch
 from cloud_sync.schemas import RECORD_KINDS, SCHEMA_VERSIONS, IngestBatch, WireTerms
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_DB_BUSY_S = 5
+CONTACT_EVERY = timedelta(seconds=30)
+"""A gateway's last contact is written at most this often per process (or a quarter of the
+silence that raises gateway_silent, if less)."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -82,20 +94,43 @@ def current_terms() -> WireTerms:
 CURRENT_TERMS = current_terms()
 
 
-def create_app(settings: CentralSettings, *, wire: WireTerms | None = CURRENT_TERMS) -> FastAPI:
+def create_app(
+    settings: CentralSettings,
+    *,
+    wire: WireTerms | None = CURRENT_TERMS,
+    now: Callable[[], datetime] = _utc_now,
+) -> FastAPI:
     """The central API for ``settings``; tables are created at startup if missing.
 
     ``wire`` is what it takes; fewer kinds or versions make it answer as an earlier release
     would, and ``None`` as releases before wire version 2 (no ``/v1/wire``, version 1 only):
-    tests of version skew use them.
+    tests of version skew use them. ``now`` is the clock (aware, UTC) of every decision that
+    depends on time: commands' expiry, gateways' silence, the age of open work.
     """
     engine = make_engine(settings.database_url)
+    metrics = CentralMetrics()
+    silent_after = (
+        timedelta(seconds=settings.gateway_silent_after_s)
+        if settings.gateway_silent_after_s
+        else None
+    )
+    contacts = Contacts(
+        CONTACT_EVERY if silent_after is None else min(CONTACT_EVERY, silent_after / 4)
+    )
+    watch = Watch(
+        engine, metrics, now, interval_s=settings.check_interval_s, silent_after=silent_after
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(init_db, engine)  # migrations; a no-op when up to date
         try:
-            yield
+            async with asyncio.TaskGroup() as tasks:
+                watching = tasks.create_task(watch.run(), name="central-watch")
+                try:
+                    yield
+                finally:
+                    watching.cancel()
         finally:
             engine.dispose()
 
@@ -105,11 +140,13 @@ def create_app(settings: CentralSettings, *, wire: WireTerms | None = CURRENT_TE
         description="Gateways deliver records; the neighbourhood platform pulls feeds by cursor.",
         lifespan=lifespan,
     )
-    metrics = CentralMetrics()
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.wire = wire
+    app.state.now = now
+    app.state.contacts = contacts
+    app.state.watch = watch
     app.include_router(api_router)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(DataError, _value_not_storable)

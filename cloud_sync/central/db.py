@@ -42,38 +42,42 @@ site lock above already orders them, on SQLite the ``DELETE`` takes the database
 A replacement is a new row with a new ``seq``: the feed shows it after the cursor of a reader that
 had the replaced one, which keeps ``(gateway_id, series, start)`` and takes the newest.
 
+Alert records fold each alert's state in the same transaction (``alert_store``); command
+results set commands' states (``commands``). Every transaction that draws a cursor value takes
+the site's lock first (``locks.lock_site``), so the guarantee above holds for those lists too.
+
 Nothing here raises ``HTTPException``: the routes translate.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     Engine,
-    Insert,
     Table,
     create_engine,
     delete,
     event,
-    exists,
-    func,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
-from cloud_sync.central import migrations
+from cloud_sync.central import alert_store, migrations
+from cloud_sync.central.commands import apply_results
+from cloud_sync.central.locks import lock_site
 from cloud_sync.central.tables import (
     access_events,
     alert_events,
     claim_codes,
+    command_results,
     evictions,
     forecasts,
     gateways,
@@ -82,10 +86,19 @@ from cloud_sync.central.tables import (
     sites,
     summaries,
 )
-from cloud_sync.schemas import IngestBatch, IngestResult, Record
+from cloud_sync.central.upsert import insert_skipping
+from cloud_sync.schemas import (
+    AlertEventRecord,
+    AlertRecord,
+    CommandResultRecord,
+    IngestBatch,
+    IngestResult,
+    Record,
+)
 
 __all__ = [
     "GatewayIdentity",
+    "StoredBatch",
     "access_events",
     "alert_events",
     "claim_codes",
@@ -94,6 +107,7 @@ __all__ = [
     "gateways",
     "hash_token",
     "init_db",
+    "lock_site",
     "make_engine",
     "metadata",
     "sites",
@@ -203,18 +217,7 @@ def _insert_ignoring_duplicates(
     """Insert ``rows`` but those whose (gateway_id, record_id) exists; return how many were new."""
     if not rows:
         return 0
-    stmt: Insert
-    match conn.dialect.name:
-        case "sqlite":
-            stmt = sqlite.insert(table).on_conflict_do_nothing(
-                index_elements=["gateway_id", "record_id"]
-            )
-        case "postgresql":
-            stmt = postgresql.insert(table).on_conflict_do_nothing(
-                index_elements=["gateway_id", "record_id"]
-            )
-        case other:
-            raise NotImplementedError(f"no ON CONFLICT DO NOTHING for the {other} dialect")
+    stmt = insert_skipping(conn, table, ["gateway_id", "record_id"])
     # RETURNING names exactly the rows inserted, whatever a driver's executemany rowcount says;
     # SQLAlchemy sends the rows as multi-row INSERTs ("insertmanyvalues").
     return len(conn.execute(stmt.returning(table.c.seq), list(rows)).all())
@@ -231,19 +234,12 @@ def _store_forecast(conn: Connection, row: Mapping[str, Any]) -> bool:
             forecasts.c.issued_at < row["issued_at"],
         )
     )
-    stmt: Insert
-    match conn.dialect.name:
-        case "sqlite":
-            stmt = sqlite.insert(forecasts).on_conflict_do_nothing()
-        case "postgresql":
-            stmt = postgresql.insert(forecasts).on_conflict_do_nothing()
-        case other:
-            raise NotImplementedError(f"no ON CONFLICT DO NOTHING for the {other} dialect")
-    return conn.execute(stmt.values(dict(row)).returning(forecasts.c.seq)).first() is not None
+    stmt = insert_skipping(conn, forecasts).values(dict(row)).returning(forecasts.c.seq)
+    return conn.execute(stmt).first() is not None
 
 
-def record_row(record: Record, batch: IngestBatch, now: datetime) -> dict[str, Any]:
-    """The row of one record: origin, time contract, and its body flattened into columns."""
+def origin_row(record: Record, batch: IngestBatch, now: datetime) -> dict[str, Any]:
+    """The columns every record row has: its id, origin and time contract."""
     return {
         "record_id": record.record_id,
         "site_id": batch.site_id,
@@ -253,38 +249,61 @@ def record_row(record: Record, batch: IngestBatch, now: datetime) -> dict[str, A
         "monotonic_ns": record.time.monotonic_ns,
         "clock_synced": record.time.clock_synced,
         "received_at": now,
-    } | record.body.model_dump()
+    }
 
 
-def lock_site_feeds(conn: Connection, site_id: str) -> None:
-    """Hold, until ``conn``'s transaction ends, the lock that orders a site's ``seq`` commits.
+def record_row(record: Record, batch: IngestBatch, now: datetime) -> dict[str, Any]:
+    """The row of one record: origin, time contract, and its body flattened into columns."""
+    match record:
+        case AlertRecord():
+            return alert_store.legacy_row(record, origin_row(record, batch, now))
+        case AlertEventRecord():
+            return alert_store.event_row(record, origin_row(record, batch, now))
+        case _:
+            return origin_row(record, batch, now) | record.body.model_dump()
 
-    PostgreSQL only (see the module's docstring); SQLite serialises writers by itself.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(site_id))))
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """What storing a batch did: the answer for the gateway, and the commands whose state its
+    results changed, counted by ``(action, result)``."""
+
+    result: IngestResult
+    commands: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-def insert_batch(conn: Connection, batch: IngestBatch) -> IngestResult:
+_GENERIC = ("summary", "eviction", "access")
+"""Kinds stored as they come, one row per record."""
+
+
+def insert_batch(conn: Connection, batch: IngestBatch, now: datetime | None = None) -> StoredBatch:
     """Insert a batch's new records within ``conn``'s transaction, after locking its site."""
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in record_tables}
+    results: list[CommandResultRecord] = []
     for record in batch.records:
-        rows[record.kind].append(record_row(record, batch, now))
-    lock_site_feeds(conn, batch.site_id)
-    forecast_rows = rows.pop("forecast")
+        # Both kinds of alert records go to one table, in the batch's order.
+        kind = "alert" if record.kind == "alert_event" else record.kind
+        rows[kind].append(record_row(record, batch, now))
+        if isinstance(record, CommandResultRecord):
+            results.append(record)
+    lock_site(conn, batch.site_id)
     accepted = sum(
-        _insert_ignoring_duplicates(conn, record_tables[kind], kind_rows)
-        for kind, kind_rows in rows.items()
+        _insert_ignoring_duplicates(conn, record_tables[kind], rows[kind]) for kind in _GENERIC
     )
-    accepted += sum(_store_forecast(conn, row) for row in forecast_rows)  # in the batch's order
-    return IngestResult(accepted=accepted, duplicates=len(batch.records) - accepted)
+    accepted += sum(_store_forecast(conn, row) for row in rows["forecast"])  # in the batch's order
+    accepted += alert_store.store_events(conn, batch.gateway_id, rows["alert"], now)
+    accepted += _insert_ignoring_duplicates(conn, command_results, rows["command_result"])
+    changed = apply_results(conn, batch.site_id, batch.gateway_id, results, now)
+    return StoredBatch(
+        IngestResult(accepted=accepted, duplicates=len(batch.records) - accepted), changed
+    )
 
 
-def store_batch(engine: Engine, batch: IngestBatch) -> IngestResult:
+def store_batch(engine: Engine, batch: IngestBatch, now: datetime | None = None) -> StoredBatch:
     """Store a validated, authorised batch in one transaction; records already held are counted."""
     with engine.begin() as conn:
-        return insert_batch(conn, batch)
+        return insert_batch(conn, batch, now)
 
 
 def summaries_after(engine: Engine, site_id: str, after: int, limit: int) -> list[dict[str, Any]]:
@@ -295,8 +314,8 @@ def summaries_after(engine: Engine, site_id: str, after: int, limit: int) -> lis
 def alert_events_after(
     engine: Engine, site_id: str, after: int, limit: int
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` alert events (raised and cleared) of a site with ``seq > after``."""
-    return _page(engine, alert_events, site_id, after, limit)
+    """Up to ``limit`` alert events (every kind, legacy records too) of a site after ``after``."""
+    return alert_store.events_after(engine, site_id, after, limit)
 
 
 def evictions_after(engine: Engine, site_id: str, after: int, limit: int) -> list[dict[str, Any]]:
@@ -331,31 +350,9 @@ def _page(
 
 
 def active_alerts(engine: Engine, site_id: str) -> list[dict[str, Any]]:
-    """The latest "raised" event of each alert of a site that has no "cleared" event.
+    """The latest event of each alert of a site whose condition is active.
 
-    An ``alert_id`` names one occurrence, and "cleared" ends it. Checking for any cleared event,
-    rather than taking the latest event by ``seq``, stays right when a gateway delivers the clear
-    before the raise (priorities, retries).
+    The condition is the alert's current state's (``alert_states``), folded from all its events
+    whatever order they came in: a legacy clear delivered before its raise still ends it.
     """
-    raised = alert_events.alias("raised")
-    cleared = alert_events.alias("cleared")
-    latest_raised = (
-        select(func.max(raised.c.seq).label("seq"))
-        .where(raised.c.site_id == site_id, raised.c.state == "raised")
-        .group_by(raised.c.gateway_id, raised.c.alert_id)
-        .subquery()
-    )
-    stmt = (
-        select(alert_events)
-        .join(latest_raised, alert_events.c.seq == latest_raised.c.seq)
-        .where(
-            ~exists().where(
-                cleared.c.gateway_id == alert_events.c.gateway_id,
-                cleared.c.alert_id == alert_events.c.alert_id,
-                cleared.c.state == "cleared",
-            )
-        )
-        .order_by(alert_events.c.seq)
-    )
-    with engine.connect() as conn:
-        return [dict(row) for row in conn.execute(stmt).mappings()]
+    return alert_store.active(engine, site_id)

@@ -12,6 +12,8 @@ is refused with 422 naming the parameter, and OpenAPI shows the bounds.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Query, Request, status
@@ -19,8 +21,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from cloud_sync.central import db
+from cloud_sync.central.metrics import CentralMetrics
 from cloud_sync.central.schemas import Cursor
 from cloud_sync.central.settings import CentralSettings
+from cloud_sync.central.silence import Contacts
 
 MAX_PAGE = 1000
 
@@ -46,8 +50,19 @@ def get_engine(request: Request) -> Engine:
     return cast(Engine, request.app.state.engine)
 
 
+def get_now(request: Request) -> datetime:
+    """The time of this request, by the application's clock (``create_app(now=...)``)."""
+    return cast(Callable[[], datetime], request.app.state.now)()
+
+
+def get_metrics(request: Request) -> CentralMetrics:
+    return cast(CentralMetrics, request.app.state.metrics)
+
+
 SettingsDep = Annotated[CentralSettings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+NowDep = Annotated[datetime, Depends(get_now)]
+MetricsDep = Annotated[CentralMetrics, Depends(get_metrics)]
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -80,6 +95,19 @@ def require_platform(
 
 
 CurrentGateway = Annotated[db.GatewayIdentity, Depends(get_gateway)]
+
+
+def heard_gateway(
+    request: Request, engine: EngineDep, now: NowDep, gateway: CurrentGateway
+) -> db.GatewayIdentity:
+    """The calling gateway, its contact noted (which clears its gateway_silent alert)."""
+    contacts = cast(Contacts, request.app.state.contacts)
+    if contacts.heard(engine, gateway.gateway_id, gateway.site_id, now).cleared:
+        get_metrics(request).gateway_silent.labels("cleared").inc()
+    return gateway
+
+
+HeardGateway = Annotated[db.GatewayIdentity, Depends(heard_gateway)]
 PlatformAccess = Depends(require_platform)
 
 After = Annotated[Cursor, Query(description="The `next_cursor` of the previous page.")]

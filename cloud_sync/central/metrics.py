@@ -9,6 +9,8 @@ or hosts, scrape each one and sum in Prometheus. Prometheus's multiprocess mode 
 | ``nbedge_central_ingest_records_total`` | ``result``: accepted, duplicate, refused | records |
 | ``nbedge_central_ingest_refused_total`` | ``reason`` | batches refused, by reason |
 | ``nbedge_central_claims_total`` | ``result`` | claim attempts: claimed, or why refused |
+| ``nbedge_central_commands_total`` | ``action``, ``state`` | commands issued, applied... |
+| ``nbedge_central_gateway_silent_total`` | ``event``: raised, cleared | gateway_silent alerts |
 | ``nbedge_central_http_request_duration_seconds`` | ``method``, ``route``, ``status`` | latency |
 
 Every label takes its values from a closed set, whatever clients send: ``route`` is one of the
@@ -41,7 +43,9 @@ METHODS = frozenset(
 )
 """The ``method`` label: these as they are (methods are case-sensitive), anything else ``other``."""
 
-STATUSES = frozenset({200, 204, 304, 307, 400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503})
+STATUSES = frozenset(
+    {200, 202, 204, 304, 307, 400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503}
+)
 """The ``status`` label: these codes as they are, any other code as its class (``2xx``...)."""
 
 REFUSAL_REASONS: dict[int, str] = {
@@ -54,6 +58,11 @@ REFUSAL_REASONS: dict[int, str] = {
     503: "database_unavailable",
 }
 """The ``reason`` label of a refused batch, by the status of the answer."""
+
+COMMAND_ACTIONS = ("acknowledge", "resolve")
+COMMAND_STATES = ("issued", "applied", "refused", "expired")
+"""The ``state`` label of ``commands``: a command issued, or the state it reached."""
+SILENT_EVENTS = ("raised", "cleared")
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -85,6 +94,19 @@ class CentralMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.commands = Counter(
+            "nbedge_central_commands",
+            "Platform commands issued, and those that became applied, refused or expired (each"
+            " counted by the process that made the change).",
+            ["action", "state"],
+            registry=self.registry,
+        )
+        self.gateway_silent = Counter(
+            "nbedge_central_gateway_silent",
+            "gateway_silent alerts raised and cleared (each by the process that did it).",
+            ["event"],
+            registry=self.registry,
+        )
         self.request_duration = Histogram(
             "nbedge_central_http_request_duration_seconds",
             "Time from a request's arrival to the end of its answer.",
@@ -98,6 +120,11 @@ class CentralMetrics:
             self.ingest_refused.labels(reason)
         for outcome in ["claimed", *ClaimProblem]:
             self.claims.labels(str(outcome))
+        for action in COMMAND_ACTIONS:
+            for state in COMMAND_STATES:
+                self.commands.labels(action, state)
+        for event in SILENT_EVENTS:
+            self.gateway_silent.labels(event)
 
     def stored(self, accepted: int, duplicates: int, refused: int = 0) -> None:
         self.ingest_batches.inc()

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_TOKEN_LENGTH = 16
+MIN_SILENT_AFTER_S = 60
 _WEAK_TOKENS = frozenset({"changeme", "changethis", "secret", "password", "token"})
 
 
@@ -28,6 +29,19 @@ class CentralSettings(BaseSettings):
 
     max_body_bytes: Annotated[int, Field(gt=0)] = 8 * 1024 * 1024
     """Largest ingest body accepted, both as sent and after gzip decompression."""
+
+    gateway_silent_after_s: Annotated[int, Field(ge=0, le=30 * 86_400)] = 900
+    """Raise ``gateway_silent`` for a gateway not heard for this long (0: never); 60 at least."""
+
+    check_interval_s: Annotated[float, Field(ge=0.01, le=3600)] = 30.0
+    """How often each process expires commands and looks for silent gateways."""
+
+    @field_validator("gateway_silent_after_s")
+    @classmethod
+    def _long_enough(cls, value: int) -> int:
+        if 0 < value < MIN_SILENT_AFTER_S:
+            raise ValueError(f"0 (off) or at least {MIN_SILENT_AFTER_S} seconds")
+        return value
 
     @field_validator("platform_token")
     @classmethod

@@ -16,10 +16,11 @@ import itertools
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
@@ -37,10 +38,15 @@ from cloud_sync.schemas import (
     AccessBody,
     AccessRecord,
     AlertBody,
+    AlertEventBody,
+    AlertEventRecord,
     AlertRecord,
+    CommandResultBody,
+    CommandResultRecord,
     EvictionBody,
     EvictionRecord,
     IngestBatch,
+    Record,
     RecordTime,
     SchemaVersion,
     SummaryBody,
@@ -137,15 +143,26 @@ class Central:
         return {"Authorization": f"Bearer {self.platform_token}"}
 
 
+Clock = Callable[[], datetime]
+
+
+def _real_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @contextlib.contextmanager
 def serving(
-    settings: CentralSettings, *, daemon: bool = False, wire: WireTerms | None = CURRENT_TERMS
+    settings: CentralSettings,
+    *,
+    daemon: bool = False,
+    wire: WireTerms | None = CURRENT_TERMS,
+    now: Clock = _real_now,
 ) -> Iterator[str]:
-    """Serve ``create_app(settings, wire=wire)`` with a real uvicorn in a thread; yield its base
-    URL. ``wire`` other than the default answers as an earlier release would."""
+    """Serve ``create_app(settings, wire=wire, now=now)`` with a real uvicorn in a thread; yield
+    its base URL. ``wire`` other than the default answers as an earlier release would."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, wire=wire),
+        create_app(settings, wire=wire, now=now),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -184,14 +201,23 @@ def _with_site_and_gateway(
 
 
 @contextlib.contextmanager
-def central_api(database_url: str, *, wire: WireTerms | None = CURRENT_TERMS) -> Iterator[Central]:
+def central_api(
+    database_url: str,
+    *,
+    wire: WireTerms | None = CURRENT_TERMS,
+    now: Clock = _real_now,
+    platform_token: str | None = None,
+    **options: Any,
+) -> Iterator[Central]:
     """The central API served by a real uvicorn in a thread, with one site and one gateway;
-    ``wire`` as for ``serving``."""
-    platform_token = secrets.token_urlsafe(24)
-    settings = CentralSettings(database_url=database_url, platform_token=SecretStr(platform_token))
+    ``wire`` and ``now`` as for ``serving``, ``options`` more settings."""
+    platform_token = platform_token or secrets.token_urlsafe(24)
+    settings = CentralSettings(
+        database_url=database_url, platform_token=SecretStr(platform_token), **options
+    )
     engine = make_engine(settings.database_url)
     try:
-        with serving(settings, wire=wire) as base_url:
+        with serving(settings, wire=wire, now=now) as base_url:
             yield _with_site_and_gateway(base_url, settings, engine, platform_token)
     finally:
         engine.dispose()
@@ -213,8 +239,24 @@ class _SharedServer:
 
 
 @pytest.fixture(scope="module")
+def central_clock() -> Clock:
+    """The clock of a module's central API: real time, unless the module overrides it."""
+    return _real_now
+
+
+@pytest.fixture(scope="module")
+def central_options() -> dict[str, Any]:
+    """More settings of a module's central API (a module overrides it)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def shared_server(
-    database_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    database_kind: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    central_clock: Clock,
+    central_options: dict[str, Any],
 ) -> Iterator[_SharedServer]:
     """One central API per test module and database kind (``database_kind`` module-scoped)."""
     if database_kind == "sqlite":
@@ -222,10 +264,12 @@ def shared_server(
     else:
         url = request.getfixturevalue("postgres_module_database")
     platform_token = secrets.token_urlsafe(24)
-    settings = CentralSettings(database_url=url, platform_token=SecretStr(platform_token))
+    settings = CentralSettings(
+        database_url=url, platform_token=SecretStr(platform_token), **central_options
+    )
     engine = make_engine(url)
     try:
-        with serving(settings, daemon=True) as base_url:
+        with serving(settings, daemon=True, now=central_clock) as base_url:
             yield _SharedServer(base_url, settings, engine, platform_token)
     finally:
         engine.dispose()
@@ -343,8 +387,120 @@ def access_record(
     )
 
 
+ALERT = "use_stopped.flat-3-201.water_electricity.1709251200000"
+"""An alert id as a gateway makes it: code, device, point, raise time in ms."""
+_VIA = {"raised": "rule", "cleared": "rule", "escalated": "policy"}
+
+
+def alert_event_record(
+    n: int,
+    event: str = "raised",
+    *,
+    alert_id: str = ALERT,
+    condition: str = "active",
+    state: str = "new",
+    severity: str = "critical",
+    code: str = "use_stopped",
+    device: str = "flat-3-201",
+    raised_at: datetime = T0,
+    gateway_id: str = GATEWAY,
+    record_id: str | None = None,
+    **fields: Any,
+) -> AlertEventRecord:
+    """The ``n``-th event of an alert (``event_id = <alert_id>.<n>``, at ``T0 + n`` minutes), as
+    the gateway's history holds it; ``fields`` sets the rest of the body (by, note, outcome...)."""
+    body: dict[str, Any] = {
+        "event_id": f"{alert_id}.{n}",
+        "alert_id": alert_id,
+        "event": event,
+        "code": code,
+        "device": device,
+        "point": "water_electricity",
+        "severity": severity,
+        "condition": condition,
+        "state": state,
+        "at": T0 + timedelta(minutes=n),
+        "raised_at": raised_at,
+        "via": _VIA.get(event, "local_api"),
+        "value": 6.5,
+        "params": {"hours_quiet": 6.5, "usual_uses": 14, "lives_alone": True},
+        "text": {"en": f"{code} {event} {n}", "zh-Hans": f"{code} {event} {n} 事件"},
+    }
+    return AlertEventRecord(
+        record_id=record_id or f"{gateway_id}:ae:{alert_id}.{n}",
+        time=record_time(n),
+        body=AlertEventBody.model_validate(body | fields),
+    )
+
+
+def alert_story(alert_id: str = ALERT, **common: Any) -> list[AlertEventRecord]:
+    """A whole alert, in its order: raised, escalated, acknowledged, cleared, resolved."""
+    return [
+        alert_event_record(1, "raised", alert_id=alert_id, **common),
+        alert_event_record(
+            2, "escalated", alert_id=alert_id, level=1, audience="grid_worker", **common
+        ),
+        alert_event_record(
+            3,
+            "acknowledged",
+            alert_id=alert_id,
+            state="acknowledged",
+            level=1,
+            by="王芳",
+            note="on my way",
+            **common,
+        ),
+        alert_event_record(
+            4,
+            "cleared",
+            alert_id=alert_id,
+            condition="cleared",
+            state="acknowledged",
+            level=1,
+            **common,
+        ),
+        alert_event_record(
+            5,
+            "resolved",
+            alert_id=alert_id,
+            condition="cleared",
+            state="resolved",
+            level=1,
+            by="王芳",
+            note="she was asleep",
+            outcome="resident_ok",
+            **common,
+        ),
+    ]
+
+
+def command_result_record(
+    n: int,
+    command_id: str,
+    result: str = "applied",
+    *,
+    event_id: str | None = None,
+    reason: str | None = None,
+    gateway_id: str = GATEWAY,
+) -> CommandResultRecord:
+    """A gateway's answer to a command; record id unique per gateway and ``n``."""
+    return CommandResultRecord(
+        record_id=f"{gateway_id}:cr:{n}",
+        time=record_time(n),
+        body=CommandResultBody.model_validate(
+            {
+                "command_id": command_id,
+                "result": result,
+                "reason": reason,
+                "event_id": event_id,
+                "at": T0 + timedelta(minutes=n),
+            }
+        ),
+    )
+
+
 def batch_json(
-    records: Sequence[SummaryRecord | AlertRecord | EvictionRecord | AccessRecord],
+    records: Sequence[Record],
     gateway_id: str = GATEWAY,
     site_id: str = SITE,
     *,
@@ -371,3 +527,16 @@ def stored_count(engine: Engine) -> int:
             int(conn.execute(select(func.count()).select_from(table)).scalar_one())
             for table in (summaries, alert_events, evictions, access_events)
         )
+
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T], what: str, timeout_s: float = 10.0) -> T:
+    """``probe()``'s first truthy answer, polled for up to ``timeout_s``; fails saying ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not (answer := probe()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout_s} s")
+        time.sleep(0.02)
+    return answer

@@ -1,4 +1,5 @@
-"""Virtual time for a whole gateway: wall and monotonic time that move only when a test says so.
+"""Virtual time for a whole gateway: wall and monotonic time that move only when a test says so;
+and ``SetClock``, the same for the central API's clock.
 
 ``VirtualTime.clock()`` is an ``edge.clock.Clock`` whose ``sleep`` waits on virtual time; give it
 to a ``Gateway`` and every service that schedules runs on it. ``advance(seconds)`` moves time
@@ -13,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from edge.clock import Clock
 
@@ -118,3 +121,27 @@ class VirtualTime:
                 names = [task.get_name() for task in busy]
                 raise AssertionError(f"tasks still busy {timeout_s} s after waking: {names}")
             await asyncio.sleep(0.001)
+
+
+class SetClock:
+    """A wall clock of aware UTC datetimes that moves only when a test moves it; thread-safe.
+
+    The central API takes it as its ``now`` (``create_app(now=...)``).
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when
+
+    def advance(self, seconds: float) -> datetime:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            return self._now

@@ -19,10 +19,11 @@ from pydantic_core import ErrorDetails
 from starlette.concurrency import run_in_threadpool
 
 from cloud_sync.central import db
-from cloud_sync.central.deps import CurrentGateway, EngineDep, SettingsDep
-from cloud_sync.central.metrics import CentralMetrics
+from cloud_sync.central.deps import EngineDep, HeardGateway, MetricsDep, NowDep, SettingsDep
+from cloud_sync.central.lifecycle import CENTRAL_ALERT_PREFIX, event_number
 from cloud_sync.schemas import (
     MAX_REFUSAL_DETAIL,
+    AlertEventRecord,
     IngestBatch,
     IngestEnvelope,
     IngestResult,
@@ -130,7 +131,7 @@ def _decode_batch(
         _check_version(whole.schema_version, terms)
         kept = list(enumerate(whole.records))
         version, gateway_id, site_id = whole.schema_version, whole.gateway_id, whole.site_id
-    unknown = _unknown_kinds(kept, terms)
+    unknown = _unknown_kinds(kept, terms) + _breaks_central_rules(kept)
     if unknown and version == 1:
         raise _schema_violation([{"loc": ["records", r.index], "msg": r.detail} for r in unknown])
     skipped = {refusal.index for refusal in unknown}
@@ -204,6 +205,25 @@ def _unknown_kinds(
     ]
 
 
+def _breaks_central_rules(records: list[tuple[int, Record]]) -> list[RecordRefusal]:
+    """Alert events the central API cannot order or that claim one of its own alerts."""
+    refused = []
+    for index, record in records:
+        if not isinstance(record, AlertEventRecord):
+            continue
+        body = record.body
+        if event_number(body.event_id, body.alert_id) is None:
+            detail = "alert_event.body.event_id: must be '<alert_id>.<n>', n a 64-bit count"
+        elif body.alert_id.startswith(CENTRAL_ALERT_PREFIX):
+            detail = f"alert_event.body.alert_id: {CENTRAL_ALERT_PREFIX}* are the central API's"
+        else:
+            continue
+        refused.append(
+            RecordRefusal(index=index, record_id=record.record_id, reason="invalid", detail=detail)
+        )
+    return refused
+
+
 @router.post(
     "/ingest",
     response_model=IngestResult,
@@ -223,7 +243,12 @@ def _unknown_kinds(
     },
 )
 async def ingest(
-    request: Request, gateway: CurrentGateway, engine: EngineDep, settings: SettingsDep
+    request: Request,
+    gateway: HeardGateway,
+    engine: EngineDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    now: NowDep,
 ) -> Response:
     """Store the new records of a batch; records already held are counted as duplicates, and
     (version 2) records that break the schema are named with the reason, not stored."""
@@ -241,12 +266,13 @@ async def ingest(
             ),
         )
     if batch.records:
-        result = await run_in_threadpool(db.store_batch, engine, batch)
+        stored = await run_in_threadpool(db.store_batch, engine, batch, now)
+        result = stored.result
+        for (action, state), count in stored.commands.items():
+            metrics.commands.labels(action, state).inc(count)
     else:
         result = IngestResult(accepted=0, duplicates=0)
-    cast(CentralMetrics, request.app.state.metrics).stored(
-        result.accepted, result.duplicates, len(refused)
-    )
+    metrics.stored(result.accepted, result.duplicates, len(refused))
     # Without refusals, the answer reads as version 1's did (whose gateways know no ``refused``).
     answer = result.model_copy(update={"refused": refused})
     return Response(

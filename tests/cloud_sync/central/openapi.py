@@ -80,6 +80,6 @@ def integer_parameters() -> list[IntegerParameter]:
     return found
 
 
-def fill(path: str, site_id: str) -> str:
-    """A path template with its parameters filled in (every one the API has is ``site_id``)."""
-    return path.format(site_id=site_id)
+def fill(path: str, site_id: str, gateway_id: str = "gw-1", alert_id: str = "a1") -> str:
+    """A path template with its parameters filled in."""
+    return path.format(site_id=site_id, gateway_id=gateway_id, alert_id=alert_id)

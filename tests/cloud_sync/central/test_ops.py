@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 import string
+from datetime import UTC, datetime
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import inspect
+from sqlalchemy import Column, MetaData, Table, inspect
 
+from cloud_sync.central import db
 from cloud_sync.central.admin import (
     create_claim_code,
     init_db,
@@ -16,10 +18,13 @@ from cloud_sync.central.admin import (
     register_site,
 )
 from cloud_sync.central.metrics import RouteLabels, method_label, status_label
+from cloud_sync.central.migrations import upgrade
 from cloud_sync.central.tables import alert_events, gateways, metadata, sites, summaries
+from cloud_sync.schemas import IngestBatch
 from tests.cloud_sync.central.openapi import api_document, fill
 from tests.cloud_sync.conftest import (
     Central,
+    alert_record,
     batch_json,
     schema_differences,
     stored_count,
@@ -164,6 +169,28 @@ def test_metrics_count_claims(http: httpx.Client, central: Central) -> None:
         assert after[key] - before.get(key, 0.0) == count
 
 
+def test_commands_and_gateway_silent_are_counted_in_closed_label_sets(
+    http: httpx.Client,
+) -> None:
+    found = samples(http)
+    commands = {
+        dict(labels)["action"] + "/" + dict(labels)["state"]
+        for name, labels in found
+        if name == "nbedge_central_commands_total"
+    }
+    assert commands == {
+        f"{action}/{state}"
+        for action in ("acknowledge", "resolve")
+        for state in ("issued", "applied", "refused", "expired")
+    }
+    silent = {
+        dict(labels)["event"]
+        for name, labels in found
+        if name == "nbedge_central_gateway_silent_total"
+    }
+    assert silent == {"raised", "cleared"}
+
+
 def test_health_needs_no_credential(http: httpx.Client) -> None:
     reply = http.get("/v1/health")
     assert (reply.status_code, reply.json()) == (200, {"status": "ok"})
@@ -173,6 +200,13 @@ def test_the_migrated_schema_is_the_declared_one(central: Central) -> None:
     assert schema_differences(central.engine) == []
     init_db(central.engine)  # again: nothing to do, nothing lost
     assert central.engine.dialect.name in ("sqlite", "postgresql")
+
+
+ALERT_EVENT_COLUMNS = [
+    *("event_id", "n", "event", "human_state", "at", "via", "by", "note", "outcome", "level"),
+    *("audience", "params", "text_zh_hans", "command_id"),
+]
+"""The columns revision 0005 added to ``alert_events``."""
 
 
 def test_a_database_of_the_first_release_is_upgraded(central: Central) -> None:
@@ -190,10 +224,75 @@ def test_a_database_of_the_first_release_is_upgraded(central: Central) -> None:
         body = batch_json([summary_record(1)])
         reply = http.post("/v1/ingest", content=body, headers={"Authorization": f"Bearer {token}"})
         assert reply.status_code == 200
-        with central.engine.begin() as conn:  # the first release's summaries had no delta
+        with central.engine.begin() as conn:  # what later releases added to those tables
             conn.exec_driver_sql("ALTER TABLE summaries DROP COLUMN delta")
+            conn.exec_driver_sql("DROP INDEX uq_alert_events_event")
+            for column in ALERT_EVENT_COLUMNS:
+                conn.exec_driver_sql(f'ALTER TABLE alert_events DROP COLUMN "{column}"')
+            for column in ("last_contact_at", "silent_alert_id"):
+                conn.exec_driver_sql(f"ALTER TABLE gateways DROP COLUMN {column}")
         init_db(central.engine)
         assert schema_differences(central.engine) == []
         assert stored_count(central.engine) == 1
         code = create_claim_code(central.engine, central.site_id, "gw-new")
         assert http.post("/v1/claim", json={"code": code}).status_code == 200
+
+
+def test_alerts_held_before_alert_events_get_their_current_state(central: Central) -> None:
+    """A database of revision 0004 with legacy alert records: after the upgrade each alert has
+    its current state, and the feeds read as they did."""
+    with central.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            table.drop(conn)
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+    upgrade(central.engine, "0004")
+    register_site(central.engine, central.site_id, "Old building")
+    register_gateway(central.engine, central.site_id, central.gateway_id)
+    legacy = [
+        alert_record(1, "a1"),
+        alert_record(2, "a2", severity="critical"),
+        alert_record(4, "a3", "cleared"),  # delivered before its raise
+        alert_record(3, "a3"),
+        alert_record(5, "a1", "cleared"),
+    ]
+    batch = IngestBatch(gateway_id=central.gateway_id, site_id=central.site_id, records=legacy)
+    old_columns = [
+        *("record_id", "site_id", "gateway_id", "wall_time", "boot_id", "monotonic_ns"),
+        *("clock_synced", "received_at", "alert_id", "rule", "device", "point", "state"),
+        *("severity", "message", "value", "raised_at", "cleared_at"),
+    ]
+    old_table = Table("alert_events", MetaData(), *(Column(name) for name in old_columns))
+    rows = [db.record_row(r, batch, datetime.now(UTC)) for r in legacy]
+    with central.engine.begin() as conn:
+        conn.execute(old_table.insert(), [{k: row[k] for k in old_columns} for row in rows])
+    init_db(central.engine)
+    assert schema_differences(central.engine) == []
+    with httpx.Client(base_url=central.base_url, timeout=10) as http:
+        headers = central.platform_headers()
+        states = http.get(f"/v1/sites/{central.site_id}/alerts/current", headers=headers).json()
+        by_alert = {s["alert_id"]: s for s in states["items"]}
+        assert {
+            a: (s["condition"], s["human_state"], s["outcome"]) for a, s in by_alert.items()
+        } == {
+            "a1": ("cleared", "resolved", "auto"),
+            "a2": ("active", "new", None),
+            "a3": ("cleared", "resolved", "auto"),
+        }
+        assert by_alert["a1"]["cleared_at"] == "2024-03-01T00:05:00Z"
+        assert [e["event"] for e in by_alert["a3"]["history"]] == ["raised", "cleared"]
+        active = http.get(f"/v1/sites/{central.site_id}/alerts/active", headers=headers).json()
+        assert [a["alert_id"] for a in active["items"]] == ["a2"]
+        work = http.get(f"/v1/sites/{central.site_id}/open-work", headers=headers).json()
+        assert [w["alert_id"] for w in work["items"]] == ["a2"]
+        feed = http.get(f"/v1/sites/{central.site_id}/alerts", headers=headers).json()["items"]
+        assert [(e["alert_id"], e["state"], e["event"]) for e in feed] == [
+            (r.body.alert_id, r.body.state, r.body.state) for r in legacy
+        ]
+        # Sent again by the gateway, they are duplicates and change nothing.
+        token = register_gateway(central.engine, central.site_id, central.gateway_id)
+        again = http.post(
+            "/v1/ingest",
+            content=batch_json(legacy),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert again.json() == {"accepted": 0, "duplicates": 5}

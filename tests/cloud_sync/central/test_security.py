@@ -21,6 +21,7 @@ import socket
 import string
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +41,14 @@ from tests.cloud_sync.central.openapi import (
     integer_parameters,
     operations,
 )
-from tests.cloud_sync.conftest import Central, batch_json, stored_count, summary_record
+from tests.cloud_sync.conftest import (
+    ALERT,
+    Central,
+    alert_event_record,
+    batch_json,
+    stored_count,
+    summary_record,
+)
 
 MAX_EXAMPLES = 20
 _schemas: dict[str, Any] = {}
@@ -83,7 +91,14 @@ def test_no_request_makes_the_api_fail(
             f"{central.base_url}/openapi.json"
         )
     operation = _schemas[central.base_url][path][method]
-    headers = central.gateway_headers() if path == "/v1/ingest" else central.platform_headers()
+    by_gateway = path == "/v1/ingest" or path.startswith("/v1/gateway/")
+    headers = central.gateway_headers() if by_gateway else central.platform_headers()
+    if "{alert_id}" in path:  # valid commands name an alert the central API holds
+        raised = batch_json([alert_event_record(1)])
+        reply = httpx.post(
+            f"{central.base_url}/v1/ingest", content=raised, headers=central.gateway_headers()
+        )
+        assert reply.json()["accepted"] == 1
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @_fuzz_settings(MAX_EXAMPLES)
@@ -93,10 +108,100 @@ def test_no_request_makes_the_api_fail(
             case.body["gateway_id"], case.body["site_id"] = central.gateway_id, central.site_id
         if mode == GenerationMode.POSITIVE and "site_id" in (case.path_parameters or {}):
             case.path_parameters["site_id"] = central.site_id
+            if "gateway_id" in case.path_parameters:
+                case.path_parameters["gateway_id"] = central.gateway_id
+            if "alert_id" in case.path_parameters:
+                case.path_parameters["alert_id"] = ALERT
         response = case.call(headers=headers, timeout=30)
         assert response.status_code < 500, f"{method} {path}: {response.text[:500]}"
+        statuses.append(response.status_code)
 
+    statuses: list[int] = []
     no_server_error()
+    if "{alert_id}" in path and mode == GenerationMode.POSITIVE:
+        assert 202 in statuses, statuses  # valid commands reached the database and were issued
+
+
+def test_the_fuzzing_covers_the_alert_routes() -> None:
+    """The routes of alerts people act on are in the document the fuzzing walks."""
+    covered = {(method, path) for method, path, _ in _operations()}
+    assert {
+        ("GET", "/v1/sites/{site_id}/alerts/current"),
+        ("GET", "/v1/sites/{site_id}/open-work"),
+        ("GET", "/v1/sites/{site_id}/commands"),
+        ("POST", "/v1/sites/{site_id}/gateways/{gateway_id}/alerts/{alert_id}/acknowledge"),
+        ("POST", "/v1/sites/{site_id}/gateways/{gateway_id}/alerts/{alert_id}/resolve"),
+        ("GET", "/v1/gateway/commands"),
+    } <= covered
+    names = {(p.path.rsplit("/", 1)[-1], p.name) for p in integer_parameters()}
+    assert {("current", "after"), ("current", "limit"), ("current", "history")} <= names
+    assert {("commands", "after"), ("commands", "limit"), ("open-work", "limit")} <= names
+    assert {(t.path.rsplit("/", 1)[-1], t.name) for t in _time_parameters()} == {
+        ("current", "raised_from"),
+        ("current", "raised_before"),
+    }
+
+
+@dataclass(frozen=True)
+class TimeParameter:
+    path: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.name}"
+
+
+def _time_parameters() -> list[TimeParameter]:
+    """Every query parameter of a GET whose schema is a date-time (possibly nullable)."""
+    found = []
+    for method, path, operation in operations():
+        for parameter in operation.get("parameters", []):
+            schema = parameter.get("schema", {})
+            kinds = [schema, *schema.get("anyOf", [])]
+            if method == "GET" and any(k.get("format") == "date-time" for k in kinds):
+                found.append(TimeParameter(path, parameter["name"]))
+    return found
+
+
+def _time_texts() -> st.SearchStrategy[str]:
+    """Times as a client may write them: with and without an offset, at the edges of the
+    years a database stores, with offsets that push them past those edges, and not times."""
+    years = st.sampled_from([1, 2, 1969, 1970, 2024, 2038, 9998, 9999])
+    offsets = st.sampled_from(["Z", "+00:00", "+14:00", "-12:00", "+23:59", "-23:59", "", "+24:00"])
+    fractions = st.sampled_from(["", ".5", ".123456", ".1234567"])
+    written = st.builds(
+        lambda y, mo, d, h, f, o: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:00:00{f}{o}",
+        years,
+        st.integers(1, 12),
+        st.integers(1, 31),
+        st.integers(0, 23),
+        fractions,
+        offsets,
+    )
+    return st.one_of(written, st.text(max_size=40), st.integers().map(str))
+
+
+@pytest.mark.parametrize("examples", BUDGETS)
+@pytest.mark.parametrize("parameter", _time_parameters(), ids=str)
+def test_times_of_any_spelling_in_every_time_parameter(
+    http: httpx.Client, central: Central, parameter: TimeParameter, examples: int
+) -> None:
+    """A time gets an answer or 422 naming the parameter, never a 5xx."""
+
+    @given(text=_time_texts())
+    @_fuzz_settings(examples)
+    def refused_naming_it_or_served(text: str) -> None:
+        reply = http.get(
+            fill(parameter.path, central.site_id),
+            params={parameter.name: text},
+            headers=central.platform_headers(),
+        )
+        assert reply.status_code in (200, 422), (text, reply.status_code, reply.text[:300])
+        if reply.status_code == 422:
+            locs = {tuple(error["loc"][:2]) for error in reply.json()["detail"]}
+            assert locs == {("query", parameter.name)}, (text, locs)
+
+    refused_naming_it_or_served()
 
 
 _EDGES = [0, 1, 2**31, 2**32, 2**53 + 1, INT64_MAX, 2**63, 2**64, 10**19, 10**30]
@@ -189,7 +294,7 @@ def _odd_bytes() -> st.SearchStrategy[bytes]:
 
 def _odd_target(path: str, site_id: str) -> st.SearchStrategy[bytes]:
     """``path`` (a template) with odd bytes as its parameter, in its query or as a segment more."""
-    template, filled = path.encode(), fill(path, site_id).encode()
+    template, filled = fill(path, "{site_id}").encode(), fill(path, site_id).encode()
     odd = _odd_bytes()
     return st.one_of(
         odd.map(lambda b: template.replace(b"{site_id}", b)),
@@ -267,6 +372,7 @@ def test_reused_and_expired_codes_are_refused(http: httpx.Client, central: Centr
 
 
 def test_feeds_are_not_readable_with_a_gateway_token(http: httpx.Client, central: Central) -> None:
-    for feed in ("summaries", "alerts", "alerts/active", "evictions", "access-events"):
+    feeds = ("summaries", "alerts", "alerts/active", "evictions", "access-events", "forecasts")
+    for feed in (*feeds, "alerts/current", "open-work", "commands"):
         url = f"/v1/sites/{central.site_id}/{feed}"
         assert http.get(url, headers=central.gateway_headers()).status_code == 401
