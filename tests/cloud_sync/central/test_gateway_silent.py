@@ -109,7 +109,7 @@ def test_a_silent_gateway_raises_once_and_clears_when_it_reports_again(database_
             ("cleared", "cleared", "new"),
             ("resolved", "cleared", "resolved"),
         ]
-        assert events[1]["text"]["zh-Hans"] == "网关 gw-1 已恢复上报（中断 17 分钟）"  # noqa: RUF001
+        assert events[1]["text"]["zh-Hans"] == "网关 gw-1 已恢复上报（中断 17 分钟）"
         assert events[2]["outcome"] == "auto"
         [state] = http.get(
             f"/v1/sites/{central.site_id}/alerts/current",
@@ -173,7 +173,7 @@ def test_a_person_acknowledges_and_resolves_a_silent_gateway_at_once(database_ur
         ]
         assert events[2]["text"] == {
             "en": "Resolved by Li Wei: a device fault",
-            "zh-Hans": "Li Wei 已处理：设备故障",  # noqa: RUF001
+            "zh-Hans": "Li Wei 已处理：设备故障",
         }
         assert events[2]["command_id"] == resolved["command_id"]
 
