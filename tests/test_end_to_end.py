@@ -180,7 +180,8 @@ async def test_a_reading_travels_from_the_meter_to_the_platform(
                 lambda: _alert_topic(mqtt_seen), 10, "no retained alert on MQTT"
             )
             payload = json.loads(dict(mqtt_seen)[alert_topic])
-            assert payload["state"] == "raised"
+            assert (payload["condition"], payload["state"]) == ("active", "new")
+            assert payload["texts"]["zh-Hans"].startswith("voltage_l1 过电压")
             assert payload["value"] == 262.0
             await asyncio.sleep(1.0)
             # ... and cleared, with an empty retained message, when the voltage is back.
@@ -222,9 +223,12 @@ async def test_a_reading_travels_from_the_meter_to_the_platform(
         l2 = [s for s in summaries if s["point"] == "voltage_l2"]
         assert {(s["min"], s["max"]) for s in l2} == {(231.0, 231.0)}
 
-        # The alert: raised then cleared, one occurrence.
-        assert [a["state"] for a in alerts] == ["raised", "cleared"]
-        assert alerts[0]["alert_id"] == alerts[1]["alert_id"]
+        # The alert: raised, cleared, then resolved by the policy (a warning needs nobody), one
+        # occurrence, each event once.
+        assert [a["event"] for a in alerts] == ["raised", "cleared", "resolved"]
+        assert [a["state"] for a in alerts] == ["raised", "cleared", "cleared"]  # as before
+        assert alerts[2]["outcome"] == "auto"
+        assert len({a["alert_id"] for a in alerts}) == 1
         assert alerts[0]["value"] == 262.0
 
         # Forced re-sends: two acks were lost, so records went twice; none is duplicated.
@@ -269,4 +273,5 @@ async def _cleared(seen: list[tuple[str, bytes]], topic: str) -> bool:
 
 
 async def _alert_states(central: dict[str, Any]) -> bool:
-    return [a["state"] for a in await pull(central, "alerts")] == ["raised", "cleared"]
+    events = [a["event"] for a in await pull(central, "alerts")]
+    return events == ["raised", "cleared", "resolved"]

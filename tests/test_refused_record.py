@@ -13,29 +13,21 @@ import json
 import sqlite3
 from pathlib import Path
 
-from edge.alerts import Alert
+from edge.alerts import Alert, AlertBook, Severity
 from edge.clock import Clock
 from edge.daemon import REFUSED_RULE, Gateway
 from edge.schemas import GatewayConfig
 from edge.store import Store
 from tests.conftest import free_port, wait_until
+from tests.support import alerts as support
 from tests.test_end_to_end import GATEWAY, SITE, central_api, eventually, pull
 
 T0 = 1_733_000_000.0
 
 
-def _alert(n: int, severity: str) -> Alert:
-    return Alert(
-        alert_id=f"voltage.meter-1.voltage_l{n}.{n}",
-        key=f"voltage.meter-1.voltage_l{n}",
-        rule="voltage",
-        device="meter-1",
-        point=f"voltage_l{n}",
-        severity=severity,  # type: ignore[arg-type]
-        message=f"voltage_l{n} above 253 V",
-        value=262.0,
-        state="raised",
-        raised_at=T0 + n,
+def _alert(book: AlertBook, n: int, severity: Severity) -> Alert:
+    return support.raise_alert(
+        book, device="meter-1", point=f"voltage_l{n}", at=T0 + n, severity=severity
     )
 
 
@@ -55,8 +47,10 @@ async def test_a_refused_record_is_set_aside_and_the_critical_alert_behind_it_ar
         async with Store(
             config.database_path, gateway_id=GATEWAY, clock=Clock(synchronised=lambda: True)
         ) as store:
-            await store.write([], [_alert(1, "warning")])
-            await store.write([], [_alert(2, "critical")])
+            book = AlertBook()
+            warning, critical = _alert(book, 1, "warning"), _alert(book, 2, "critical")
+            await store.write([], [warning])
+            await store.write([], [critical])
         with sqlite3.connect(config.database_path) as db:
             (seq, payload) = db.execute("SELECT seq, payload FROM outbox ORDER BY seq").fetchone()
             record = json.loads(payload)
@@ -76,8 +70,8 @@ async def test_a_refused_record_is_set_aside_and_the_critical_alert_behind_it_ar
             ids = await eventually(
                 lambda: _with(arrived, REFUSED_RULE), 15, "the refusal was not reported"
             )
-            assert _alert(2, "critical").alert_id in ids  # behind the refused record
-            assert _alert(1, "warning").alert_id not in ids  # refused, kept on the gateway
+            assert critical.alert_id in ids  # behind the refused record
+            assert warning.alert_id not in ids  # refused, kept on the gateway
             await wait_until(lambda: _refused_alert(gateway) is not None, timeout_s=5)
             local = _refused_alert(gateway)
             assert local is not None
@@ -85,7 +79,7 @@ async def test_a_refused_record_is_set_aside_and_the_critical_alert_behind_it_ar
             assert "refused 1 records" in local.message
             assert "escalation_level" in local.message
             status = await gateway.status()
-            assert status["store"]["set_aside"] == {"alert": 1}
+            assert status["store"]["set_aside"] == {"alert_event": 1}
             assert status["uplink"]["records_refused"] == 1
             assert status["uplink"]["wire"]["schema_version"] == 2
         finally:
