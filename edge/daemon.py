@@ -1,7 +1,8 @@
 """The gateway daemon: one root task group of services, started and stopped in order.
 
 Start: open the store, load the active alerts, then start the store writer, the local publisher,
-the sync client, the housekeeping, the local web app and, last, acquisition (the field-bus owners).
+the sync client, the housekeeping, the escalation of alerts, the local web app and, last,
+acquisition (the field-bus owners).
 Every service that waits or schedules takes the gateway's one ``Clock``.
 Stop (SIGTERM or Ctrl-C): acquisition first, then the writer flushes what is queued (bounded by
 ``SHUTDOWN_TIMEOUT_S``), then the rest is cancelled. What was committed to the store is never lost:
@@ -29,6 +30,7 @@ from cloud_sync.client import SyncClient
 from cloud_sync.schemas import AlertCommand
 from edge import systemd
 from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome
+from edge.alerts.escalation import Escalator
 from edge.asgi import serve_app
 from edge.clock import Clock
 from edge.mqtt import AlertPublisher
@@ -93,6 +95,7 @@ class Gateway:
         self.started_at = self.clock.wall_time()
         self.housekeeper: Housekeeper | None = None
         self._commands_answered: set[str] = set()
+        self.escalator: Escalator | None = None
         self.ready = asyncio.Event()
         self._store: Store | None = None
         self._book = AlertBook()
@@ -130,6 +133,7 @@ class Gateway:
             "ble": None if self.doors is None else self.doors.status(),
             "active_alerts": len(self._book.active()),
             "open_alerts": len(self._book.open()),
+            "escalation": None if self.escalator is None else self.escalator.status(),
         }
 
     def gates(self) -> list[GateStatus]:
@@ -285,11 +289,15 @@ class Gateway:
                 interval_s=config.store.housekeeping_interval_s,
                 on_finding=pipeline.submit_finding,
             )
+            self.escalator = Escalator(
+                self._book, pipeline, store, config.alerts.escalation, clock=self.clock
+            )
 
             async with asyncio.TaskGroup() as tasks:
                 writer = tasks.create_task(pipeline.run(), name="store-writer")
                 services = [tasks.create_task(self.housekeeper.run(), name="housekeeping")]
                 producers: list[asyncio.Task[None]] = []  # submit to the pipeline, like buses
+                producers.append(tasks.create_task(self.escalator.run(), name="escalation"))
                 if self._publisher is not None:
                     services.append(tasks.create_task(self._publisher.run(), name="mqtt"))
                 if self._sync is not None:

@@ -142,6 +142,76 @@ class RulesSection(_Section):
     device_silent: DeviceSilentRuleSection = DeviceSilentRuleSection()
 
 
+class EscalationSection(_Section):
+    """Who is told, and when, about an alert nobody acknowledges (``edge.alerts.escalation``):
+    the alerts of ``rule``, of ``severity``, or of both."""
+
+    rule: str | None = None
+    """An alert code of the catalogue (``edge.alerts.catalogue``)."""
+    severity: Literal["info", "warning", "critical"] | None = None
+    after_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 600.0
+    """Seconds unacknowledged before the first level."""
+    every_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 600.0
+    """Seconds between one level and the next."""
+    levels: list[Identifier]
+    """The audience of each level, in order (``grid_worker``, ``community_office``, ``family``,
+    ``social_worker`` are translated; others are shown as written)."""
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, rule: str | None) -> str | None:
+        from edge.alerts.catalogue import CATALOGUE
+
+        if rule is not None and rule not in CATALOGUE:
+            raise ValueError(f"unknown alert code {rule!r}; codes: {', '.join(sorted(CATALOGUE))}")
+        return rule
+
+    @field_validator("levels")
+    @classmethod
+    def _some_levels(cls, levels: list[str]) -> list[str]:
+        if not 1 <= len(levels) <= 10:
+            raise ValueError("name from 1 to 10 levels: the audience told at each, in order")
+        return levels
+
+    @model_validator(mode="after")
+    def _selects_alerts(self) -> Self:
+        if self.rule is None and self.severity is None:
+            raise ValueError("set rule, severity or both: the alerts this policy is for")
+        return self
+
+    def due_s(self, level: int) -> float:
+        """Seconds unacknowledged at which ``level`` (1 for the first) is due."""
+        return self.after_s + (level - 1) * self.every_s
+
+
+def default_escalation() -> list[EscalationSection]:
+    """With no ``[[alerts.escalation]]``: a resident whose use stopped, the family at 10 min,
+    the grid worker at 20, the community office at 30; any other critical alert, the grid
+    worker at 10 min and the community office at 20 (docs/alerts.md, "Escalation")."""
+    return [
+        EscalationSection(rule="use_stopped", levels=["family", "grid_worker", "community_office"]),
+        EscalationSection(severity="critical", levels=["grid_worker", "community_office"]),
+    ]
+
+
+class AlertsSection(_Section):
+    escalation: list[EscalationSection] = Field(default_factory=default_escalation)
+    """Escalation policies; ``escalation = []``: no alert escalates."""
+
+    @model_validator(mode="after")
+    def _one_policy_per_selection(self) -> AlertsSection:
+        seen: dict[tuple[str | None, str | None], int] = {}
+        for index, policy in enumerate(self.escalation):
+            selection = (policy.rule, policy.severity)
+            if selection in seen:
+                raise ValueError(
+                    f"escalation.{index} is for the same alerts as escalation.{seen[selection]}"
+                    f" (rule {policy.rule}, severity {policy.severity})"
+                )
+            seen[selection] = index
+        return self
+
+
 _SERIAL_KEYS = ("serial_port", "baudrate", "parity", "stopbits")
 _LINE_SETTINGS = ("baudrate", "parity", "stopbits")
 
@@ -488,6 +558,7 @@ class GatewayConfig(_Section):
     mqtt: MqttSection = MqttSection()
     uplink: UplinkSection | None = None
     rules: RulesSection = RulesSection()
+    alerts: AlertsSection = AlertsSection()
     modbus: ModbusSection = ModbusSection()
     local_api: LocalApiSection = LocalApiSection()
     site: SiteSection = SiteSection()

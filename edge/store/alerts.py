@@ -3,16 +3,21 @@
 
 ``write(conn, alert)`` stores one change (an ``Alert`` snapshot after one event); ``open_alerts``
 reads back every alert not both cleared and resolved, as the book needs it at start;
-``history`` the events of one alert, oldest first.
+``history`` the events of one alert, oldest first. ``unacked_times`` and ``save_unacked`` read
+and write the escalation timers (``edge.alerts.escalation``): how long each alert has waited for
+an acknowledgement, and when that was measured; an alert's first row starts its timer at 0.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from edge.alerts import Alert
+from edge.clock import Stamp
 
 _COLUMNS = (
     "alert_id, key, rule, device, point, severity, value, condition, human_state, raised_at,"
@@ -20,12 +25,22 @@ _COLUMNS = (
     " needs_person, params, raised_params, event, event_n, event_at, via, event_by, note,"
     " audience, command_id, message"
 )
+_TIMER_COLUMNS = "unacked_s, unacked_wall, unacked_boot, unacked_mono_ns, unacked_synced"
 OPEN = "NOT (condition = 'cleared' AND human_state = 'resolved')"
 """SQL: an alert still open (not both cleared and resolved)."""
 
 
-def write(conn: sqlite3.Connection, alert: Alert) -> None:
-    """The alert's new state and one history row (inside the caller's transaction)."""
+@dataclass(frozen=True, slots=True)
+class UnackedTime:
+    """How long an alert had waited for an acknowledgement (``seconds``), measured at ``stamp``."""
+
+    seconds: float
+    stamp: Stamp
+
+
+def write(conn: sqlite3.Connection, alert: Alert, stamp: Stamp | None = None) -> None:
+    """The alert's new state and one history row (inside the caller's transaction). The first
+    row of an alert also starts its escalation timer: 0 s waited, at ``stamp``."""
     values = (
         alert.alert_id,
         alert.key,
@@ -62,10 +77,16 @@ def write(conn: sqlite3.Connection, alert: Alert) -> None:
         for column in _COLUMNS.split(",")[1:]
         if column.strip() not in ("key", "rule", "device", "point", "raised_at")
     )
+    timer = (
+        (None,) * 5
+        if stamp is None
+        else (0.0, stamp.wall_time, stamp.boot_id, stamp.monotonic_ns, stamp.clock_synced)
+    )
     conn.execute(
-        f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' for _ in values)})"  # noqa: S608
+        f"INSERT INTO alerts ({_COLUMNS}, {_TIMER_COLUMNS})"  # noqa: S608 (constants)
+        f" VALUES ({', '.join('?' for _ in (*values, *timer))})"
         f" ON CONFLICT (alert_id) DO UPDATE SET {updated}",
-        values,
+        (*values, *timer),
     )
     conn.execute(
         "INSERT OR IGNORE INTO alert_history (event_id, alert_id, event_n, event, at, via, by,"
@@ -96,6 +117,39 @@ def open_alerts(conn: sqlite3.Connection) -> list[Alert]:
         f"SELECT {_COLUMNS} FROM alerts WHERE {OPEN} ORDER BY raised_at"  # noqa: S608
     ).fetchall()
     return [_alert(row) for row in rows]
+
+
+def unacked_times(conn: sqlite3.Connection) -> dict[str, UnackedTime]:
+    """The escalation timers of the open alerts nobody acknowledged yet, by alert id (none for
+    an alert whose timer was never written: one of schema 7)."""
+    rows = conn.execute(
+        f"SELECT alert_id, {_TIMER_COLUMNS} FROM alerts"  # noqa: S608 (constants)
+        f" WHERE {OPEN} AND human_state = 'new' AND unacked_s IS NOT NULL"
+    ).fetchall()
+    return {
+        alert_id: UnackedTime(seconds, Stamp(wall, boot, mono_ns, bool(synced)))
+        for alert_id, seconds, wall, boot, mono_ns, synced in rows
+    }
+
+
+def save_unacked(conn: sqlite3.Connection, times: Sequence[tuple[str, UnackedTime]]) -> None:
+    """Write escalation timers (inside the caller's transaction); an alert no longer ``new``
+    keeps the timer it had."""
+    conn.executemany(
+        "UPDATE alerts SET unacked_s = ?, unacked_wall = ?, unacked_boot = ?,"
+        " unacked_mono_ns = ?, unacked_synced = ? WHERE alert_id = ? AND human_state = 'new'",
+        [
+            (
+                t.seconds,
+                t.stamp.wall_time,
+                t.stamp.boot_id,
+                t.stamp.monotonic_ns,
+                t.stamp.clock_synced,
+                alert_id,
+            )
+            for alert_id, t in times
+        ],
+    )
 
 
 def history(conn: sqlite3.Connection, alert_id: str) -> list[dict[str, Any]]:

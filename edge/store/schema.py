@@ -278,6 +278,18 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX alert_history_by_command ON alert_history (command_id)"
         " WHERE command_id IS NOT NULL",
     ],
+    # 8: escalation timers (``edge.alerts.escalation``): how long an alert has been waiting
+    # for an acknowledgement, ``unacked_s``, and when that was measured (a record stamp: wall
+    # time, boot, monotonic time, whether the clock was synchronised). Written with an alert's
+    # first event and then by the escalator; NULL for alerts of schema 7 (they count from the
+    # first start under schema 8).
+    [
+        "ALTER TABLE alerts ADD COLUMN unacked_s REAL",
+        "ALTER TABLE alerts ADD COLUMN unacked_wall REAL",
+        "ALTER TABLE alerts ADD COLUMN unacked_boot TEXT",
+        "ALTER TABLE alerts ADD COLUMN unacked_mono_ns INTEGER",
+        "ALTER TABLE alerts ADD COLUMN unacked_synced INTEGER",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -41,6 +41,7 @@ from edge.alerts import Alert
 from edge.clock import Clock, Stamp
 from edge.store import alerts as store_alerts
 from edge.store import forecasts, hourly, outbox, quota, records, retention, summaries
+from edge.store.alerts import UnackedTime
 from edge.store.disk import DISK_FULL_RULE, DiskStatus, Limits
 from edge.store.forecasts import Forecast
 from edge.store.quota import DiskUsage, Quota, QuotaReport
@@ -295,7 +296,7 @@ class Store:
                 ],
             )
             for alert in alerts:
-                store_alerts.write(conn, alert)
+                store_alerts.write(conn, alert, stamp)
             self._enqueue(
                 "alert_event",
                 [
@@ -596,6 +597,18 @@ class Store:
     async def open_alerts(self) -> list[Alert]:
         """Every alert not both cleared and resolved, oldest first, as the book needs it."""
         return await self._run(lambda: store_alerts.open_alerts(self._conn))
+
+    async def unacked_times(self) -> dict[str, UnackedTime]:
+        """The escalation timers of the open alerts nobody acknowledged yet, by alert id."""
+        return await self._run(lambda: store_alerts.unacked_times(self._conn))
+
+    async def save_unacked(self, times: Sequence[tuple[str, UnackedTime]]) -> None:
+        """Write escalation timers in one transaction; ``StoreFull`` on a full disk."""
+        await self._write_op("escalation timers", self._save_unacked, times)
+
+    def _save_unacked(self, times: Sequence[tuple[str, UnackedTime]]) -> None:
+        with transaction(self._conn):
+            store_alerts.save_unacked(self._conn, times)
 
     async def alert_history(self, alert_id: str) -> list[dict[str, Any]]:
         """The events of one alert, oldest first."""

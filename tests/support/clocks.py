@@ -7,6 +7,8 @@ forward from one sleeper's deadline to the next: at each, the sleepers due are w
 test waits (in real time, bounded) until every one of them has gone back to sleep or ended, so
 that what a service does at a moment is done before time moves on. Work a service hands to a
 thread or a socket meanwhile takes real time; virtual time stands still while it does.
+``step_wall(seconds)`` steps the wall clock alone (as NTP or a person setting it does): the
+monotonic clock and the sleepers' deadlines do not move.
 """
 
 from __future__ import annotations
@@ -40,12 +42,17 @@ class VirtualTime:
         self._wall0 = wall
         self._mono0 = monotonic_s
         self.elapsed = 0.0
+        self.wall_step = 0.0
         self._heap: list[_Sleeper] = []
         self._order = itertools.count()
         self._sleeping: dict[asyncio.Task[object], _Sleeper] = {}
 
     def time(self) -> float:
-        return self._wall0 + self.elapsed
+        return self._wall0 + self.elapsed + self.wall_step
+
+    def step_wall(self, seconds: float) -> None:
+        """Step the wall clock by ``seconds`` (forward or back); monotonic time does not move."""
+        self.wall_step += seconds
 
     def monotonic_ns(self) -> int:
         return int((self._mono0 + self.elapsed) * NS)
