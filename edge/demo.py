@@ -52,6 +52,8 @@ SITE = "demo-site"
 GATEWAY = "demo-gw"
 GATE = "entrance"
 GATE_UNIT = 2
+ESCALATE_AFTER_S = 30
+"""The demo's escalation of the flat's stop: every 30 s, to three audiences."""
 SUMMARY_INTERVAL_S = 30
 SHOWN_POINTS = {"voltage_l1", "total_power"}  # the demo prints these summaries (all are synced)
 FLAT, FLAT_UNIT, FLAT_WATER, FLAT_WATER_UNIT = "flat-1", 3, "flat-1-water", 4
@@ -173,6 +175,17 @@ def demo_config(
                 ],
             },
             "site": {"timezone": timezone},
+            # Fast, so that the demo shows it: the flat's stop escalates every 30 s.
+            "alerts": {
+                "escalation": [
+                    {
+                        "rule": "use_stopped",
+                        "after_s": ESCALATE_AFTER_S,
+                        "every_s": ESCALATE_AFTER_S,
+                        "levels": ["family", "grid_worker", "community_office"],
+                    }
+                ]
+            },
             "models": {
                 "demand": [
                     {
@@ -366,7 +379,9 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
             building.port,
             operator_token,
         )
-        watcher = tasks.create_task(_watch_central(central_port, platform_token))
+        watcher = tasks.create_task(
+            _watch_central(central_port, platform_token, mqtt_port, local_port, operator_token)
+        )
         # Ctrl-C or SIGTERM stop the demo in order, as they stop a gateway: the gateway first
         # (it flushes and says offline), then the central API, the simulator and the broker.
         finish = asyncio.Event()
@@ -432,11 +447,15 @@ What the platform sees at the central API:
     )
 
 
-async def _watch_central(port: int, platform_token: str) -> None:
-    """Print new summaries and alert events from the central API's feeds, as the platform would."""
+async def _watch_central(
+    port: int, platform_token: str, mqtt_port: int, local_port: int, operator_token: str
+) -> None:
+    """Print new summaries and alert events from the central API's feeds, as the platform would;
+    once the flat's stop is raised, how to act on it from the three places."""
     cursors = {"summaries": 0, "alerts": 0, "access-events": 0, "forecasts": 0}
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {platform_token}"}
+    guided: set[str] = set()
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=5
     ) as client:
@@ -459,7 +478,60 @@ async def _watch_central(port: int, platform_token: str) -> None:
                         f"  +{time.monotonic() - started:5.0f} s  {_describe(feed, item)}",
                         flush=True,
                     )
+                    first_stop = feed == "alerts" and item["code"] == "use_stopped"
+                    if first_stop and item["alert_id"] not in guided:
+                        guided.add(item["alert_id"])
+                        guide = _act_guide(
+                            item["alert_id"],
+                            port,
+                            platform_token,
+                            mqtt_port,
+                            local_port,
+                            operator_token,
+                        )
+                        print(guide, flush=True)
                 cursors[feed] = page["next_cursor"]
+
+
+def _act_guide(
+    alert_id: str,
+    central_port: int,
+    platform_token: str,
+    mqtt_port: int,
+    local_port: int,
+    operator_token: str,
+) -> str:
+    """How to act on the flat's alert, from the platform, over MQTT and on the local API."""
+    alerts = f"nbedge/{SITE}/{GATEWAY}/alerts/{alert_id}"
+    central = f"http://127.0.0.1:{central_port}/v1/sites/{SITE}/gateways/{GATEWAY}"
+    local = f"http://127.0.0.1:{local_port}/api/alerts/{alert_id}"
+    json_type = "-H 'Content-Type: application/json'"
+    return f"""
+  The flat has stopped: someone must go. Nobody acknowledges it yet, so it escalates every
+  {ESCALATE_AFTER_S} s (the family, the grid worker, the community office). Act on it:
+    from the platform (the work-order desk acknowledges it for a grid worker):
+      curl -X POST -H 'Authorization: Bearer {platform_token}' {json_type} \\
+        -d '{{"by": "王芳", "note": "on my way"}}' {central}/alerts/{alert_id}/acknowledge
+    watch it on MQTT (condition, human state, who):
+      mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -t '{alerts}' -t '{alerts}/escalation/#' -v
+    or acknowledge it over MQTT as a person of the gateway:
+      mosquitto_pub -h 127.0.0.1 -p {mqtt_port} -t '{alerts}/set/demo-operator' \\
+        -m '{{"action": "acknowledge", "note": "on my way"}}'
+    resolve it on the local API, with the outcome, once someone has been:
+      curl -X POST -H 'Authorization: Bearer {operator_token}' {json_type} \\
+        -d '{{"outcome": "resident_ok", "note": "she was asleep"}}' {local}/resolve
+"""
+
+
+def _describe_alert(item: dict[str, Any]) -> str:
+    """One alert event as the platform sees it, with the time it took to acknowledge."""
+    event = item["event"]
+    text = item["message"] if event in ("raised", "cleared") else item["text"]["en"]
+    line = f"alert {event:7} {item['device']}/{item['point']}: {text}"
+    if event == "acknowledged":
+        waited = datetime.fromisoformat(item["at"]) - datetime.fromisoformat(item["raised_at"])
+        line += f" ({waited.total_seconds():.0f} s after it was raised, via {item['via']})"
+    return line
 
 
 def _describe(feed: str, item: dict[str, Any]) -> str:
@@ -477,7 +549,7 @@ def _describe(feed: str, item: dict[str, Any]) -> str:
         why = f" ({item['detail']})" if item["detail"] else ""
         return f"access  {item['event']:11} {item['device']}{who}{why}"
     if feed == "alerts":
-        return f"alert {item['state']:7} {item['device']}/{item['point']}: {item['message']}"
+        return _describe_alert(item)
     period = str(item["period_start"])[11:19]
     return (
         f"summary {item['device']}/{item['point']:13} from {period} UTC: "

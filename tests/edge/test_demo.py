@@ -51,6 +51,12 @@ def test_demo_shows_summaries_and_the_voltage_alert_within_a_minute(tmp_path: Pa
         out,
     )
     assert int(summary.group(1)) <= 60
+    # The flat's stop: raised, how to act on it from the three places, and escalated.
+    assert re.search(r"alert raised\s+flat-1/use: flat-1: no electricity or water use", out)
+    assert re.search(r"/v1/sites/demo-site/gateways/demo-gw/alerts/use_stopped\S+/acknowledge", out)
+    assert re.search(r"mosquitto_pub .* -t 'nbedge/demo-site/demo-gw/alerts/\S+/set/", out)
+    assert re.search(r"/api/alerts/use_stopped\S+/resolve", out)
+    assert re.search(r"alert escalated flat-1/use: .*escalated to the family \(level 1\)", out)
     assert (tmp_path / "demo" / "central.db").exists()
     assert "Traceback" not in result.stderr
 
