@@ -34,6 +34,7 @@ from edge.alerts.escalation import Escalator
 from edge.asgi import serve_app
 from edge.clock import Clock
 from edge.mqtt import AlertPublisher
+from edge.mqtt_commands import Commands
 from edge.people import PeopleStore
 from edge.pipeline import Pipeline
 from edge.rules import GateFaultRule, Rule, VoltageRule
@@ -241,6 +242,7 @@ class Gateway:
         async with open_store(config, self.clock) as store:
             self._store = store
             self._book = AlertBook(await store.open_alerts())
+            people = PeopleStore.for_gateway(config)
             if config.mqtt.enabled:
                 self._publisher = AlertPublisher(
                     config.mqtt,
@@ -260,6 +262,10 @@ class Gateway:
                 batch_max_items=config.store.batch_max_items,
                 batch_max_delay_s=config.store.batch_max_delay_s,
             )
+            if self._publisher is not None:
+                self._publisher.commands = Commands(
+                    people, act=pipeline.act, alert=self._book.get, now=self.clock.wall_time
+                )
             gates = await build_gates(config, store, pipeline)
             self._buses = build_buses(
                 config.modbus.devices,
@@ -317,7 +323,7 @@ class Gateway:
                     services.append(
                         tasks.create_task(
                             serve_app(
-                                create_local_app(self, PeopleStore.for_gateway(config)),
+                                create_local_app(self, people),
                                 host=config.local_api.host,
                                 port=config.local_api.port,
                                 started=web_started,

@@ -18,6 +18,17 @@ import pytest
 
 from sim.bluez import HarnessUnavailable, PrivateBlueZ, private_bluez
 
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MOSQUITTO = ROOT / "examples" / "mosquitto"
+BROKER_ACCOUNTS = {
+    "nbedge-gateway": "gateway-secret-1",
+    "wang.fang": "wang-fang-secret",
+    "li.lei": "li-lei-secret-22",
+    "zhao.min": "zhao-min-secret",
+    "siren-1": "siren-one-secret",
+}
+"""The accounts of ``secured_mosquitto`` and their passwords."""
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -60,15 +71,52 @@ class Broker:
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     """A real Mosquitto on a free loopback port, anonymous clients allowed, stopped afterwards."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        pytest.fail("mosquitto is not installed: run the README's test command, which installs it")
     broker_port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
         f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         "log_dest stderr\nlog_type error\nlog_type warning\n"
     )
+    yield from _run_mosquitto(conf, broker_port)
+
+
+@pytest.fixture
+def secured_mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """A real Mosquitto with the shipped configuration and ACL (examples/mosquitto/), only its
+    listener moved to a free loopback port, and a password file made with ``mosquitto_passwd``
+    holding ``BROKER_ACCOUNTS``."""
+    passwd_tool = shutil.which("mosquitto_passwd")
+    if passwd_tool is None:
+        pytest.fail("mosquitto_passwd is not installed (Debian package mosquitto)")
+    passwords = tmp_path / "nbedge.passwd"
+    passwords.touch(mode=0o600)
+    for user, password in BROKER_ACCOUNTS.items():
+        subprocess.run([passwd_tool, "-b", str(passwords), user, password], check=True)
+    broker_port = free_port()
+    lines = []
+    for line in (SHIPPED_MOSQUITTO / "nbedge.conf").read_text().splitlines():
+        key = line.split(maxsplit=1)[0] if line.strip() else ""
+        if key == "listener":
+            line = f"listener {broker_port} 127.0.0.1"
+        elif key == "password_file":
+            line = f"password_file {passwords}"
+        elif key == "acl_file":
+            line = f"acl_file {SHIPPED_MOSQUITTO / 'nbedge.acl'}"
+        lines.append(line)
+    # Run as root, Mosquitto drops to its own user before it reads the password file, which it
+    # could not read in the test's private folder.
+    lines += ["persistence false", "log_dest stderr", "log_type error"]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    conf = tmp_path / "secured.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    yield from _run_mosquitto(conf, broker_port)
+
+
+def _run_mosquitto(conf: Path, broker_port: int) -> Iterator[Broker]:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        pytest.fail("mosquitto is not installed: run the README's test command, which installs it")
     proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
     try:
         wait_for_port(broker_port)

@@ -14,16 +14,22 @@ import aiomqtt
 from edge.alerts import Alert, AlertBook, Severity
 from edge.mqtt import AlertPublisher
 from edge.schemas import MqttSection
-from tests.conftest import Broker, wait_until
+from tests.conftest import BROKER_ACCOUNTS, Broker, wait_until
 from tests.support import alerts as support
 
 ROOT = "nbedge/site-1/gw-1"
 
 
-async def retained(broker: Broker, topic: str, wait_s: float = 1.0) -> dict[str, bytes]:
-    """Every retained message under ``topic`` (a filter), as a fresh subscriber sees them."""
+async def retained(
+    broker: Broker, topic: str, wait_s: float = 1.0, *, user: str | None = None
+) -> dict[str, bytes]:
+    """Every retained message under ``topic`` (a filter), as a fresh subscriber sees them
+    (logged in as ``user``, one of ``BROKER_ACCOUNTS``, if given)."""
     found: dict[str, bytes] = {}
-    async with aiomqtt.Client(broker.host, broker.port, identifier="probe") as client:
+    password = None if user is None else BROKER_ACCOUNTS[user]
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier="probe", username=user, password=password
+    ) as client:
         await client.subscribe(topic, qos=1)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_s):
