@@ -151,8 +151,6 @@ site = "{SITE}"
 state_dir = "{state}"
 [mqtt]
 port = {broker}
-[store]
-batch_max_delay_s = 0.05
 [local_api]
 host = "127.0.0.1"
 port = {port}

@@ -220,7 +220,7 @@ class Commands:
         result = self._act(
             alert_id,
             body.action,
-            by=person.name,
+            by=person.display or person.name,
             via="mqtt",
             at=self._now(),
             note=body.note,

@@ -121,6 +121,7 @@ class Pipeline:
         self._access_overflow = 0
         self._access_rejected = 0
         self._changes: deque[Alert] = deque()
+        self._person_waiting = False
         self._states_received = 0
         self._states_dropped = 0
 
@@ -193,6 +194,9 @@ class Pipeline:
             outcome=outcome,
             command_id=command_id,
         )
+        if result.changes:
+            self._person_waiting = True  # a person waits for it: no batch delay
+            self._wake_batch()
         self._queue_changes(list(result.changes))
         return result
 
@@ -257,9 +261,10 @@ class Pipeline:
         first = await self._queue.get()
         if first is _CLOSE:
             return [], True
-        if self._queue.qsize() + 1 < self._batch_max_items:
+        if self._queue.qsize() + 1 < self._batch_max_items and not self._person_waiting:
             self._batch_full = asyncio.get_running_loop().create_future()
             await asyncio.wait((self._batch_full,), timeout=self._batch_max_delay_s)
+        self._person_waiting = False
         batch = [] if first is _WAKE else [first]
         while len(batch) < self._batch_max_items:
             try:

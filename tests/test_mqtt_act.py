@@ -109,7 +109,7 @@ async def test_a_grid_worker_acknowledges_and_resolves_an_alert_over_mqtt(
             async with asyncio.timeout(10):
                 while (now := await shown()) is None or now["state"] != "acknowledged":
                     pass
-            assert (now["condition"], now["acknowledged_by"]) == ("cleared", "wang.fang")
+            assert (now["condition"], now["acknowledged_by"]) == ("cleared", "王芳")
             assert now["event"]["note"] == note
 
             answer = await answer_to(
@@ -139,6 +139,6 @@ async def test_a_grid_worker_acknowledges_and_resolves_an_alert_over_mqtt(
     assert steps == [
         ("raised", "rule", None, None, None),
         ("cleared", "rule", None, None, None),
-        ("acknowledged", "mqtt", "wang.fang", "已上门，老人安好", None),
-        ("resolved", "mqtt", "wang.fang", None, "resident_ok"),
+        ("acknowledged", "mqtt", "王芳", "已上门，老人安好", None),
+        ("resolved", "mqtt", "王芳", None, "resident_ok"),
     ]

@@ -318,7 +318,7 @@ class Store:
                         at=a.at,
                     )
                     for a in alerts
-                    if a.command_id is not None
+                    if a.command_id is not None and a.via == "platform"
                 ],
             )
             if access:

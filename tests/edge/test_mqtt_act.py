@@ -145,9 +145,9 @@ async def test_a_responder_acknowledges_and_resolves_on_her_own_topic(
         assert answer["event_id"] == acknowledged.event_id == f"{alert_id}.2"
         await settled(rig)
         shown = json.loads((await retained_on(secured_mosquitto, topic, user="siren-1"))[topic])
-        assert (shown["state"], shown["acknowledged_by"]) == ("acknowledged", "wang.fang")
+        assert (shown["state"], shown["acknowledged_by"]) == ("acknowledged", "王芳")
         assert (shown["event"]["via"], shown["event"]["note"]) == ("mqtt", note)
-        assert shown["texts"]["zh-Hans"].endswith("已由wang.fang确认")
+        assert shown["texts"]["zh-Hans"].endswith("已由王芳确认")
 
         [cleared] = support.clear_alert(rig.book, rig.alert, at=T0 + 30)  # needs a person
         rig.publisher.publish(cleared)
@@ -233,7 +233,7 @@ async def test_bad_commands_are_refused_answered_and_counted_and_the_gateway_car
             assert (await next_answer(app))["result"] == "applied"
     current = rig.current()
     assert current is not None
-    assert current.acknowledged_by == "wang.fang"
+    assert current.acknowledged_by == "王芳"
 
 
 async def test_a_command_left_retained_on_the_broker_is_never_applied(

@@ -60,7 +60,7 @@ def body(**fields: Any) -> bytes:
     return json.dumps(fields, ensure_ascii=False).encode()
 
 
-def test_an_acknowledgement_is_recorded_by_name_with_its_note(
+def test_an_acknowledgement_is_recorded_by_display_name_with_its_note(
     commands: Commands, book: Book
 ) -> None:
     note = "已上门，老人安好"
@@ -72,8 +72,8 @@ def test_an_acknowledgement_is_recorded_by_name_with_its_note(
     assert after is not None
     assert (after.event, after.state, after.via) == ("acknowledged", "acknowledged", "mqtt")
     assert (after.acknowledged_by, after.by, after.note, after.at) == (
-        "wang.fang",
-        "wang.fang",
+        "王芳",
+        "王芳",
         note,
         NOW,
     )
@@ -90,7 +90,7 @@ def test_an_acknowledgement_is_recorded_by_name_with_its_note(
 
 def test_the_broker_user_is_the_persons_name_in_any_case(commands: Commands, book: Book) -> None:
     """Mosquitto user names are case-sensitive, people's names are not: ``Wang.Fang``'s
-    account is wang.fang, and the event names her as the people file does."""
+    account is wang.fang, and the event names her as people call her, her display name."""
     answer = commands.handle(
         book.alert.alert_id,
         "Wang.Fang",
@@ -99,7 +99,7 @@ def test_the_broker_user_is_the_persons_name_in_any_case(commands: Commands, boo
     )
     assert answer is not None
     assert answer.result == "applied"
-    assert book.calls[0]["by"] == "wang.fang"
+    assert book.calls[0]["by"] == "王芳"
     assert book.book.get(book.alert.alert_id) is not None  # still active: open until cleared
 
 
@@ -216,7 +216,7 @@ def test_a_command_id_seen_again_is_answered_applied_and_not_applied_twice(
     current = book.current()
     assert current is not None
     assert current.event_n == 4
-    assert current.acknowledged_by == "wang.fang"
+    assert current.acknowledged_by == "王芳"
 
 
 def test_a_retry_of_the_resolve_that_closed_the_alert_is_still_applied(
