@@ -258,3 +258,26 @@ async def test_retention_per_kind_keeps_what_is_not_safe_elsewhere(tmp_path: Pat
         # Retention never touches the outbox: every record still goes to the central API.
         assert stats.outbox == {"alert_event": 4, "summary": 1}
         assert stats.evicted == {}
+
+
+async def test_retention_never_prunes_an_alert_that_is_still_open(tmp_path: Path) -> None:
+    day = 86_400.0
+    keep = Retention(cleared_alert_s=30 * day)
+    book = AlertBook()
+    start = T0
+    stopped = support.raise_alert(
+        book, rule="use_stopped", device="flat-1", point="use", value=9.0, at=start
+    )
+    [cleared] = support.clear_alert(book, stopped, at=start + 60)  # nobody resolved it
+    swell = raise_alert(book, at=start)
+    closed = support.clear_alert(book, swell, at=start + 60)  # a warning: resolved auto
+    async with Store(tmp_path / "gw.db", gateway_id="gw-1", retention=keep) as store:
+        await store.write([], [stopped, cleared, swell, *closed])
+        await store.housekeep(now=start + 365 * day, interval_s=60)
+        left = await store.open_alerts()
+        assert [a.alert_id for a in left] == [stopped.alert_id]
+        assert [e["event"] for e in await store.alert_history(stopped.alert_id)] == [
+            "raised",
+            "cleared",
+        ]
+        assert await store.alert_history(swell.alert_id) == []  # pruned with its alert
