@@ -30,10 +30,6 @@ import aiomqtt
 import httpx
 import pytest
 
-from cloud_sync.central import admin
-from cloud_sync.central.app import create_app
-from cloud_sync.central.settings import CentralSettings
-from edge.asgi import serve_app
 from edge.daemon import Gateway
 from edge.demo import (
     FLAT_UNIT,
@@ -54,6 +50,7 @@ from sim.meter import SimulatedMeter
 from sim.modbus_server import SimulatedBuilding
 from tests.cloud_sync.servers import PostgresUnavailable, postgres_cluster
 from tests.conftest import Broker, free_port
+from tests.support.central import serve_central
 from tests.support.clocks import VirtualTime
 from tests.test_faults import GatewayProcess, reaped
 
@@ -78,25 +75,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@contextlib.asynccontextmanager
-async def central_api(url: str) -> AsyncIterator[dict[str, Any]]:
-    engine = admin.make_engine(url)
-    admin.init_db(engine)
-    with contextlib.suppress(admin.AdminError):  # the PostgreSQL database is the module's
-        admin.register_site(engine, SITE, "The quiet flat's building")
-    token = admin.register_gateway(engine, SITE, GATEWAY)
-    engine.dispose()
-    platform = secrets.token_urlsafe(24)
-    app = create_app(CentralSettings(database_url=url, platform_token=platform))  # type: ignore[arg-type]
-    port = free_port()
-    started = asyncio.Event()
-    async with asyncio.TaskGroup() as tasks:
-        server = tasks.create_task(serve_app(app, host="127.0.0.1", port=port, started=started))
-        await asyncio.wait_for(started.wait(), 10)
-        try:
-            yield {"url": f"http://127.0.0.1:{port}", "token": token, "platform": platform}
-        finally:
-            server.cancel()
+def central_api(url: str) -> contextlib.AbstractAsyncContextManager[dict[str, Any]]:
+    return serve_central(url, SITE, GATEWAY)
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,6 @@ import contextlib
 import gzip
 import inspect
 import json
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,10 +20,6 @@ import aiomqtt
 import httpx
 import pytest
 
-from cloud_sync.central import admin
-from cloud_sync.central.app import create_app
-from cloud_sync.central.settings import CentralSettings
-from edge.asgi import serve_app
 from edge.daemon import Gateway
 from edge.schemas import GatewayConfig
 from firmware_bridge.modbus.profiles import load_profile
@@ -32,6 +27,7 @@ from sim.load_profile import ResidentialLoadProfile
 from sim.meter import SimulatedMeter
 from sim.modbus_server import SimulatedBuilding
 from tests.conftest import Broker, free_port
+from tests.support.central import serve_central
 
 SITE, GATEWAY = "site-e2e", "gw-e2e"
 INTERVAL_S = 10  # summary period of this test
@@ -63,23 +59,8 @@ class LoseFirstAcks(httpx.AsyncBaseTransport):
 
 @contextlib.asynccontextmanager
 async def central_api(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    url = f"sqlite:///{tmp_path / 'central.db'}"
-    engine = admin.make_engine(url)
-    admin.init_db(engine)
-    admin.register_site(engine, SITE, "E2E building")
-    token = admin.register_gateway(engine, SITE, GATEWAY)
-    engine.dispose()
-    platform_token = secrets.token_urlsafe(24)
-    app = create_app(CentralSettings(database_url=url, platform_token=platform_token))  # type: ignore[arg-type]
-    port = free_port()
-    started = asyncio.Event()
-    async with asyncio.TaskGroup() as tasks:
-        server = tasks.create_task(serve_app(app, host="127.0.0.1", port=port, started=started))
-        await asyncio.wait_for(started.wait(), 10)
-        try:
-            yield {"url": f"http://127.0.0.1:{port}", "token": token, "platform": platform_token}
-        finally:
-            server.cancel()
+    async with serve_central(f"sqlite:///{tmp_path / 'central.db'}", SITE, GATEWAY) as api:
+        yield api
 
 
 async def pull(central: dict[str, Any], feed: str) -> list[dict[str, Any]]:
