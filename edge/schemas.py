@@ -28,6 +28,10 @@ Identifier = Annotated[
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 
+Label = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""A name people read in place of an id (any Unicode, e.g. ``3号楼东门``): the console, alert
+texts and Home Assistant show it; records, topics and the store keep the id."""
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -278,11 +282,16 @@ class ModbusDeviceSection(_ModbusLinkSection):
 
     profile: str
     """Device profile: a packaged name such as ``eastron_sdm630`` or a path to a TOML file."""
+    label: Label | None = None
+    """What people read for this meter (the console, Home Assistant); the name when unset."""
     poll_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
 
 
 class GateSection(_ModbusLinkSection):
     """A gate or barrier controller speaking the nbedge gate register map."""
+
+    label: Label | None = None
+    """What people read for this gate, e.g. ``3号楼东门``; the name when unset."""
 
     poll_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
     confirm_timeout_s: Annotated[float, Field(ge=0.5, le=60)] = 5.0
@@ -349,6 +358,21 @@ class LocalApiSection(_Section):
     """Address of the local status page and API; use the LAN address to reach it on site."""
     port: Annotated[int, Field(ge=1, le=65_535)] = 8080
     operators: list[OperatorSection] = []
+    tls_cert: Path | None = None
+    """With ``tls_key``: serve the console over HTTPS with this certificate (PEM), and mark its
+    session cookie ``Secure``. Without them the console is plain HTTP on the LAN (the default),
+    and its login page says so."""
+    tls_key: Path | None = None
+    session_idle_s: Annotated[float, Field(ge=60, le=7 * 86_400)] = 30 * 60.0
+    """A console session unused this long ends (a phone shared between grid workers)."""
+    session_max_s: Annotated[float, Field(ge=300, le=30 * 86_400)] = 12 * 3600.0
+    """A console session ends this long after its login, used or not."""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> LocalApiSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
 
     @model_validator(mode="after")
     def _unique_operators(self) -> LocalApiSection:
@@ -416,6 +440,8 @@ class DwellingSection(_Section):
     """A home whose use of electricity and water must not stop while it is usually active."""
 
     name: Identifier
+    label: Label | None = None
+    """What responders read for this home, e.g. ``2单元301``; the name when unset."""
     meters: Annotated[list[MeterPoint], Field(min_length=1)]
     """The dwelling's counters (electricity, water): all of them must go quiet for an alert."""
     doors: list[Identifier] = []
@@ -477,6 +503,8 @@ class BleSensorSection(_Section):
 
     name: Identifier
     """The door's name in the store, events and alerts (unique among all devices)."""
+    label: Label | None = None
+    """What people read for this sensor, e.g. ``301室入户门``; the name when unset."""
     mac: MacAddress
     """The sensor's Bluetooth address, as ``nbedge scan ble`` lists it."""
     bind_key: SecretStr | None = None

@@ -16,6 +16,10 @@ for bin in /usr/lib/postgresql/*/bin; do
     [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ] && has_postgres=yes
 done
 [ -n "$has_postgres" ] || missing="$missing postgresql"
+# The console's tests drive Debian's Chromium through Playwright; the CJK fonts draw Chinese.
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+[ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 \
+    || missing="$missing fonts-noto-cjk"
 
 [ -z "$missing" ] && exit 0
 
