@@ -41,7 +41,7 @@ from edge.rules import GateFaultRule, Rule, VoltageRule
 from edge.schemas import GateSection, GatewayConfig, ModbusDeviceSection, UplinkSection
 from edge.store import Quota, Retention, Store
 from edge.store.housekeeping import Housekeeper
-from edge.web import create_local_app
+from edge.web import Changes, ConsoleSite, create_local_app
 from firmware_bridge.modbus.bus import (
     DeviceSpec,
     DeviceStateChange,
@@ -107,6 +107,8 @@ class Gateway:
         self._sync: SyncClient | None = None
         self.analytics: Analytics | None = None
         self.doors: DoorSensors | None = None
+        self.changes = Changes()
+        """Moved at each alert change: the console's live updates wait on it."""
 
     # --- what the local web app sees (edge.web.GatewayView) --------------------------------
 
@@ -116,6 +118,20 @@ class Gateway:
 
     async def latest_readings(self) -> list[dict[str, Any]]:
         return [] if self._store is None else await self._store.latest_readings()
+
+    async def closed_alerts(self, since: float) -> list[Alert]:
+        """The alerts closed since ``since`` (the console's history), newest first."""
+        return [] if self._store is None else await self._store.closed_alerts(since)
+
+    async def last_door_opening(self, dwelling: str) -> float | None:
+        """When a door of ``dwelling`` last opened (its ``doors``), if it has any."""
+        doors = next((d.doors for d in self.config.models.dwellings if d.name == dwelling), [])
+        if self._store is None or not doors:
+            return None
+        return await self._store.last_access(doors, "opened")
+
+    async def alert_outcomes(self, device: str) -> dict[str, int]:
+        return {} if self._store is None else await self._store.alert_outcomes(device)
 
     async def status(self) -> dict[str, Any]:
         cfg = self.config.gateway
@@ -136,6 +152,12 @@ class Gateway:
             "open_alerts": len(self._book.open()),
             "escalation": None if self.escalator is None else self.escalator.status(),
         }
+
+    def _on_alert(self, alert: Alert) -> None:
+        """Each alert change, once stored: to MQTT, and to the console's live updates."""
+        if self._publisher is not None:
+            self._publisher.publish(alert)
+        self.changes.notify()
 
     def gates(self) -> list[GateStatus]:
         return [gate.status() for gate in self._gate_controllers()]
@@ -257,7 +279,7 @@ class Gateway:
                 store,
                 rules=rules,
                 book=self._book,
-                on_alert=self._publisher.publish if self._publisher else _ignore,
+                on_alert=self._on_alert,
                 queue_size=config.store.queue_size,
                 batch_max_items=config.store.batch_max_items,
                 batch_max_delay_s=config.store.batch_max_delay_s,
@@ -323,7 +345,13 @@ class Gateway:
                     services.append(
                         tasks.create_task(
                             serve_app(
-                                create_local_app(self, people),
+                                create_local_app(
+                                    self,
+                                    people,
+                                    ConsoleSite.from_config(config),
+                                    now=self.clock.wall_time,
+                                    monotonic=self.clock.monotonic,
+                                ),
                                 host=config.local_api.host,
                                 port=config.local_api.port,
                                 started=web_started,
@@ -505,10 +533,6 @@ def build_sync_client(
         on_set_aside=on_set_aside,
         on_commands=on_commands,
     )
-
-
-def _ignore(_: Alert) -> None:
-    return None
 
 
 async def _wait_or_fail(event: asyncio.Event, task: asyncio.Task[None]) -> None:

@@ -134,6 +134,7 @@ def demo_config(
                 "devices": [
                     {
                         "name": "main-meter",
+                        "label": "1号楼总电表",
                         "profile": "eastron_sdm630",
                         "host": "127.0.0.1",
                         "port": modbus_port,
@@ -142,6 +143,7 @@ def demo_config(
                     },
                     {
                         "name": FLAT,
+                        "label": "2单元301室电表",
                         "profile": "eastron_sdm120",
                         "host": "127.0.0.1",
                         "port": modbus_port,
@@ -149,6 +151,7 @@ def demo_config(
                     },
                     {
                         "name": FLAT_WATER,
+                        "label": "2单元301室水表",
                         "profile": "advantech_adam6050_water",
                         "host": "127.0.0.1",
                         "port": modbus_port,
@@ -158,6 +161,7 @@ def demo_config(
                 "gates": [
                     {
                         "name": GATE,
+                        "label": "3号楼东门",
                         "host": "127.0.0.1",
                         "port": modbus_port,
                         "unit_id": GATE_UNIT,
@@ -196,7 +200,11 @@ def demo_config(
                 ],
                 "anomaly": [{"meter": "main-meter:import_energy"}],
                 "dwellings": [
-                    {"name": FLAT, "meters": [f"{FLAT}:import_energy", f"{FLAT_WATER}:volume"]}
+                    {
+                        "name": FLAT,
+                        "label": "2单元301室 (李奶奶)",
+                        "meters": [f"{FLAT}:import_energy", f"{FLAT_WATER}:volume"],
+                    }
                 ],
             },
             "log": {"level": "warning", "format": "text"},
@@ -367,6 +375,7 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
             timezone=demo_timezone(time.time())[0],
         )
         await seed_history(config, history)
+        console_password = demo_people(config)
         gateway = Gateway(config)
         gateway_task = tasks.create_task(gateway.run(stop))
         await gateway.ready.wait()
@@ -378,6 +387,7 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
             platform_token,
             building.port,
             operator_token,
+            console_password,
         )
         watcher = tasks.create_task(
             _watch_central(central_port, platform_token, mqtt_port, local_port, operator_token)
@@ -403,6 +413,23 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
     return 0
 
 
+RESPONDER = "wang.fang"
+
+
+def demo_people(config: GatewayConfig) -> str:
+    """A grid worker who may act on alerts in the console (王芳); her new password."""
+    from edge.people import PeopleStore, Role
+
+    password = secrets.token_urlsafe(9)
+    people = PeopleStore.for_gateway(config)
+    config.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+    if people.find(RESPONDER) is None:
+        people.add(RESPONDER, Role.RESPONDER, display="王芳", password=password)
+    else:
+        people.set_password(RESPONDER, password)
+    return password
+
+
 def _print_guide(
     state_dir: Path,
     central_port: int,
@@ -411,6 +438,7 @@ def _print_guide(
     platform_token: str,
     modbus_port: int,
     operator_token: str,
+    console_password: str,
 ) -> None:
     central = f"http://127.0.0.1:{central_port}"
     event = VOLTAGE_EVENT
@@ -425,7 +453,8 @@ central API   {central}/docs
   access      curl {auth} {central}/v1/sites/{SITE}/access-events
   forecasts   curl {auth} {central}/v1/sites/{SITE}/forecasts
 MQTT          mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -t 'nbedge/#' -v
-gateway       http://127.0.0.1:{local_port}/  (status JSON at /api/status)
+console       http://127.0.0.1:{local_port}/  (a phone's browser; status JSON at /api/status)
+  log in as   {RESPONDER} (王芳, a grid worker: a responder), password {console_password}
 meter         Eastron SDM630 (simulated) on Modbus TCP 127.0.0.1:{modbus_port}, unit 1
 gate          "{GATE}" (simulated badge traffic) on the same endpoint, unit {GATE_UNIT}; open it:
   curl -X POST -H 'Authorization: Bearer {operator_token}' http://127.0.0.1:{local_port}/api/gates/{GATE}/open

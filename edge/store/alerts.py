@@ -119,6 +119,25 @@ def open_alerts(conn: sqlite3.Connection) -> list[Alert]:
     return [_alert(row) for row in rows]
 
 
+def closed_since(conn: sqlite3.Connection, since: float, limit: int) -> list[Alert]:
+    """The alerts closed (cleared and resolved) at or after ``since``, newest first."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM alerts WHERE NOT ({OPEN}) AND resolved_at >= ?"  # noqa: S608
+        " ORDER BY resolved_at DESC LIMIT ?",
+        (since, limit),
+    ).fetchall()
+    return [_alert(row) for row in rows]
+
+
+def outcomes(conn: sqlite3.Connection, device: str) -> dict[str, int]:
+    """How the alerts of ``device`` still stored were resolved: outcome to count."""
+    rows = conn.execute(
+        "SELECT COALESCE(outcome, ''), COUNT(*) FROM alerts WHERE device = ? GROUP BY outcome",
+        (device,),
+    ).fetchall()
+    return {str(outcome): int(n) for outcome, n in rows}
+
+
 def unacked_times(conn: sqlite3.Connection) -> dict[str, UnackedTime]:
     """The escalation timers of the open alerts nobody acknowledged yet, by alert id (none for
     an alert whose timer was never written: one of schema 7)."""

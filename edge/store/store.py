@@ -598,6 +598,28 @@ class Store:
         """Every alert not both cleared and resolved, oldest first, as the book needs it."""
         return await self._run(lambda: store_alerts.open_alerts(self._conn))
 
+    async def closed_alerts(self, since: float, limit: int = 100) -> list[Alert]:
+        """The alerts closed since ``since`` (wall time), newest first: the console's history."""
+        return await self._run(store_alerts.closed_since, self._conn, since, limit)
+
+    async def alert_outcomes(self, device: str) -> dict[str, int]:
+        """Outcomes of the stored alerts of ``device`` (``""``: not resolved yet), counted."""
+        return await self._run(store_alerts.outcomes, self._conn, device)
+
+    async def last_access(self, devices: Sequence[str], event: str) -> float | None:
+        """The wall time of the newest ``event`` (``opened``...) of any of ``devices``."""
+        if not devices:
+            return None
+        marks = ", ".join("?" * len(devices))
+        row = await self._run(
+            lambda: self._conn.execute(
+                f"SELECT MAX(wall_time) FROM access_events WHERE device IN ({marks})"  # noqa: S608
+                " AND event = ?",
+                (*devices, event),
+            ).fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
     async def unacked_times(self) -> dict[str, UnackedTime]:
         """The escalation timers of the open alerts nobody acknowledged yet, by alert id."""
         return await self._run(lambda: store_alerts.unacked_times(self._conn))
