@@ -8,7 +8,6 @@ and forecasts from the store, and its alerts go through a real pipeline into the
 from __future__ import annotations
 
 import asyncio
-import html
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
