@@ -178,7 +178,7 @@ def demo_config(
                     }
                 ],
             },
-            "site": {"timezone": timezone},
+            "site": {"label": "幸福里3号楼", "timezone": timezone},
             # Fast, so that the demo shows it: the flat's stop escalates every 30 s.
             "alerts": {
                 "escalation": [

@@ -396,6 +396,8 @@ MeterPoint = Annotated[
 class SiteSection(_Section):
     """Where the building is: the models' calendar (local hour, weekday, public holidays)."""
 
+    label: Label | None = None
+    """The building's name as people read it, e.g. ``幸福里3号楼`` (the console's title)."""
     timezone: str = "UTC"
     """IANA time zone of the building, e.g. ``Europe/London``."""
     country: str | None = None

@@ -111,6 +111,8 @@ class ConsoleSite:
         for name, label in named:
             if label:
                 labels[name] = label
+        if config.site.label:
+            labels.setdefault(config.gateway.site, config.site.label)
         forecasts: dict[str, str] = {}
         for series in config.models.demand:
             for meter in series.meters:

@@ -447,3 +447,28 @@ async def test_the_console_ships_its_assets_and_a_web_app_manifest(
         page = (await client.get("/login")).text
         assert "http://" not in page.replace("http://127.0.0.1", "")
         assert "https://" not in page
+
+
+def test_the_wheel_ships_the_templates_assets_and_compiled_catalogues(tmp_path: Path) -> None:
+    """What ``pip install`` puts on a gateway has every page, asset and catalogue it serves."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("nbedge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {
+        "edge/locale/zh_Hans/LC_MESSAGES/nbedge.mo",
+        "edge/web/static/uplot.iife.min.js",
+        "edge/web/static/uplot.LICENSE",
+        "edge/web/static/console.js",
+        "edge/web/static/manifest.webmanifest",
+        *(f"edge/web/templates/{p.name}" for p in (ROOT / "edge/web/templates").glob("*.html")),
+    }
+    assert shipped <= names, sorted(shipped - names)

@@ -105,6 +105,7 @@ host = "127.0.0.1"
 port = {local_port}
 
 [site]
+label = "幸福里3号楼"
 timezone = "Asia/Shanghai"
 {devices}
 [[modbus.gates]]

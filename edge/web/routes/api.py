@@ -10,6 +10,7 @@ installer. A person authenticates with a bearer token (docs/people.md) or a cons
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -35,6 +36,9 @@ _STATUS_OF_RESULT = {"confirmed": 200, "refused": 409, "unreachable": 503, "not_
 LIVE_PING_S = 15.0
 """The live stream sends a comment this often, so a proxy or a phone keeps the connection."""
 LIVE_CHECK_S = 5.0
+LIVE_MAX_S = 600.0
+"""A live stream ends after this long and the browser opens a new one: no connection is held
+for ever, and a session that ended is noticed."""
 
 
 class AlertAction(BaseModel):
@@ -145,12 +149,14 @@ def router(gateway: GatewayView, site: ConsoleSite, access: Access) -> APIRouter
     @api.get("/events")
     async def events(request: Request, who: Viewer) -> EventSourceResponse:
         """Server-sent events: ``alerts`` (its data the change count) at once and whenever an
-        alert changes. Browsers reconnect by themselves (``retry`` 3 s)."""
+        alert changes; it ends after ``LIVE_MAX_S``. Browsers reconnect by themselves
+        (``retry``: 3 s)."""
+        ends = time.monotonic() + LIVE_MAX_S
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             seen = gateway.changes.version
             yield ServerSentEvent(data=str(seen), event="alerts", retry=3000)
-            while not await request.is_disconnected():
+            while time.monotonic() < ends and not await request.is_disconnected():
                 version = await gateway.changes.wait(seen, LIVE_CHECK_S)
                 if version != seen:
                     seen = version

@@ -39,7 +39,10 @@
   function connect() {
     source = new EventSource("/api/events");
     let first = true;
-    source.addEventListener("open", () => state(true));
+    source.addEventListener("open", () => {
+      state(true);
+      main.dataset.connects = String(Number(main.dataset.connects || 0) + 1);
+    });
     source.addEventListener("alerts", () => {
       state(true);
       if (first) { first = false; if (main.dataset.updated) refresh(); else main.dataset.updated = "0"; return; }
