@@ -33,6 +33,7 @@ from edge.alerts import Action, ActResult, Alert, Outcome
 from edge.alerts.payload import alert_payload
 from edge.people import PeopleStore, Person, Role
 from edge.people.deps import install, require
+from edge.status import GatewayStatus
 from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ _STATUS_OF_RESULT = {"confirmed": 200, "refused": 409, "unreachable": 503, "not_
 class GatewayView(Protocol):
     """What the local web app may see of the running gateway."""
 
-    async def status(self) -> dict[str, Any]: ...
+    async def status(self) -> GatewayStatus: ...
 
     def active_alerts(self) -> list[Alert]: ...
 
@@ -87,7 +88,7 @@ def create_local_app(gateway: GatewayView, people: PeopleStore) -> FastAPI:
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
-        state = await gateway.status()
+        state = (await gateway.status()).model_dump(mode="json")
         state["local_api"] = access.status()
         return state
 
@@ -107,7 +108,7 @@ def create_local_app(gateway: GatewayView, people: PeopleStore) -> FastAPI:
 
     @app.get("/api/alerts")
     async def alerts() -> list[dict[str, Any]]:
-        state = await gateway.status()
+        state = (await gateway.status()).model_dump(mode="json")
         return [
             alert_payload(alert, site=state["site"], gateway=state["gateway"])
             for alert in gateway.active_alerts()
@@ -145,7 +146,7 @@ def create_local_app(gateway: GatewayView, people: PeopleStore) -> FastAPI:
                 extra={"alert_id": alert_id, "by": who.name, "reason": result.refused},
             )
             raise HTTPException(status_code=409, detail=result.refused)
-        state = await gateway.status()
+        state = (await gateway.status()).model_dump(mode="json")
         after = result.changes[-1] if result.changes else gateway_alert(alert_id)
         return {
             "result": "applied",
@@ -164,7 +165,7 @@ def create_local_app(gateway: GatewayView, people: PeopleStore) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        state = await gateway.status()
+        state = (await gateway.status()).model_dump(mode="json")
         alerts = gateway.active_alerts()
         readings = await gateway.latest_readings()
         return _render_page(state, alerts, readings, gateway.gates())
