@@ -60,6 +60,16 @@ from edge.clock import Clock
 from edge.config import meter_kind
 from edge.pipeline import Pipeline
 from edge.schemas import DemandSeriesSection, DwellingSection, GatewayConfig
+from edge.status import (
+    AnalyticsStatus,
+    DemandStatus,
+    DwellingStateName,
+    DwellingStatus,
+    ForecastStatus,
+    MeterStatus,
+    ModelSlotStatus,
+    RespondChoice,
+)
 from edge.store import Store
 from edge.store.forecasts import Forecast
 from models.bundle import CARD_FILE, trusted_keys
@@ -141,9 +151,12 @@ class DwellingState:
     fitted_day: int = -1
     last_hour: int = 0
     status: str = "learning"
+    state: DwellingStateName = "learning"
     score: float = 0.0
     reason: str = ""
-    choices: dict[str, Any] | None = None  # what each choice of respond costs it, at the last fit
+    quiet_h: float | None = None
+    last_door_hour: float | None = None  # start of the latest hour with a door opening
+    choices: dict[str, dict[str, float | None]] | None = None  # each respond choice: its cost
 
 
 @dataclass
@@ -530,6 +543,7 @@ class Analytics:
             known = min(int(np.sum(~np.isnan(v))) for v in values.values())
             if known < history_days * 24:
                 state.status = f"learning: {known // 24} of {history_days} days of history"
+                state.state = "learning"
                 return
             first = int(np.argmax(np.all([~np.isnan(v) for v in values.values()], axis=0)))
             timestamps = np.arange(_utc_hour(start + first * HOUR_S), _utc_hour(fit_end))
@@ -539,6 +553,7 @@ class Analytics:
             }
             opened = await self._door_openings(state.config, start, span)
             history = None if opened is None else opened[first:]
+            _note_door_hours(state, start, opened)
             params = cessation.CessationParams.responding(state.config.respond)
             model = await self._in_thread(
                 lambda: cessation.fit_dwelling(
@@ -562,6 +577,7 @@ class Analytics:
             m: await self._counter_sum([m], start, hours) * state.scales[m] for m in state.kinds
         }
         opened = await self._door_openings(state.config, start, hours)
+        _note_door_hours(state, start, opened)
         for k in range(hours):
             readings = {state.kinds[m]: float(v[k]) for m, v in values.items()}
             doors = 0 if opened is None else int(opened[k])
@@ -569,6 +585,7 @@ class Analytics:
         state.last_hour = hour
         state.score = verdict.score
         state.reason = verdict.reason
+        state.quiet_h = verdict.inactive_h
         name = state.config.name
         at = self._clock.wall_time()
         evidence = state.detector.evidence()
@@ -591,83 +608,106 @@ class Analytics:
             # An outing: nothing is raised, and an alert raised before the door opened is not
             # cleared either (no use came back; the one who opened it may be answering it).
             state.status = f"presumed out for {verdict.inactive_h:g} h (door)"
+            state.state = "away"
         elif verdict.alarmed:
             state.status = f"alert: {verdict.reason}"
+            state.state = "alert"
             found(CESSATION_RULE, True, verdict.score)
             found(QUIET_RULE, False, verdict.score)  # a visit supersedes the check-in
         else:
             if verdict.inactive_h == 0:
-                state.status = "in use"
+                state.status, state.state = "in use", "in_use"
             elif verdict.asleep:
                 state.status = f"quiet for {verdict.inactive_h:g} h (the usual night)"
+                state.state = "night"
             else:
-                state.status = f"quiet for {verdict.inactive_h:g} h"
+                state.status, state.state = f"quiet for {verdict.inactive_h:g} h", "quiet"
             found(CESSATION_RULE, False, 0.0)
             quiet = not verdict.asleep and verdict.score >= QUIET_FRACTION * threshold
             found(QUIET_RULE, quiet and verdict.inactive_h > 0, verdict.score)
 
     # --- status ---------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        slots = {}
-        for kind, slot in self.slots.items():
-            active = slot.active
-            slots[kind] = {
-                "model": None if active is None else active.bundle.label,
-                "bundle": None if active is None else str(active.bundle.path),
-                "previous": None if slot.previous is None else slot.previous.bundle.label,
-                "swaps": slot.swaps,
-                "rollbacks": slot.rollbacks,
-                "invalid_outputs": slot.invalid_outputs,
-            }
-        return {
-            "models": slots,
-            "runs": self.stats.runs,
-            "last_run_at": self.stats.last_run_at,
-            "next_run_at": self.stats.next_run_at or None,
-            "forecasts": self.stats.forecasts,
-            "failures": self.stats.failures,
-            "bundles_refused": self.stats.bundles_refused,
-            "bundle_errors": list(self.stats.bundle_errors),
-            "demand": {
-                name: {
-                    "status": s.status,
-                    "cv_rmse_7d": s.cv_rmse_7d,
-                    "hours_compared_7d": s.pairs_7d,
-                    "capacity_kwh": s.config.capacity_kwh,
-                    "forecast": None
-                    if s.last is None
-                    else {
-                        "start": s.last.start,
-                        "issued_at": s.last.issued_at,
-                        "kwh": list(s.last.values),
-                        "model": s.last.model,
-                    },
-                }
-                for name, s in self.demand.items()
-            },
-            "meters": {
-                name: {"status": m.status, "score": m.score} for name, m in self.meters.items()
-            },
-            "dwellings": {name: _dwelling_status(d) for name, d in self.dwellings.items()},
+    def status(self) -> AnalyticsStatus:
+        """The models in use, the runs, and the state of every series (``/api/status`` ->
+        ``analytics``)."""
+        slots = {
+            kind: ModelSlotStatus(
+                model=None if slot.active is None else slot.active.bundle.label,
+                bundle=None if slot.active is None else str(slot.active.bundle.path),
+                previous=None if slot.previous is None else slot.previous.bundle.label,
+                swaps=slot.swaps,
+                rollbacks=slot.rollbacks,
+                invalid_outputs=slot.invalid_outputs,
+            )
+            for kind, slot in self.slots.items()
         }
+        return AnalyticsStatus(
+            models=slots,
+            runs=self.stats.runs,
+            last_run_at=self.stats.last_run_at,
+            next_run_at=self.stats.next_run_at or None,
+            forecasts=self.stats.forecasts,
+            failures=self.stats.failures,
+            bundles_refused=self.stats.bundles_refused,
+            bundle_errors=tuple(self.stats.bundle_errors),
+            demand={name: _demand_status(d) for name, d in self.demand.items()},
+            meters={
+                name: MeterStatus(status=m.status, score=m.score) for name, m in self.meters.items()
+            },
+            dwellings={name: _dwelling_status(d) for name, d in self.dwellings.items()},
+        )
 
 
-def _dwelling_status(state: DwellingState) -> dict[str, Any]:
+def _demand_status(state: DemandState) -> DemandStatus:
+    last = state.last
+    return DemandStatus(
+        status=state.status,
+        cv_rmse_7d=state.cv_rmse_7d,
+        hours_compared_7d=state.pairs_7d,
+        capacity_kwh=state.config.capacity_kwh,
+        forecast=None
+        if last is None
+        else ForecastStatus(
+            start=last.start, issued_at=last.issued_at, kwh=last.values, model=last.model
+        ),
+    )
+
+
+def _dwelling_status(state: DwellingState) -> DwellingStatus:
     """A dwelling's state, and what each choice of ``respond`` costs it (from its own history):
     the alert threshold, the alarms a month its last 26 weeks would have raised at it, and the
     hours from a stop at a usually active hour to the alert (median; None: over 24 h)."""
-    in_force = {} if state.choices is None else state.choices[state.config.respond]
-    return {
-        "status": state.status,
-        "score": state.score,
-        "reason": state.reason,
-        "respond": state.config.respond,
-        "threshold": in_force.get("threshold"),
-        "past_alarms_per_month": in_force.get("past_alarms_per_month"),
-        "response_h": in_force.get("response_h"),
-        "choices": state.choices,
-    }
+    choices = (
+        None
+        if state.choices is None
+        else {choice: RespondChoice.model_validate(c) for choice, c in state.choices.items()}
+    )
+    in_force = None if choices is None else choices[state.config.respond]
+    return DwellingStatus(
+        status=state.status,
+        score=state.score,
+        reason=state.reason,
+        respond=state.config.respond,
+        threshold=None if in_force is None else in_force.threshold,
+        past_alarms_per_month=None if in_force is None else in_force.past_alarms_per_month,
+        response_h=None if in_force is None else in_force.response_h,
+        choices=choices,
+        state=state.state,
+        quiet_h=state.quiet_h,
+        last_door_hour=state.last_door_hour,
+    )
+
+
+def _note_door_hours(state: DwellingState, start: int, opened: np.ndarray | None) -> None:
+    """Keep the start of the latest hour in which a door opened, of the hours from ``start``."""
+    if opened is None:
+        return
+    hours = np.flatnonzero(opened > 0)
+    if len(hours):
+        latest = float(start + int(hours[-1]) * HOUR_S)
+        if state.last_door_hour is None or latest > state.last_door_hour:
+            state.last_door_hour = latest
 
 
 def _dwelling_state(config: GatewayConfig, dwelling: DwellingSection) -> DwellingState:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge.doors import DoorAlerts
 from edge.schemas import BleSection
+from edge.status import BleSensorStatus, BleStatus
 from firmware_bridge.ble.scanner import BleScanner
 from firmware_bridge.ble.tracker import Accepted, Resume, SensorSpec, SensorTracker
 from firmware_bridge.events import AccessEvent
@@ -99,9 +99,21 @@ class DoorSensors:
             tasks.create_task(scanner.run(), name="ble-scanner")
             tasks.create_task(self._tick_forever(), name="ble-alerts")
 
-    def status(self) -> dict[str, Any] | None:
-        """The scanner's status (``/api/status``), None until it runs."""
-        return None if self.scanner is None else asdict(self.scanner.status())
+    def status(self) -> BleStatus | None:
+        """The scanner and its sensors (``/api/status`` -> ``ble``), None until it runs; each
+        sensor's ``online`` is the level of its ``sensor_silent`` alert (``edge.doors``)."""
+        if self.scanner is None:
+            return None
+        scanner = self.scanner.status()
+        sensors = tuple(
+            BleSensorStatus.model_validate(sensor, from_attributes=True).model_copy(
+                update={"online": self._alerts.online(sensor.name)}
+            )
+            for sensor in scanner.sensors
+        )
+        return BleStatus.model_validate(scanner, from_attributes=True).model_copy(
+            update={"sensors": sensors}
+        )
 
     def _on_frame(self, tracker: SensorTracker, accepted: Accepted) -> None:
         frame = accepted.advert

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -39,6 +38,13 @@ from edge.people import PeopleStore
 from edge.pipeline import Pipeline
 from edge.rules import GateFaultRule, Rule, VoltageRule
 from edge.schemas import GateSection, GatewayConfig, ModbusDeviceSection, UplinkSection
+from edge.status import (
+    BusStatusView,
+    GateStatusView,
+    GatewayStatus,
+    StoreStatus,
+    UplinkStatus,
+)
 from edge.store import Quota, Retention, Store
 from edge.store.housekeeping import Housekeeper
 from edge.web import Changes, ConsoleSite, create_local_app
@@ -133,25 +139,40 @@ class Gateway:
     async def alert_outcomes(self, device: str) -> dict[str, int]:
         return {} if self._store is None else await self._store.alert_outcomes(device)
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> GatewayStatus:
+        """The whole gateway (``/api/status``). The bus, the gates, the sync client and the store
+        give dataclass snapshots (their packages know nothing of ``edge.status``): they are
+        converted here; the other services give their own models."""
         cfg = self.config.gateway
-        return {
-            "gateway": cfg.id,
-            "site": cfg.site,
-            "uptime_s": round(self.clock.wall_time() - self.started_at, 1),
-            "ready": self.ready.is_set(),
-            "modbus": [bus.status() for bus in self._buses],
-            "pipeline": None if self._pipeline is None else asdict(self._pipeline.stats()),
-            "store": None if self._store is None else asdict(await self._store.stats()),
-            "mqtt": None if self._publisher is None else asdict(self._publisher.status()),
-            "uplink": None if self._sync is None else asdict(self._sync.status()),
-            "gates": [asdict(gate.status()) for gate in self._gate_controllers()],
-            "analytics": None if self.analytics is None else self.analytics.status(),
-            "ble": None if self.doors is None else self.doors.status(),
-            "active_alerts": len(self._book.active()),
-            "open_alerts": len(self._book.open()),
-            "escalation": None if self.escalator is None else self.escalator.status(),
-        }
+        stored = None if self._store is None else await self._store.stats()
+        uplink = None if self._sync is None else self._sync.status()
+        return GatewayStatus(
+            gateway=cfg.id,
+            site=cfg.site,
+            uptime_s=round(self.clock.wall_time() - self.started_at, 1),
+            ready=self.ready.is_set(),
+            modbus=tuple(
+                BusStatusView.model_validate(bus.status(), from_attributes=True)
+                for bus in self._buses
+            ),
+            pipeline=None if self._pipeline is None else self._pipeline.stats(),
+            store=None
+            if stored is None
+            else StoreStatus.model_validate(stored, from_attributes=True),
+            mqtt=None if self._publisher is None else self._publisher.status(),
+            uplink=None
+            if uplink is None
+            else UplinkStatus.model_validate(uplink, from_attributes=True),
+            gates=tuple(
+                GateStatusView.model_validate(gate.status(), from_attributes=True)
+                for gate in self._gate_controllers()
+            ),
+            analytics=None if self.analytics is None else self.analytics.status(),
+            ble=None if self.doors is None else self.doors.status(),
+            active_alerts=len(self._book.active()),
+            open_alerts=len(self._book.open()),
+            escalation=None if self.escalator is None else self.escalator.status(),
+        )
 
     def _on_alert(self, alert: Alert) -> None:
         """Each alert change, once stored: to MQTT, and to the console's live updates."""

@@ -42,6 +42,8 @@ class _Door:
     last_frame: float | None = None  # monotonic
     frames_since_silent: int = 0
     """Frames heard since the sensor was last found silent (hysteresis, not an alert flag)."""
+    silent: bool = False
+    """The level of ``sensor_silent``: found silent, and not yet heard enough frames since."""
 
 
 class DoorAlerts:
@@ -67,6 +69,7 @@ class DoorAlerts:
         door.last_frame = now
         door.frames_since_silent += 1
         if door.frames_since_silent >= FRAMES_TO_CLEAR_SILENT:
+            door.silent = False
             findings.append(self._finding(SILENT_RULE, door, LINK_POINT, False, 0.0))
         if door_open is True and door.open_since is None:
             door.open_since = now
@@ -88,6 +91,14 @@ class DoorAlerts:
                 )
         return findings
 
+    def online(self, sensor: str) -> bool | None:
+        """Whether ``sensor`` is heard: False while ``sensor_silent`` is found (with its
+        hysteresis), None if it has not been heard since start and is not yet silent."""
+        door = self._doors[sensor]
+        if door.silent:
+            return False
+        return None if door.last_frame is None else True
+
     def tick(
         self, *, adapter_healthy: bool = True, adapter_reason: str | None = None
     ) -> list[Finding]:
@@ -106,6 +117,7 @@ class DoorAlerts:
             since = door.last_frame if door.last_frame is not None else self._started
             if silent > 0 and now - since >= silent:
                 door.frames_since_silent = 0
+                door.silent = True
                 silence: dict[str, str | int | float | bool] = {
                     "silent_s": now - since,
                     "variant": "never" if door.last_frame is None else "",

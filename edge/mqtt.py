@@ -24,8 +24,6 @@ import random
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -34,6 +32,7 @@ from edge.alerts import Alert
 from edge.alerts.payload import alert_payload
 from edge.mqtt_commands import Commands
 from edge.schemas import MqttSection
+from edge.status import MqttCommandsStatus, MqttStatus
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +65,6 @@ def sounds(alert: Alert) -> bool:
 def topic_level(text: str) -> bool:
     """Whether ``text`` can be one level of a topic name."""
     return bool(text) and not any(c in text for c in "/+#\x00")
-
-
-@dataclass(frozen=True, slots=True)
-class MqttStatus:
-    connected: bool
-    published: int
-    pending: int
-    connection_failures: int
-    escalations_pending: int = 0
-    escalations_published: int = 0
-    escalations_dropped: int = 0
-    commands: dict[str, Any] | None = field(default=None)
-    """``Commands.counts()``: applied, repeats, refusals by reason; ``None`` if not taken."""
 
 
 class AlertPublisher:
@@ -151,15 +137,18 @@ class AlertPublisher:
         self._wake.set()
 
     def status(self) -> MqttStatus:
+        """The connection and the counters (``/api/status`` -> ``mqtt``)."""
         return MqttStatus(
-            self._connected,
-            self._published,
-            len(self._pending),
-            self._failures,
+            connected=self._connected,
+            published=self._published,
+            pending=len(self._pending),
+            connection_failures=self._failures,
             escalations_pending=len(self._escalations),
             escalations_published=self._escalations_published,
             escalations_dropped=self._escalations_dropped,
-            commands=None if self.commands is None else self.commands.counts(),
+            commands=None
+            if self.commands is None
+            else MqttCommandsStatus.model_validate(self.commands.counts()),
         )
 
     async def run(self) -> None:

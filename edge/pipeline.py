@@ -39,11 +39,11 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import EllipsisType
 
 from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome, Via
 from edge.rules import Rule, device_silent
+from edge.status import PipelineStatus
 from edge.store import Store
 from edge.store.records import access_body
 from firmware_bridge.events import AccessEvent
@@ -61,27 +61,6 @@ ACCESS_HARD_CAP = 100_000
 
 STATE_HARD_CAP = 10_000
 """Alert changes pending in memory at most (see the module docstring)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineStats:
-    queued: int
-    received: int
-    dropped: int
-    written: int
-    batches: int
-    write_failures: int
-    access_queued: int = 0
-    access_received: int = 0
-    access_written: int = 0
-    access_overflow: int = 0
-    """Access events refused because ``ACCESS_HARD_CAP`` were pending."""
-    access_rejected: int = 0
-    """Access events refused because they cannot go on the wire."""
-    states_received: int = 0
-    """Findings received from the sources other than the rules."""
-    states_dropped: int = 0
-    """Alert changes dropped because ``STATE_HARD_CAP`` were pending."""
 
 
 class Pipeline:
@@ -229,8 +208,9 @@ class Pipeline:
         self._queue.put_nowait(_CLOSE)
         self._wake_batch()
 
-    def stats(self) -> PipelineStats:
-        return PipelineStats(
+    def stats(self) -> PipelineStatus:
+        """The queue and its counters (``/api/status`` -> ``pipeline``)."""
+        return PipelineStatus(
             queued=self._queue.qsize(),
             received=self._received,
             dropped=self._dropped,

@@ -121,13 +121,16 @@ async def test_a_new_sensor_s_door_events_reach_the_store_the_platform_and_mqtt(
                 "closed",
                 "opened",
             ]
-            status = (await gateway.status())["ble"]
-            assert status["healthy"]
-            assert status["rejected"].get("bad_key", 0) == 0
-            (entrance,) = status["sensors"]
-            assert entrance["door_open"] is True
-            assert entrance["encrypted"] is True
-            assert entrance["battery"] == 100.0
+            status = (await gateway.status()).ble
+            assert status.healthy
+            assert status.rejected.get("bad_key", 0) == 0
+            (entrance,) = status.sensors
+            assert entrance.door_open is True
+            assert entrance.encrypted is True
+            assert entrance.battery == 100.0
+            assert entrance.online is True
+            assert entrance.rssi is not None  # BlueZoo reports 0 dBm
+            assert entrance.last_seen > 0
 
             stop.set()
             await running

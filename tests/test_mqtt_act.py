@@ -17,6 +17,7 @@ from edge.alerts import AlertBook
 from edge.daemon import Gateway
 from edge.people import PeopleStore, Role
 from edge.schemas import GatewayConfig
+from edge.status import MqttStatus
 from edge.store import Store
 from tests.conftest import BROKER_ACCOUNTS, Broker, wait_until
 from tests.edge.test_mqtt import retained
@@ -86,12 +87,13 @@ async def test_a_grid_worker_acknowledges_and_resolves_an_alert_over_mqtt(
     try:
         await asyncio.wait_for(gateway.ready.wait(), 15)
 
-        async def mqtt() -> dict[str, Any]:
-            section: dict[str, Any] = (await gateway.status())["mqtt"]
+        async def mqtt() -> MqttStatus:
+            section = (await gateway.status()).mqtt
+            assert section is not None  # the gateway publishes on MQTT
             return section
 
         async with asyncio.timeout(10):
-            while not (await mqtt())["connected"]:
+            while not (await mqtt()).connected:
                 await asyncio.sleep(0.05)
 
         async with account(secured_mosquitto, "wang.fang") as phone:
@@ -124,9 +126,9 @@ async def test_a_grid_worker_acknowledges_and_resolves_an_alert_over_mqtt(
             await viewer.subscribe(f"{ROOT}/alerts/+/set/zhao.min/result", qos=1, timeout=5)
             answer = await answer_to(viewer, f"{topic}/set/zhao.min", {"action": "acknowledge"})
             assert (answer["result"], answer["reason"]) == ("refused", "role")
-        section = await mqtt()
-        assert section["commands"]["applied"] == 2
-        assert section["commands"]["refused"]["role"] == 1
+        commands = (await mqtt()).commands
+        assert commands.applied == 2
+        assert commands.refused["role"] == 1
         await wait_until(lambda: gateway.active_alerts() == [])
     finally:
         stop.set()

@@ -79,9 +79,9 @@ async def test_a_refused_record_is_set_aside_and_the_critical_alert_behind_it_ar
             assert "refused 1 records" in local.message
             assert "escalation_level" in local.message
             status = await gateway.status()
-            assert status["store"]["set_aside"] == {"alert_event": 1}
-            assert status["uplink"]["records_refused"] == 1
-            assert status["uplink"]["wire"]["schema_version"] == 2
+            assert status.store.set_aside == {"alert_event": 1}
+            assert status.uplink.records_refused == 1
+            assert status.uplink.wire.schema_version == 2
         finally:
             stop.set()
             await asyncio.wait_for(running, 20)

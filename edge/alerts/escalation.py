@@ -19,11 +19,12 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge.alerts.book import Alert, AlertBook
 from edge.clock import Clock, Stamp
 from edge.schemas import EscalationSection
+from edge.status import EscalationStatus, EscalationWaiting
 from edge.store import Store
 from edge.store.alerts import UnackedTime
 from nbedge.errors import StoreFull
@@ -40,7 +41,7 @@ SAVE_S = 60.0
 MAX_EVENTS_PER_PASS = 100
 """Escalation events made in one pass at most; the rest come at the next pass, at once."""
 STATUS_MAX = 50
-"""Alerts listed in ``status()['waiting']`` at most."""
+"""Alerts listed in ``status().waiting`` at most."""
 _EPSILON_S = 1e-3  # a due time reached within this is reached (monotonic time is in ns)
 
 
@@ -162,11 +163,11 @@ class Escalator:
             alert = escalated
         return TICK_S
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> EscalationStatus:
         """For ``/api/status``: the policies, the events made, and each alert waiting for its
         next level (unacknowledged seconds, the level and audience next, seconds until due)."""
         now = self._clock.monotonic()
-        waiting: list[dict[str, Any]] = []
+        waiting: list[EscalationWaiting] = []
         for alert in self._book.open():
             timer = self._timers.get(alert.alert_id)
             policy = policy_for(alert, self._policies)
@@ -174,24 +175,24 @@ class Escalator:
                 continue
             waited = timer.waited(now)
             waiting.append(
-                {
-                    "alert_id": alert.alert_id,
-                    "rule": alert.rule,
-                    "level": alert.level,
-                    "next_level": alert.level + 1,
-                    "next_audience": policy.levels[alert.level],
-                    "unacknowledged_s": round(waited, 1),
-                    "next_due_in_s": round(max(0.0, policy.due_s(alert.level + 1) - waited), 1),
-                    "paused": alert.condition != "active",
-                }
+                EscalationWaiting(
+                    alert_id=alert.alert_id,
+                    rule=alert.rule,
+                    level=alert.level,
+                    next_level=alert.level + 1,
+                    next_audience=policy.levels[alert.level],
+                    unacknowledged_s=round(waited, 1),
+                    next_due_in_s=round(max(0.0, policy.due_s(alert.level + 1) - waited), 1),
+                    paused=alert.condition != "active",
+                )
             )
-        waiting.sort(key=lambda item: item["next_due_in_s"])
-        return {
-            "policies": len(self._policies),
-            "escalated": self.escalated,
-            "waiting_count": len(waiting),
-            "waiting": waiting[:STATUS_MAX],
-        }
+        waiting.sort(key=lambda item: item.next_due_in_s)
+        return EscalationStatus(
+            policies=len(self._policies),
+            escalated=self.escalated,
+            waiting_count=len(waiting),
+            waiting=tuple(waiting[:STATUS_MAX]),
+        )
 
     # --- timers ----------------------------------------------------------------------------
 

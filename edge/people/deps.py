@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge.people.person import Person, Role
 from edge.people.store import PeopleStore, well_formed
+from edge.status import LocalApiStatus
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,15 @@ class AccessGuard:
         self.auth_failures = 0
         self.forbidden = 0
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "people": self.store.counts(),
-            "from_configuration": len(self.store.operators),
-            "people_file_problem": self.store.problem,
-            "auth_failures": self.auth_failures,
-            "forbidden": self.forbidden,
-        }
+    def status(self) -> LocalApiStatus:
+        """The people by role and the requests refused (``/api/status`` -> ``local_api``)."""
+        return LocalApiStatus(
+            people=self.store.counts(),
+            from_configuration=len(self.store.operators),
+            people_file_problem=self.store.problem,
+            auth_failures=self.auth_failures,
+            forbidden=self.forbidden,
+        )
 
     def check(self, request: Request, token: str | None, role: Role) -> Person:
         """The person holding ``token`` if their role is at least ``role``; else 401 or 403."""

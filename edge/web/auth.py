@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge.people import PeopleStore, Person, Role
 from edge.people.deps import AccessGuard
+from edge.status import LocalApiStatus
 from edge.web.sessions import COOKIE, LoginThrottle, Session, Sessions, same_token
 
 log = logging.getLogger(__name__)
@@ -75,14 +76,16 @@ class Access:
             )
             raise HTTPException(status_code=403, detail="the form is out of date: reload it")
 
-    def status(self) -> dict[str, object]:
-        return self.guard.status() | {
-            "sessions": self.sessions.count(),
-            "sessions_expired": self.sessions.ended_expired,
-            "csrf_refused": self.csrf_refused,
-            "logins_failed": self.throttle.failed,
-            "logins_slowed": self.throttle.refused,
-        }
+    def status(self) -> LocalApiStatus:
+        return self.guard.status().model_copy(
+            update={
+                "sessions": self.sessions.count(),
+                "sessions_expired": self.sessions.ended_expired,
+                "csrf_refused": self.csrf_refused,
+                "logins_failed": self.throttle.failed,
+                "logins_slowed": self.throttle.refused,
+            }
+        )
 
 
 def api_person(role: Role) -> Callable[..., Awaitable[Person]]:

@@ -13,6 +13,7 @@ from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
 
 if TYPE_CHECKING:
     from edge.schemas import GatewayConfig
+    from edge.status import GatewayStatus
 
 
 class GatewayView(Protocol):
@@ -20,7 +21,7 @@ class GatewayView(Protocol):
 
     changes: Changes
 
-    async def status(self) -> dict[str, Any]: ...
+    async def status(self) -> GatewayStatus: ...
 
     def active_alerts(self) -> list[Alert]: ...
 

@@ -198,14 +198,14 @@ async def test_a_spike_in_the_building_raises_unusual_use_with_its_reason(runnin
     await analytics.start()
     await analytics.run_hour()
     await settled(running, "unusual_use")
-    meter = analytics.status()["meters"]["main:import_energy"]
-    assert meter["status"].startswith("unusual: use ")
-    assert meter["score"] > 6.0
+    meter = analytics.status().meters["main:import_energy"]
+    assert meter.status.startswith("unusual: use ")
+    assert meter.score > 6.0
     raised = [a for a in running.changes if a.rule == "unusual_use"]
     assert len(raised) == 1
     assert raised[0].device == "main"
     assert "the usual for Monday 14:00" in raised[0].message  # 13:00 UTC is 14:00 in London
-    assert math.isclose(raised[0].value, meter["score"])
+    assert math.isclose(raised[0].value, meter.score)
 
 
 async def test_a_dwelling_quiet_for_hours_it_is_usually_active_raises_use_stopped(
@@ -221,17 +221,19 @@ async def test_a_dwelling_quiet_for_hours_it_is_usually_active_raises_use_stoppe
     assert alert.message.startswith("flat-1: no electricity or water use for 4 h, usually active")
     assert alert.text("zh-Hans").startswith("flat-1：已 4 小时无用电和用水")
     assert alert.needs_person  # critical: a person resolves it, not the clearing
-    dwelling = analytics.status()["dwellings"]["flat-1"]
-    assert dwelling["status"].startswith("alert: ")
-    assert dwelling["threshold"] >= 3.0  # calibrated, capped to answer within 3 h (below)
-    assert dwelling["respond"] == "within_3h"
+    dwelling = analytics.status().dwellings["flat-1"]
+    assert dwelling.status.startswith("alert: ")
+    assert (dwelling.state, dwelling.quiet_h) == ("alert", 4.0)
+    assert dwelling.last_door_hour is None  # it has no door sensor
+    assert dwelling.threshold >= 3.0  # calibrated, capped to answer within 3 h (below)
+    assert dwelling.respond == "within_3h"
     # what each choice would cost it, from its own history
-    choices = dwelling["choices"]
-    assert dwelling["threshold"] == choices["within_3h"]["threshold"]
-    assert choices["calibrated"]["threshold"] >= dwelling["threshold"]
-    assert dwelling["past_alarms_per_month"] == choices["within_3h"]["past_alarms_per_month"] >= 0
-    assert dwelling["response_h"] == choices["within_3h"]["response_h"] <= 3
-    assert choices["calibrated"]["response_h"] >= dwelling["response_h"]
+    within, calibrated = dwelling.choices["within_3h"], dwelling.choices["calibrated"]
+    assert dwelling.threshold == within.threshold
+    assert calibrated.threshold >= dwelling.threshold
+    assert dwelling.past_alarms_per_month == within.past_alarms_per_month >= 0
+    assert dwelling.response_h == within.response_h <= 3
+    assert calibrated.response_h >= dwelling.response_h
     # the next hour with use clears it
 
 
@@ -242,12 +244,12 @@ async def test_a_dwelling_that_responds_calibrated_uses_its_uncapped_threshold(
     analytics = running.analytics
     await analytics.start()
     await analytics.run_hour()
-    dwelling = analytics.status()["dwellings"]["flat-1"]
-    assert dwelling["respond"] == "calibrated"
-    calibrated = dwelling["choices"]["calibrated"]
-    assert dwelling["threshold"] == calibrated["threshold"]
-    assert dwelling["past_alarms_per_month"] == calibrated["past_alarms_per_month"]
-    assert dwelling["response_h"] == calibrated["response_h"]
+    dwelling = analytics.status().dwellings["flat-1"]
+    assert dwelling.respond == "calibrated"
+    calibrated = dwelling.choices["calibrated"]
+    assert dwelling.threshold == calibrated.threshold
+    assert dwelling.past_alarms_per_month == calibrated.past_alarms_per_month
+    assert dwelling.response_h == calibrated.response_h
     detector = analytics.dwellings["flat-1"].detector
     assert detector.model.params.respond == "calibrated"
     assert detector.model.threshold == detector.model.calibration["calibrated"]
@@ -322,7 +324,7 @@ async def test_a_new_bundle_swaps_in_a_bad_one_is_refused_and_invalid_output_rol
         await analytics.check_bundles()
         assert slot.active.bundle.card.sha256 != shipped
         new = slot.active.bundle.card.sha256
-        assert analytics.status()["models"]["anomaly"]["swaps"] == 2
+        assert analytics.status().models["anomaly"].swaps == 2
 
         # one made for other features is refused; the new one stays in use
         write_state_bundle(
@@ -331,8 +333,8 @@ async def test_a_new_bundle_swaps_in_a_bad_one_is_refused_and_invalid_output_rol
         await analytics.check_bundles()
         assert slot.active.bundle.card.sha256 == new
         status = analytics.status()
-        assert status["bundles_refused"] == 1
-        assert "feature version 'anomaly-0'" in status["bundle_errors"][-1]
+        assert status.bundles_refused == 1
+        assert "feature version 'anomaly-0'" in status.bundle_errors[-1]
 
         # one that loads but answers NaN to the features of a real hour (a linear model knows
         # nothing of missing lags) is taken, then dropped at its first invalid output
@@ -350,7 +352,7 @@ async def test_a_new_bundle_swaps_in_a_bad_one_is_refused_and_invalid_output_rol
         with pytest.raises(InvalidOutput):
             slot.run(nan_row)
         assert slot.active.bundle.card.sha256 == new
-        assert analytics.status()["models"]["anomaly"]["rollbacks"] == 1
+        assert analytics.status().models["anomaly"].rollbacks == 1
 
 
 async def test_the_gateway_feeds_the_demand_model_what_training_computes_on_the_same_history(
@@ -398,20 +400,20 @@ async def test_forecasts_are_stored_for_the_central_api_compared_and_checked_aga
     await analytics.start()
     await analytics.run_hour()
     await settled(running, "demand_capacity")
-    status = analytics.status()["demand"]["office"]
-    forecast = status["forecast"]
-    assert forecast["start"] == NOW_HOUR
-    assert len(forecast["kwh"]) == 24
-    assert all(v >= 0 for v in forecast["kwh"])
+    status = analytics.status().demand["office"]
+    forecast = status.forecast
+    assert forecast.start == NOW_HOUR
+    assert len(forecast.kwh) == 24
+    assert all(v >= 0 for v in forecast.kwh)
     # the office's working hours (09:00-18:00 local) are forecast well above its nights
-    assert max(forecast["kwh"]) > 1.5 * min(forecast["kwh"])
-    assert status["cv_rmse_7d"] == pytest.approx(cv_rmse(actual, actual * 1.1))
+    assert max(forecast.kwh) > 1.5 * min(forecast.kwh)
+    assert status.cv_rmse_7d == pytest.approx(cv_rmse(actual, actual * 1.1))
     stored = await running.store.forecasts("office", NOW_HOUR)
-    assert [f.values for f in stored] == [tuple(forecast["kwh"])]
+    assert [f.values for f in stored] == [forecast.kwh]
     assert (await running.store.stats()).outbox["forecast"] == 2  # for the central API
     (alert,) = [a for a in running.changes if a.rule == "demand_capacity"]
     assert "above the capacity of 70 kWh" in alert.message
-    assert alert.value == pytest.approx(max(forecast["kwh"]))
+    assert alert.value == pytest.approx(max(forecast.kwh))
 
 
 async def test_an_unusual_use_alert_reloaded_after_a_restart_clears_after_three_usual_hours(

@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from edge.analytics import Analytics
 from edge.clock import Clock
 from edge.config import parse_config
 from edge.pipeline import Pipeline
+from edge.status import DwellingStatus
 from edge.store import Store
 from firmware_bridge.events import AccessEvent, AccessEventKind
 from nbedge.errors import ConfigError
@@ -71,12 +71,11 @@ class Afternoon:
     analytics: Analytics
     clock: list[float]  # the analytics' wall time, moved by the test
 
-    async def hour(self, epoch: int) -> dict[str, Any]:
+    async def hour(self, epoch: int) -> DwellingStatus:
         """Run the hourly models a minute past ``epoch``; the dwelling's status then."""
         self.clock[0] = epoch + 60.0
         await self.analytics.run_hour()
-        status: dict[str, Any] = self.analytics.status()["dwellings"]["flat-1"]
-        return status
+        return self.analytics.status().dwellings["flat-1"]
 
     async def raised(self) -> list[Alert]:
         """The ``use_stopped`` alerts raised, once the pipeline has recorded the first."""
@@ -158,12 +157,16 @@ async def test_use_stopping_as_the_door_opens_is_an_outing_and_the_return_is_wat
     # out: use stopped right after the door opened; hours usually in use pass with no alert
     for k in range(1, 4):
         status = await went_out.hour(QUIET_FROM + k * 3600)
-        assert status["status"] == f"presumed out for {k} h (door)"
-        assert status["reason"] == f"presumed out: the door opened, then no use for {k} h"
+        assert status.status == f"presumed out for {k} h (door)"
+        assert status.reason == f"presumed out: the door opened, then no use for {k} h"
+        assert (status.state, status.quiet_h) == ("away", k)
+        assert status.last_door_hour == QUIET_FROM - 3600  # the hour it opened in: 14:00-15:00
     # back at 18:05 local, and still no use: the count starts again from the return
     for k in range(4, QUIET_H + 1):
         status = await went_out.hour(QUIET_FROM + k * 3600)
-    assert status["status"].startswith("alert: ")
+    assert status.status.startswith("alert: ")
+    assert status.state == "alert"
+    assert status.last_door_hour == QUIET_FROM + 3 * 3600  # back in the hour from 18:00
     (alert,) = await went_out.raised()  # one episode, one alert: none while presumed out
     assert alert.device == "flat-1"
     assert "no electricity or water use for 2 h since the door opened" in alert.message
@@ -176,7 +179,10 @@ async def test_the_same_quiet_afternoon_without_a_door_event_raises_use_stopped(
 ) -> None:
     for k in range(1, QUIET_H + 1):
         status = await no_door.hour(QUIET_FROM + k * 3600)
-        assert not status["status"].startswith("presumed out")
+        assert not status.status.startswith("presumed out")
+        assert status.state != "away"
+    last_day = (NOW_HOUR - 24 * 3600) // 86_400 - 1  # its history's evening outing, from 17:40
+    assert status.last_door_hour == last_day * 86_400 + 17 * 3600
     (alert,) = await no_door.raised()
     assert "no electricity or water use for 1 h, usually active" in alert.message
     assert alert.raised_at < BACK_AT  # raised while the flat with the door was presumed out

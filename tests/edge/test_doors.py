@@ -61,20 +61,26 @@ def test_a_door_held_open_raises_once_and_clears_when_it_closes() -> None:
 
 
 def test_a_silent_sensor_raises_and_needs_two_frames_to_clear() -> None:
+    """``online`` (the status) follows the alert: unknown, offline, then online again."""
     clock, book = Clock(), AlertBook()
     alerts = DoorAlerts([sensor()], monotonic=clock, wall_clock=lambda: 1.7e9)
     clock.now += 3599
     assert apply(alerts.tick(), book) == []
+    assert alerts.online("entrance") is None  # not heard yet, not yet silent for long
     clock.now += 1
     [raised] = changes(alerts.tick(), book)
     assert (raised.rule, raised.event) == ("sensor_silent", "raised")
     assert "never heard for 60 min" in raised.message
+    assert alerts.online("entrance") is False
     assert apply(alerts.frame("entrance", door_open=None, battery=None), book) == []
+    assert alerts.online("entrance") is False  # one stray frame does not bring it back
     assert apply(alerts.frame("entrance", door_open=None, battery=None), book) == [
         ("sensor_silent", "cleared")
     ]
+    assert alerts.online("entrance") is True
     clock.now += 3600
     assert apply(alerts.tick(), book) == [("sensor_silent", "raised")]
+    assert alerts.online("entrance") is False
 
 
 def test_low_battery_clears_only_ten_points_above_its_threshold() -> None:

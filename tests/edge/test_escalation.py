@@ -140,16 +140,16 @@ async def test_an_alert_nobody_acknowledges_escalates_at_10_20_and_30_minutes_an
             await advance_to(virtual, at + k * 10 * MIN - 1)
             assert level(gateway, raised.alert_id) == k - 1, f"level {k} came early"
             if k == 1:
-                status = (await gateway.status())["escalation"]
-                (waiting,) = status["waiting"]
-                assert (waiting["alert_id"], waiting["next_level"]) == (raised.alert_id, 1)
-                assert (waiting["next_audience"], waiting["next_due_in_s"]) == ("family", 1.0)
+                status = (await gateway.status()).escalation
+                (waiting,) = status.waiting
+                assert (waiting.alert_id, waiting.next_level) == (raised.alert_id, 1)
+                assert (waiting.next_audience, waiting.next_due_in_s) == ("family", 1.0)
             await virtual.advance(1)
             assert level(gateway, raised.alert_id) == k, f"level {k} ({audience}) did not come"
         await virtual.advance(3 * 3600)
         assert level(gateway, raised.alert_id) == 3
-        status = (await gateway.status())["escalation"]
-        assert (status["escalated"], status["waiting"]) == (3, [])
+        status = (await gateway.status()).escalation
+        assert (status.escalated, status.waiting) == (3, ())
 
     events = await history(config, raised.alert_id)
     assert [(e["event"], e["level"], e["audience"]) for e in events] == [
@@ -213,7 +213,7 @@ async def test_an_acknowledgement_a_resolution_or_the_cause_ending_stops_it(
             )
             assert result.refused is None
         await virtual.advance(2 * 3600)
-        assert (await gateway.status())["escalation"]["escalated"] == 1
+        assert (await gateway.status()).escalation.escalated == 1
     events = [(e["event"], e["level"]) for e in await history(config, raised.alert_id)]
     kind = {"acknowledge": "acknowledged", "resolve": "resolved", "clear": "cleared"}[action]
     assert events == [("raised", 0), ("escalated", 1), (kind, 1)]

@@ -226,7 +226,7 @@ async def test_bad_commands_are_refused_answered_and_counted_and_the_gateway_car
         status = rig.publisher.status()
         assert status.connected
         assert status.commands is not None
-        assert status.commands["refused"]["role"] == 1
+        assert status.commands.refused["role"] == 1
         # And it still acts on a good one.
         async with phone(secured_mosquitto, "wang.fang") as app:
             await command(app, alert_id, "wang.fang", body(action="acknowledge", note="已上门"))

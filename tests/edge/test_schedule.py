@@ -105,7 +105,7 @@ async def test_the_models_run_once_an_hour_on_time_whatever_the_bundle_check_int
             await virtual.advance(0.5)
             assert analytics.stats.runs == k + 1, f"the run due at HH:01 of hour {k} did not come"
             assert analytics.stats.last_run_at == due
-            assert analytics.status()["next_run_at"] == due + HOUR
+            assert analytics.status().next_run_at == due + HOUR
         await virtual.advance(30 * 60)
         assert analytics.stats.runs == 4
         store = gateway._store

@@ -68,8 +68,8 @@ def router(gateway: GatewayView, site: ConsoleSite, access: Access) -> APIRouter
     async def status(who: Annotated[Person | None, Depends(optional_person)]) -> dict[str, Any]:
         """The gateway's health. Without a responder's login, the watched dwellings are left
         out (``analytics.dwellings`` gives only how many there are)."""
-        state = await gateway.status()
-        state["local_api"] = access.status()
+        state = (await gateway.status()).model_dump(mode="json")
+        state["local_api"] = access.status().model_dump(mode="json")
         analytics = state.get("analytics")
         if isinstance(analytics, dict) and (who is None or who.role < Role.RESPONDER):
             dwellings = analytics.get("dwellings") or {}

@@ -111,8 +111,7 @@ def router(gateway: GatewayView, console: Console, access: Access) -> APIRouter:
     @pages.get("/residents", response_class=HTMLResponse)
     async def residents(request: Request, who: Responder) -> HTMLResponse:
         state = await gateway.status()
-        analytics: Any = state.get("analytics") or {}
-        watched = _get(analytics, "dwellings") or {}
+        watched = {} if state.analytics is None else state.analytics.dwellings
         open_alerts = gateway.active_alerts()
         homes = []
         for name in site.dwellings:
@@ -170,8 +169,8 @@ def router(gateway: GatewayView, console: Console, access: Access) -> APIRouter:
             request,
             "devices.html",
             who,
-            buses=state.get("modbus") or [],
-            ble=state.get("ble"),
+            buses=state.modbus,
+            ble=state.ble,
             gates=gateway.gates(),
         )
 
