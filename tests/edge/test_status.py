@@ -97,6 +97,7 @@ ADDED = {
     "DeviceStatusView": ["online"],
     "BleSensorStatus": ["online"],
     "DwellingStatus": ["state", "quiet_h", "last_door_hour"],
+    "LocalApiStatus": keys("sessions sessions_expired csrf_refused logins_failed logins_slowed"),
 }
 SNAPSHOTS: dict[type[BaseModel], type] = {
     # Each view and the lower package's dataclass it mirrors.
