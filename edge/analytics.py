@@ -95,6 +95,10 @@ DEMAND_RULE = "demand_capacity"
 ANOMALY_RULE = "unusual_use"
 CESSATION_RULE = "use_stopped"
 QUIET_RULE = "use_quiet"
+DEMAND_POINT = "forecast"
+"""The point of a demand series' alert (its device is the series)."""
+DWELLING_POINT = "use"
+"""The point of a dwelling's alerts (their device is the dwelling)."""
 QUIET_FRACTION = 0.5
 """``use_quiet`` ("please check in") is active from this fraction of a dwelling's threshold,
 until ``use_stopped`` (a visit) takes over or the dwelling is in use again. Provisional: the
@@ -410,7 +414,7 @@ class Analytics:
             Finding(
                 code=DEMAND_RULE,
                 device=name,
-                point="forecast",
+                point=DEMAND_POINT,
                 active=peak > capacity,
                 value=peak,
                 at=forecast.issued_at,
@@ -596,7 +600,7 @@ class Analytics:
                 Finding(
                     code=code,
                     device=name,
-                    point="use",
+                    point=DWELLING_POINT,
                     active=active,
                     value=value,
                     at=at,

@@ -32,6 +32,7 @@ from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome
 from edge.alerts.escalation import Escalator
 from edge.asgi import serve_app
 from edge.clock import Clock
+from edge.home_assistant import HomeAssistantBridge
 from edge.mqtt import AlertPublisher
 from edge.mqtt_commands import Commands
 from edge.people import PeopleStore
@@ -286,12 +287,16 @@ class Gateway:
             self._store = store
             self._book = AlertBook(await store.open_alerts())
             people = PeopleStore.for_gateway(config)
+            home_assistant = None
+            if config.mqtt.enabled and config.mqtt.home_assistant.enabled:
+                home_assistant = HomeAssistantBridge(config)
             if config.mqtt.enabled:
                 self._publisher = AlertPublisher(
                     config.mqtt,
                     site=config.gateway.site,
                     gateway=config.gateway.id,
                     open_alerts=self._book.open,
+                    home_assistant=home_assistant,
                 )
             rules: list[Rule] = [GateFaultRule()]
             if config.rules.voltage.enabled:
@@ -312,7 +317,7 @@ class Gateway:
             gates = await build_gates(config, store, pipeline)
             self._buses = build_buses(
                 config.modbus.devices,
-                pipeline.submit,
+                pipeline.submit if home_assistant is None else home_assistant.tee(pipeline.submit),
                 pipeline.submit_state if config.rules.device_silent.enabled else None,
                 gates=gates,
             )

@@ -8,7 +8,10 @@ Topics under ``<prefix>/<site>/<gateway>`` (docs/mqtt.md has the payloads and th
 - ``alerts/<alert_id>/escalation/<audience>``: the escalated alert, retained until it is
   acknowledged or closed, for a siren or a phone app of that audience;
 - ``alerts/<alert_id>/set/<user>``: commands in (``edge.mqtt_commands``), answered on
-  ``.../set/<user>/result`` (not retained).
+  ``.../set/<user>/result`` (not retained);
+- with a ``HomeAssistantBridge`` (``edge.home_assistant``): its discovery configs, the causes'
+  states and the meters' main points, after the alerts; button presses in on
+  ``causes/<cause_id>/acknowledge/<user>``, answered on ``.../result``.
 
 Only the latest state of each alert waits while the broker is away; escalations wait apart, in
 order, bounded. On reconnection every open alert is published again.
@@ -24,6 +27,7 @@ import random
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -33,6 +37,9 @@ from edge.alerts.payload import alert_payload
 from edge.mqtt_commands import Commands
 from edge.schemas import MqttSection
 from edge.status import MqttCommandsStatus, MqttStatus
+
+if TYPE_CHECKING:
+    from edge.home_assistant import HomeAssistantBridge
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,7 @@ class AlertPublisher:
         gateway: str,
         open_alerts: Callable[[], list[Alert]],
         commands: Commands | None = None,
+        home_assistant: HomeAssistantBridge | None = None,
         backoff_max_s: float = 30.0,
     ) -> None:
         self._config = config
@@ -99,6 +107,9 @@ class AlertPublisher:
         self._failures = 0
         self._escalations_published = 0
         self._escalations_dropped = 0
+        self.home_assistant = home_assistant
+        if home_assistant is not None:
+            home_assistant.wake = self._wake.set
 
     @property
     def status_topic(self) -> str:
@@ -134,6 +145,8 @@ class AlertPublisher:
         elif not sounds(alert):
             for audience in self._sounding.pop(alert.alert_id, {}):
                 self._queue_escalation((alert.alert_id, audience), None)
+        if self.home_assistant is not None:
+            self.home_assistant.alert(alert)
         self._wake.set()
 
     def status(self) -> MqttStatus:
@@ -200,6 +213,10 @@ class AlertPublisher:
         await self._subscribe(client, self.escalation_filter)
         if self.commands is not None:
             await self._subscribe(client, self.command_filter)
+        if self.home_assistant is not None:
+            self.home_assistant.connected(self._open_alerts())
+            if self.commands is not None:
+                await self._subscribe(client, self.home_assistant.press_filter)
         self._connected = True
         log.info("mqtt connected", extra={"broker": f"{self._config.host}:{self._config.port}"})
         try:
@@ -231,6 +248,12 @@ class AlertPublisher:
                 await self._command(client, commands, levels[1], levels[3], data, message.retain)
             elif message.topic.matches(self.escalation_filter) and message.retain and data:
                 self._retained_escalation(levels[1], levels[3])
+            elif (
+                self.home_assistant is not None
+                and commands is not None
+                and message.topic.matches(self.home_assistant.press_filter)
+            ):
+                await self._press(client, commands, levels[1], levels[3], data, message.retain)
 
     async def _command(
         self,
@@ -250,6 +273,31 @@ class AlertPublisher:
         if answer is not None:
             await client.publish(f"{topic}/result", answer.payload(), qos=1, timeout=10)
         if retained:  # so that it is not refused again at every reconnection
+            await client.publish(topic, b"", qos=1, retain=True, timeout=10)
+
+    async def _press(
+        self,
+        client: aiomqtt.Client,
+        commands: Commands,
+        cause_id: str,
+        user: str,
+        payload: bytes,
+        retained: bool,
+    ) -> None:
+        """A Home Assistant button pressed: acknowledge its cause's open alert."""
+        assert self.home_assistant is not None  # the caller checked
+        topic = f"{self._root}/causes/{cause_id}/acknowledge/{user}"
+        try:
+            known, alert_id = self.home_assistant.alert_of(cause_id, self._open_alerts())
+            answer = commands.press(
+                cause_id, alert_id, user, payload, retained=retained, known=known
+            )
+        except Exception:  # a bug in one press must not stop the alerts
+            log.exception("mqtt press failed", extra={"cause_id": cause_id, "user": user})
+            return
+        if answer is not None:
+            await client.publish(f"{topic}/result", answer.payload(), qos=1, timeout=10)
+        if retained:
             await client.publish(topic, b"", qos=1, retain=True, timeout=10)
 
     def _retained_escalation(self, alert_id: str, audience: str) -> None:
@@ -307,5 +355,17 @@ class AlertPublisher:
                 self._published += 1
                 if self._pending.get(alert_id) is alert:
                     del self._pending[alert_id]
+            bridge = self.home_assistant
+            if bridge is not None and (message := bridge.next()) is not None:
+                # After escalations and alerts; one at a time, so that they come first again.
+                await client.publish(
+                    message.topic,
+                    message.payload,
+                    qos=message.qos,
+                    retain=message.retain,
+                    timeout=10,
+                )
+                bridge.sent(message)
+                continue
             self._wake.clear()
             await self._wake.wait()

@@ -8,7 +8,9 @@ checks one message, applies it through ``act`` (``Pipeline.act``, ``via="mqtt"``
 person's name) and returns the ``Answer`` for ``<root>/alerts/<alert_id>/set/<user>/result``.
 A refusal changes nothing, is counted by reason (``REASONS``) and logged with a short excerpt.
 A ``command_id`` seen again from the same person for the same alert is answered as the first
-time and not applied again. docs/mqtt.md has the topics, the payloads and why.
+time and not applied again. ``Commands.press`` does the same for a Home Assistant button on
+``<root>/causes/<cause_id>/acknowledge/<user>``: ``PRESS`` acknowledges the cause's open alert.
+docs/mqtt.md has the topics, the payloads and why.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from edge.people import Person, Role
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
+PRESS = b"PRESS"
+"""A button press (``press``): Home Assistant's ``payload_press``, nothing else."""
 MAX_NOTE = 500
 REPEATS_KEPT = 1024
 """Answers remembered per (person, alert, command_id); the oldest is forgotten beyond it."""
@@ -44,6 +48,7 @@ Reason = Literal[
     "not_a_person",
     "role",
     "unknown_alert",
+    "unknown_cause",
     "refused",
 ]
 REASONS: tuple[Reason, ...] = (
@@ -57,6 +62,7 @@ REASONS: tuple[Reason, ...] = (
     "not_a_person",
     "role",
     "unknown_alert",
+    "unknown_cause",
     "refused",
 )
 ACTIONS: tuple[Action, ...] = ("acknowledge", "resolve")
@@ -172,19 +178,46 @@ class Commands:
         try:
             answer = self._apply(alert_id, user, payload, retained=retained)
         except _Refused as refusal:
-            self.refused[refusal.reason] += 1
-            log.warning(
-                "mqtt command refused: %s",
-                refusal.reason,
-                extra={
-                    "alert_id": alert_id[:200],
-                    "user": user[:64],
-                    "detail": refusal.detail,
-                    "excerpt": repr(payload[:40].decode("utf-8", "replace")),
-                },
-            )
+            self._count(refusal, user, payload, alert_id=alert_id[:200])
             return Answer("refused", refusal.reason, refusal.detail, command_id=_id_of(payload))
         return answer
+
+    def press(
+        self,
+        cause_id: str,
+        alert_id: str | None,
+        user: str,
+        payload: bytes,
+        *,
+        retained: bool,
+        known: bool = True,
+    ) -> Answer | None:
+        """The answer to one message on ``.../causes/<cause_id>/acknowledge/<user>`` (Home
+        Assistant's button): ``PRESS`` acknowledges ``alert_id``, the cause's open alert
+        (``None``: it has none; ``known`` false: the gateway has no such cause). Empty messages
+        are ignored as in ``handle``; anything else is refused, counted and logged."""
+        if not payload and not retained:
+            self.ignored_empty += 1
+            return None
+        try:
+            answer = self._press(alert_id, user, payload, retained=retained, known=known)
+        except _Refused as refusal:
+            self._count(refusal, user, payload, cause_id=cause_id[:200])
+            return Answer("refused", refusal.reason, refusal.detail)
+        return answer
+
+    def _count(self, refusal: _Refused, user: str, payload: bytes, **where: str) -> None:
+        self.refused[refusal.reason] += 1
+        log.warning(
+            "mqtt command refused: %s",
+            refusal.reason,
+            extra={
+                **where,
+                "user": user[:64],
+                "detail": refusal.detail,
+                "excerpt": repr(payload[:40].decode("utf-8", "replace")),
+            },
+        )
 
     def counts(self) -> dict[str, Any]:
         """For ``/api/status``: applied, repeats, empty messages ignored, refusals by reason."""
@@ -238,6 +271,34 @@ class Commands:
             while len(self._answered) > REPEATS_KEPT:
                 self._answered.popitem(last=False)
         return answer
+
+    def _press(
+        self, alert_id: str | None, user: str, payload: bytes, *, retained: bool, known: bool
+    ) -> Answer:
+        if retained:
+            raise _Refused("retained", "a retained press is never applied: publish it not retained")
+        if len(payload) > len(PRESS) * 4:
+            raise _Refused("too_large", f"{len(payload)} bytes; a press is {PRESS.decode()}")
+        person = self._person(user)
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Refused("not_utf8", f"not UTF-8 at byte {exc.start}") from None
+        if payload != PRESS:
+            raise _Refused("malformed", f"a press is the payload {PRESS.decode()}, nothing else")
+        if not known:
+            raise _Refused("unknown_cause", "no alert cause of that id on this gateway")
+        if alert_id is None or self._alert(alert_id) is None:
+            raise _Refused("unknown_alert", "that cause has no open alert")
+        result = self._act(
+            alert_id, "acknowledge", by=person.display or person.name, via="mqtt", at=self._now()
+        )
+        if result.refused is not None:
+            raise _Refused("refused", result.refused)
+        self.applied += 1
+        detail = None if result.changes else "already in that state: nothing to record"
+        event_id = result.changes[-1].event_id if result.changes else None
+        return Answer("applied", None, detail, event_id)
 
     def _person(self, user: str) -> Person:
         person = self._people.find(user)

@@ -84,6 +84,28 @@ class StoreSection(_Section):
         return self
 
 
+class HomeAssistantSection(_Section):
+    """The building in Home Assistant, through its MQTT discovery (docs/home-assistant.md)."""
+
+    enabled: bool = False
+    """Announce the building to Home Assistant: off unless asked for, since it puts the meters'
+    readings on the broker and needs a broker account and a person for Home Assistant."""
+    discovery_prefix: Annotated[
+        str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    ] = "homeassistant"
+    """Home Assistant's discovery prefix (its MQTT integration's setting)."""
+    account: Identifier = "homeassistant"
+    """Home Assistant's broker account: its buttons acknowledge as this account, which must be a
+    person of the gateway with the responder role."""
+    name: Label | None = None
+    """The building's name in Home Assistant, e.g. ``枫林苑12号楼``; ``<site> <gateway>`` when
+    unset."""
+    language: Literal["zh-Hans", "en"] = "zh-Hans"
+    """The language of the entities' names (the alert texts carry both)."""
+    state_interval_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    """A meter's point is published at most this often."""
+
+
 class MqttSection(_Section):
     enabled: bool = True
     """Publish alerts and the gateway's status to the local broker."""
@@ -94,6 +116,13 @@ class MqttSection(_Section):
     topic_prefix: Identifier = "nbedge"
     """Topics are ``<topic_prefix>/<site>/<gateway>/...``."""
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    home_assistant: HomeAssistantSection = HomeAssistantSection()
+
+    @model_validator(mode="after")
+    def _home_assistant_needs_mqtt(self) -> MqttSection:
+        if self.home_assistant.enabled and not self.enabled:
+            raise ValueError("home_assistant.enabled needs mqtt.enabled: it goes through MQTT")
+        return self
 
 
 class UplinkSection(_Section):

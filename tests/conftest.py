@@ -26,6 +26,7 @@ BROKER_ACCOUNTS = {
     "li.lei": "li-lei-secret-22",
     "zhao.min": "zhao-min-secret",
     "siren-1": "siren-one-secret",
+    "homeassistant": "home-assistant-secret",
 }
 """The accounts of ``secured_mosquitto`` and their passwords."""
 

@@ -31,6 +31,8 @@ class AlertKind:
     code: str
     severity: str
     meaning: str
+    title: str
+    """A few words naming the problem (a Home Assistant entity's name), translated."""
     raised: Mapping[str, str]
     cleared: str
     params: tuple[str, ...] = ()
@@ -50,6 +52,7 @@ _DURATION_PARAMS: Final = ("open_s", "limit_s", "silent_s")
 KINDS: Final[tuple[AlertKind, ...]] = (
     AlertKind(
         code="voltage",
+        title=N_("voltage out of range"),
         severity="warning",
         meaning="A phase voltage outside the nominal voltage +-10 % (EN 50160).",
         raised={
@@ -62,6 +65,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="gate_fault",
+        title=N_("gate fault"),
         severity="warning",
         meaning="A gate or barrier controller reports a fault.",
         raised={"": N_("{device} in fault: {fault} (code {fault_code})")},
@@ -81,6 +85,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="device_silent",
+        title=N_("not answering"),
         severity="warning",
         meaning="A Modbus device stopped answering.",
         raised={
@@ -99,6 +104,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="door_held_open",
+        title=N_("door held open"),
         severity="warning",
         meaning="A door open for longer than its sensor's held_open_s.",
         raised={"": N_("{device} open for {open} (limit {limit})")},
@@ -108,6 +114,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="sensor_silent",
+        title=N_("sensor silent"),
         severity="warning",
         meaning="No frame from a BLE sensor for its silent_s.",
         raised={
@@ -120,6 +127,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="low_battery",
+        title=N_("battery low"),
         severity="info",
         meaning="A BLE sensor's battery at or below its low_battery_pct.",
         raised={"": N_("{device} battery at {battery:.0f} % (replace at {low:.0f} %)")},
@@ -129,6 +137,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="ble_adapter",
+        title=N_("Bluetooth adapter not receiving"),
         severity="critical",
         meaning="The Bluetooth adapter does not receive: no door sensor is heard.",
         raised={"": N_("BLE adapter unhealthy: {reason}")},
@@ -139,6 +148,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="demand_capacity",
+        title=N_("forecast above capacity"),
         severity="warning",
         meaning="A forecast hour above the building's capacity_kwh.",
         raised={
@@ -153,6 +163,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="unusual_use",
+        title=N_("unusual use"),
         severity="warning",
         meaning="An hour of a meter unusual for it (the anomaly model, or a run of zeros or of "
         "one value).",
@@ -203,6 +214,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="use_quiet",
+        title=N_("quiet home"),
         severity="warning",
         meaning="A watched home quiet where it is usually active: please check in.",
         raised={
@@ -217,6 +229,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="use_stopped",
+        title=N_("use stopped"),
         severity="critical",
         meaning="A watched home whose use has stopped where it is usually active: a visit.",
         raised={
@@ -247,6 +260,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="records_refused",
+        title=N_("records refused by the central API"),
         severity="warning",
         meaning="Records the central API refused, kept on the gateway; the rest flows.",
         raised={
@@ -261,6 +275,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="disk_full",
+        title=N_("disk full"),
         severity="critical",
         meaning="The store's disk is full: the oldest bulk data gives way so that alerts are kept.",
         raised={
@@ -281,6 +296,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
     ),
     AlertKind(
         code="gateway_silent",
+        title=N_("gateway not reporting"),
         severity="warning",
         meaning="A gateway that stopped reporting (raised by the central API, not the gateway).",
         raised={"": N_("gateway {device} has not reported for {silent}")},
