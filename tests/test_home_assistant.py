@@ -177,7 +177,9 @@ async def test_home_assistant_sees_the_building_and_acknowledges_an_alert(
             await ha.client.publish(unknown, b"PRESS", qos=1, timeout=5)
 
             async def refused() -> dict[str, int]:
-                counts: dict[str, int] = (await gateway.status())["mqtt"]["commands"]["refused"]
+                mqtt = (await gateway.status()).mqtt
+                assert mqtt is not None
+                counts: dict[str, int] = dict(mqtt.commands.refused)
                 return {reason: n for reason, n in counts.items() if n}
 
             # (a JSON command is longer than a press may be: too large)
@@ -207,9 +209,10 @@ async def test_home_assistant_sees_the_building_and_acknowledges_an_alert(
             )
             alert_topic = f"{ROOT}/alerts/{alert_id}"
             assert json.loads(ha.seen[alert_topic])["state"] == "acknowledged"
-            section = (await gateway.status())["mqtt"]
-            assert section["connected"]
-            assert section["commands"]["applied"] == 1
+            section = (await gateway.status()).mqtt
+            assert section is not None
+            assert section.connected
+            assert section.commands.applied == 1
 
             # The meter answers again: cleared and resolved by itself, OFF.
             building.resume(1)
