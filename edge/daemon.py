@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ from edge.status import (
 from edge.store import Quota, Retention, Store
 from edge.store.housekeeping import Housekeeper
 from edge.web import Changes, ConsoleSite, create_local_app
+from edge.web.view import MeterHistory
 from firmware_bridge.modbus.bus import (
     DeviceSpec,
     DeviceStateChange,
@@ -139,6 +141,52 @@ class Gateway:
 
     async def alert_outcomes(self, device: str) -> dict[str, int]:
         return {} if self._store is None else await self._store.alert_outcomes(device)
+
+    async def meter_history(self, device: str, point: str, hours: int) -> MeterHistory:
+        """A point's last ``hours`` hour by hour (the console's chart); KeyError for a point
+        the store never had."""
+        store = self._store
+        if store is None:
+            raise KeyError(device)
+        readings = await store.latest_readings()
+        latest = next((r for r in readings if (r["device"], r["point"]) == (device, point)), None)
+        if latest is None:
+            raise KeyError(f"{device}:{point}")
+        now = self.clock.wall_time()
+        start = int(now // 3600 * 3600) - (hours - 1) * 3600
+        per_hour = (device, point) in store.counters
+        raw = await store.hourly(
+            device, point, start=start, hours=hours, how="delta" if per_hour else "mean",
+            synced_only=False,
+        )  # fmt: skip
+        values = [None if math.isnan(v) else v for v in raw]
+        known = [v for v in values if v is not None]
+        fed = [
+            s for s in self.config.models.demand if device in (m.split(":")[0] for m in s.meters)
+        ]
+        series = fed[0].name if fed else None
+        forecast: list[float | None] | None = None
+        if series is not None:
+            forecast = [None] * hours
+            for issued in await store.forecasts(series, start - 23 * 3600):
+                for i, kwh in enumerate(issued.values):
+                    slot = int((issued.start - start) // 3600) + i
+                    if 0 <= slot < hours:
+                        forecast[slot] = kwh  # later forecasts overwrite earlier ones
+        return MeterHistory(
+            device=device,
+            point=point,
+            unit=str(latest["unit"]),
+            per_hour=per_hour,
+            start=start,
+            values=values,
+            forecast=forecast,
+            forecast_series=series,
+            minimum=min(known, default=None),
+            maximum=max(known, default=None),
+            latest=float(latest["value"]),
+            latest_at=float(latest["wall_time"]),
+        )
 
     async def status(self) -> GatewayStatus:
         """The whole gateway (``/api/status``). The bus, the gates, the sync client and the store

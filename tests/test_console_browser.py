@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Broker
-from tests.support.console import PASSWORD, Building, console_building, retained_when
+from tests.support.console import (
+    PASSWORD,
+    SEEDED_KWH,
+    Building,
+    console_building,
+    retained_when,
+)
 
 playwright = pytest.importorskip("playwright.async_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -169,4 +175,45 @@ async def test_the_live_stream_reconnects_by_itself(
         await page.locator("article.alert.warning").wait_for(timeout=10_000)
         assert await page.evaluate("window.notReloaded === true")
         await shots.take(page, "after-reconnecting")
+        await context.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+async def test_the_meter_chart_draws_the_data_the_gateway_gave_it(
+    tmp_path: Path,
+    mosquitto: Broker,
+    browser: object,
+    viewport: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    shots = Shots(SHOTS / request.node.name.replace("[", "-").rstrip("]"))
+    async with console_building(tmp_path, mosquitto) as building:
+        context = await browser.new_context(viewport=VIEWPORTS[viewport])  # type: ignore[attr-defined]
+        page = await context.new_page()
+        await log_in(page, building, "li.wei")
+        await page.goto(building.url + "/meters/main?point=import_energy&days=1")
+        await page.wait_for_selector("#chart[data-drawn]", timeout=10_000)
+        await shots.take(page, "chart")
+        given = await page.evaluate("window.nbedgeChartData")
+        drawn = await page.evaluate("window.nbedgeChart.data[1]")
+        assert drawn == given["values"]
+        assert given["per_hour"] is True
+        # The 23 whole hours of the window before this one are the seeded use, hour by hour.
+        known = [v for v in given["values"][:-1]]
+        assert known == pytest.approx(SEEDED_KWH[-23:])
+        assert await page.inner_text("[data-stat=max]") == f"{max(SEEDED_KWH[-23:]):.1f} kWh / h"
+        canvas = page.locator("#chart canvas")
+        assert await canvas.count() == 1
+        box = await canvas.bounding_box()
+        assert box is not None
+        assert box["width"] <= VIEWPORTS[viewport]["width"]
+        # Something is drawn: the canvas is not one colour.
+        colours = await page.evaluate(
+            """() => { const c = document.querySelector('#chart canvas');
+                 const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                 const seen = new Set(); for (let i = 0; i < px.length; i += 4 * 97)
+                   seen.add(px[i] + ',' + px[i+1] + ',' + px[i+2] + ',' + px[i+3]);
+                 return seen.size; }"""
+        )
+        assert colours > 3
         await context.close()

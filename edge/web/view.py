@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
+
 from edge.alerts import Action, ActResult, Alert, Outcome
 from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
 
@@ -31,6 +33,8 @@ class GatewayView(Protocol):
 
     async def alert_outcomes(self, device: str) -> dict[str, int]: ...
 
+    async def meter_history(self, device: str, point: str, hours: int) -> MeterHistory: ...
+
     async def latest_readings(self) -> list[dict[str, Any]]: ...
 
     def gates(self) -> list[GateStatus]: ...
@@ -48,6 +52,29 @@ class GatewayView(Protocol):
         note: str | None = None,
         outcome: Outcome | None = None,
     ) -> ActResult: ...
+
+
+class MeterHistory(BaseModel):
+    """``GET /api/meters/{device}/history``: one point's last hours, hour by hour, from the
+    store's hourly summaries; a counter (energy, water) as its use in each hour, any other
+    point as its mean. The building's forecast (kWh per hour) beside it when the meter feeds
+    one; ``latest`` is the newest reading, however recent."""
+
+    device: str
+    point: str
+    unit: str
+    per_hour: bool
+    """True: ``values`` are each hour's use of a counter (kWh, m3); False: hourly means."""
+    start: float
+    """Epoch s of the first hour (a UTC hour boundary); hour i starts at ``start + 3600 i``."""
+    values: list[float | None]
+    """One per hour; None: no summary for that hour (not yet, or nothing read)."""
+    forecast: list[float | None] | None = None
+    forecast_series: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    latest: float | None = None
+    latest_at: float | None = None
 
 
 class Changes:

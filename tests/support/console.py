@@ -130,6 +130,33 @@ def add_people(state_dir: Path) -> None:
         people.add(name, role, display=display, password=PASSWORD)
 
 
+SEEDED_KWH = [0.5 + 0.1 * (h % 12) for h in range(30)]
+"""The main meter's use in each of the 30 whole hours before this one (kWh)."""
+
+
+async def seed_hours(config: Any) -> None:
+    """The main meter's last 30 hours, as hourly summaries (the chart has something to draw)."""
+    from edge.store import Store
+    from firmware_bridge.readings import Reading
+
+    end = int(time.time() // 3600 * 3600)
+    start = end - len(SEEDED_KWH) * 3600
+    total, readings = 1000.0, [Reading("main", "import_energy", 1000.0, "kWh", start + 1, 0)]
+    for hour, used in enumerate(SEEDED_KWH):
+        total += used
+        readings.append(
+            Reading("main", "import_energy", total, "kWh", start + hour * 3600 + 3599, 0)
+        )
+    async with Store(
+        config.database_path,
+        gateway_id=config.gateway.id,
+        counters=frozenset({("main", "import_energy")}),
+        clock=Clock(synchronised=lambda: True),
+    ) as store:
+        await store.write(readings, [])
+        await store.summarise(now=end + 10, interval_s=3600, grace_s=5)
+
+
 @contextlib.asynccontextmanager
 async def console_building(
     tmp_path: Path, broker: Broker, *, extra: str = ""
@@ -152,6 +179,7 @@ async def console_building(
             )
         )
         add_people(config.gateway.state_dir)
+        await seed_hours(config)
         clock = ShiftedClock()
         gateway = Gateway(config, clock=clock)
         stop = asyncio.Event()

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -24,7 +24,7 @@ from edge.alerts import Action, Alert, Outcome
 from edge.alerts.payload import alert_payload
 from edge.people import Person, Role
 from edge.web.auth import Access, api_person, optional_person
-from edge.web.view import ConsoleSite, GatewayView
+from edge.web.view import ConsoleSite, GatewayView, MeterHistory
 from firmware_bridge.modbus.gate import Command
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,24 @@ def router(gateway: GatewayView, site: ConsoleSite, access: Access) -> APIRouter
         if who.role >= Role.RESPONDER:
             return readings
         return [r for r in readings if r["device"] not in site.resident_devices]
+
+    @api.get("/meters/{device}/history")
+    async def history(
+        device: Annotated[str, Path(max_length=64)],
+        who: Viewer,
+        point: Annotated[str, Query(min_length=1, max_length=64)],
+        hours: Annotated[int, Query(ge=1, le=168)] = 24,
+    ) -> MeterHistory:
+        """One point's last ``hours`` (1 to 168) hour by hour, with the building's forecast
+        when the meter feeds one; a home's meters for responders only."""
+        if who.role < Role.RESPONDER and device in site.resident_devices:
+            raise HTTPException(status_code=404, detail=f"no meter {device!r}")
+        try:
+            return await gateway.meter_history(device, point, hours)
+        except KeyError:
+            raise HTTPException(
+                status_code=404, detail=f"no readings of {device}:{point}"
+            ) from None
 
     @api.get("/events")
     async def events(request: Request, who: Viewer) -> EventSourceResponse:
