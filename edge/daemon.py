@@ -166,12 +166,13 @@ class Gateway:
         ]
         series = fed[0].name if fed else None
         forecast: list[float | None] | None = None
-        if series is not None:
-            forecast = [None] * hours
+        if series is not None:  # over the past hours and the 24 to come
+            values += [None] * 24
+            forecast = [None] * (hours + 24)
             for issued in await store.forecasts(series, start - 23 * 3600):
                 for i, kwh in enumerate(issued.values):
                     slot = int((issued.start - start) // 3600) + i
-                    if 0 <= slot < hours:
+                    if 0 <= slot < len(forecast):
                         forecast[slot] = kwh  # later forecasts overwrite earlier ones
         return MeterHistory(
             device=device,

@@ -68,7 +68,8 @@ class MeterHistory(BaseModel):
     start: float
     """Epoch s of the first hour (a UTC hour boundary); hour i starts at ``start + 3600 i``."""
     values: list[float | None]
-    """One per hour; None: no summary for that hour (not yet, or nothing read)."""
+    """One per hour; None: no summary for that hour (not yet, or nothing read). With a
+    forecast, 24 more hours follow the last (the hours to come, all None)."""
     forecast: list[float | None] | None = None
     forecast_series: str | None = None
     minimum: float | None = None
