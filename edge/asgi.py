@@ -21,13 +21,21 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 async def serve_app(
-    app: Any, *, host: str, port: int, started: asyncio.Event | None = None
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    started: asyncio.Event | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> None:
-    """Serve ``app`` on ``host:port`` until cancelled; sets ``started`` once it listens."""
+    """Serve ``app`` on ``host:port`` until cancelled; sets ``started`` once it listens. With
+    ``tls`` (certificate and key files, PEM), over HTTPS."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        ssl_certfile=None if tls is None else tls[0],
+        ssl_keyfile=None if tls is None else tls[1],
         log_config=None,
         access_log=False,
         lifespan="off",

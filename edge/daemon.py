@@ -39,7 +39,13 @@ from edge.mqtt_commands import Commands
 from edge.people import PeopleStore
 from edge.pipeline import Pipeline
 from edge.rules import GateFaultRule, Rule, VoltageRule
-from edge.schemas import GateSection, GatewayConfig, ModbusDeviceSection, UplinkSection
+from edge.schemas import (
+    GateSection,
+    GatewayConfig,
+    LocalApiSection,
+    ModbusDeviceSection,
+    UplinkSection,
+)
 from edge.status import (
     BusStatusView,
     GateStatusView,
@@ -429,6 +435,7 @@ class Gateway:
                                 ),
                                 host=config.local_api.host,
                                 port=config.local_api.port,
+                                tls=_tls(config.local_api),
                                 started=web_started,
                             ),
                             name="local-api",
@@ -665,3 +672,10 @@ async def run_gateway(config: GatewayConfig) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def _tls(api: LocalApiSection) -> tuple[str, str] | None:
+    """The console's certificate and key files, when it is served over HTTPS."""
+    if api.tls_cert is None or api.tls_key is None:
+        return None
+    return str(api.tls_cert), str(api.tls_key)

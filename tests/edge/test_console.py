@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -472,3 +473,62 @@ def test_the_wheel_ships_the_templates_assets_and_compiled_catalogues(tmp_path: 
         *(f"edge/web/templates/{p.name}" for p in (ROOT / "edge/web/templates").glob("*.html")),
     }
     assert shipped <= names, sorted(shipped - names)
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM), as an installer's own CA would give."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "console.crt", folder / "console.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_over_https_the_session_cookie_is_secure(tmp_path: Path, mosquitto: Broker) -> None:
+    cert, key = self_signed(tmp_path)
+    tls = f'tls_cert = "{cert}"\ntls_key = "{key}"'
+    async with (
+        console_building(tmp_path, mosquitto, local_api=tls) as building,
+        httpx.AsyncClient(
+            base_url=building.url, timeout=10, verify=ssl.create_default_context(cafile=cert)
+        ) as client,
+    ):
+        assert building.url.startswith("https://")
+        first = await client.get("/login")
+        assert "plain HTTP" not in first.text
+        answer = await login(client, "wang.fang")
+        assert answer.status_code == 303
+        cookie = answer.headers["set-cookie"]
+        assert "Secure" in cookie
+        assert "HttpOnly" in cookie
+        assert (await client.get("/alerts")).status_code == 200

@@ -68,7 +68,13 @@ class Building:
 
 
 def config_text(
-    tmp_path: Path, *, modbus_port: int, broker: Broker, local_port: int, extra: str = ""
+    tmp_path: Path,
+    *,
+    modbus_port: int,
+    broker: Broker,
+    local_port: int,
+    extra: str = "",
+    local_api: str = "",
 ) -> str:
     devices = "\n".join(
         f"""
@@ -103,6 +109,7 @@ batch_max_delay_s = 0.05
 [local_api]
 host = "127.0.0.1"
 port = {local_port}
+{local_api}
 
 [site]
 label = "幸福里3号楼"
@@ -159,7 +166,7 @@ async def seed_hours(config: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def console_building(
-    tmp_path: Path, broker: Broker, *, extra: str = ""
+    tmp_path: Path, broker: Broker, *, extra: str = "", local_api: str = ""
 ) -> AsyncIterator[Building]:
     main = SimulatedMeter(
         load_profile("eastron_sdm630"), ResidentialLoadProfile(), start=datetime.now(tz=UTC)
@@ -175,7 +182,12 @@ async def console_building(
     ) as sim:
         config = parse_config(
             config_text(
-                tmp_path, modbus_port=sim.port, broker=broker, local_port=local_port, extra=extra
+                tmp_path,
+                modbus_port=sim.port,
+                broker=broker,
+                local_port=local_port,
+                extra=extra,
+                local_api=local_api,
             )
         )
         add_people(config.gateway.state_dir)
@@ -186,10 +198,11 @@ async def console_building(
         running = asyncio.create_task(gateway.run(stop))
         try:
             await asyncio.wait_for(gateway.ready.wait(), 15)
+            scheme = "https" if "tls_cert" in local_api else "http"
             yield Building(
                 gateway,
                 main,
-                f"http://127.0.0.1:{local_port}",
+                f"{scheme}://127.0.0.1:{local_port}",
                 broker,
                 clock,
                 config.gateway.state_dir,
