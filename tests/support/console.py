@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import aiomqtt
 
 from edge.clock import Clock
 from edge.config import parse_config
@@ -27,6 +24,7 @@ from sim.load_profile import ResidentialLoadProfile
 from sim.meter import SimulatedMeter
 from sim.modbus_server import SimulatedBuilding
 from tests.conftest import Broker, free_port
+from tests.test_alert_actions import retained
 
 SITE, GATEWAY = "site-console", "gw-console"
 PASSWORD = "correct horse 301"
@@ -210,20 +208,6 @@ async def console_building(
         finally:
             stop.set()
             await asyncio.wait_for(running, 20)
-
-
-async def retained(broker: Broker, topic: str) -> dict[str, Any] | None:
-    """The retained message on ``topic`` now (None if there is none)."""
-    async with aiomqtt.Client(broker.host, broker.port, identifier="console-test") as client:
-        await client.subscribe(topic, qos=1)
-        try:
-            async with asyncio.timeout(0.5):
-                async for message in client.messages:
-                    payload = bytes(message.payload)  # type: ignore[arg-type]
-                    return json.loads(payload) if payload else None
-        except TimeoutError:
-            return None
-    return None
 
 
 async def retained_when(
