@@ -290,6 +290,37 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE alerts ADD COLUMN unacked_mono_ns INTEGER",
         "ALTER TABLE alerts ADD COLUMN unacked_synced INTEGER",
     ],
+    # 9: the newest reading of every point (``edge.store.latest``), written with each batch, so
+    # a point that reports once a day shows on the latest-readings page however busy the
+    # building, and after retention or the quota took its raw readings. ``point_last`` stays
+    # what it is, the last reading *summarised* (the baseline of counters' deltas). Seeded from
+    # the readings not summarised yet, else from ``point_last`` with its reading's unit and time,
+    # else (that reading gone) with the unit and period start of the point's newest summary; a
+    # point with none of these has no time to show and is left out.
+    [
+        """CREATE TABLE point_latest (
+            device TEXT NOT NULL,
+            point TEXT NOT NULL,
+            reading_id INTEGER NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT NOT NULL,
+            wall_time REAL NOT NULL,
+            PRIMARY KEY (device, point)
+        ) WITHOUT ROWID""",
+        """INSERT INTO point_latest (device, point, reading_id, value, unit, wall_time)
+            SELECT device, point, MAX(id), value, unit, wall_time FROM readings
+            WHERE id > CAST(COALESCE(
+                (SELECT value FROM meta WHERE key = 'summary_last_id'), '0') AS INTEGER)
+            GROUP BY device, point""",
+        """INSERT OR IGNORE INTO point_latest (device, point, reading_id, value, unit, wall_time)
+            SELECT p.device, p.point, p.reading_id, p.value, r.unit, r.wall_time
+            FROM point_last AS p JOIN readings AS r ON r.id = p.reading_id""",
+        """INSERT OR IGNORE INTO point_latest (device, point, reading_id, value, unit, wall_time)
+            SELECT p.device, p.point, p.reading_id, p.value, s.unit, s.period_start
+            FROM point_last AS p JOIN summaries AS s ON s.id = (
+                SELECT id FROM summaries WHERE device = p.device AND point = p.point
+                ORDER BY period_start DESC, id DESC LIMIT 1)""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,7 +5,8 @@ and the event loop never blocks on disk. A batch of readings, the alerts they ca
 events of doors and gates pending are written in one transaction together with the outbox rows that
 must be synced, so a record is either stored and queued for the central API, or neither; so is
 each demand forecast (``write_forecast``, see ``forecasts``). The outbox is the
-``cloud_sync.outbox.Outbox``.
+``cloud_sync.outbox.Outbox``. For the local page and API: every point's newest reading
+(``latest_readings``, see ``latest``).
 
 Housekeeping (``housekeep``, every few seconds from the daemon) corrects wall times once the clock
 synchronised (``edge.clock``), summarises closed periods by row-id ranges and counts access events
@@ -40,7 +41,16 @@ from cloud_sync.outbox import OutboxRecord, SetAside
 from edge.alerts import Alert
 from edge.clock import Clock, Stamp
 from edge.store import alerts as store_alerts
-from edge.store import forecasts, hourly, outbox, quota, records, retention, summaries
+from edge.store import (
+    forecasts,
+    hourly,
+    latest,
+    outbox,
+    quota,
+    records,
+    retention,
+    summaries,
+)
 from edge.store.alerts import UnackedTime
 from edge.store.disk import DISK_FULL_RULE, DiskStatus, Limits
 from edge.store.forecasts import Forecast
@@ -126,6 +136,8 @@ class Store:
         self._db: sqlite_utils.Database | None = None
         self._rows_since_check = 0
         self._corrected_upto = 0
+        self._latest_due = 0.0
+        """When (monotonic s) the next batch of readings brings ``point_latest`` up to date."""
         self._room = Room(path, disk_usage=disk_usage, clock=self.clock, quota=lambda: self.quota)
         self._unmet = False
         self._leases: dict[str, tuple[int, float]] = {}
@@ -278,6 +290,7 @@ class Store:
     ) -> None:
         conn = self._conn
         with transaction(conn):
+            flush_latest = bool(readings) and stamp.monotonic_ns / 1e9 >= self._latest_due
             conn.executemany(
                 "INSERT INTO readings (device, point, value, unit, wall_time, boot_id,"
                 " monotonic_ns, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -295,6 +308,8 @@ class Store:
                     for r in readings
                 ],
             )
+            if flush_latest:
+                latest.flush(conn)
             for alert in alerts:
                 store_alerts.write(conn, alert, stamp)
             self._enqueue(
@@ -326,6 +341,8 @@ class Store:
             for key, value in (cursors or {}).items():
                 outbox.set_meta(conn, f"cursor.{key}", value)
         self._rows_since_check += len(readings)
+        if flush_latest:
+            self._latest_due = stamp.monotonic_ns / 1e9 + latest.FLUSH_S
 
     async def cursor(self, key: str) -> str:
         """How far a source's events are stored (``""`` if none yet): the value last written
@@ -676,19 +693,9 @@ class Store:
         return await self._run(lambda: store_alerts.applied_command(self._conn, command_id))
 
     async def latest_readings(self) -> list[dict[str, Any]]:
-        """The newest value of every point of every device (for the local status page)."""
-        return await self._run(self._latest_readings)
-
-    def _latest_readings(self) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT device, point, value, unit, MAX(id), wall_time FROM readings"
-            " WHERE id > (SELECT COALESCE(MAX(id), 0) - 5000 FROM readings)"
-            " GROUP BY device, point ORDER BY device, point"
-        ).fetchall()
-        return [
-            {"device": d, "point": p, "value": v, "unit": u, "wall_time": t}
-            for d, p, v, u, _, t in rows
-        ]
+        """The newest value of every point of every device, however long ago it came (for the
+        local status page; ``edge.store.latest``)."""
+        return await self._run(latest.readings, self._conn)
 
     async def hourly(
         self,

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from edge.clock import Stamp
-from edge.store import records
+from edge.store import latest, records
 from edge.store.outbox import meta, set_meta
 from edge.store.schema import transaction
 
@@ -202,6 +202,7 @@ def _summarise_readings(
         builders.append(functools.partial(records.summary_record, stamp=stamp, **fields))
     enqueue("summary", builders)
     conn.execute(_POINT_LAST_SQL, {"after": last, "upto": upto})
+    latest.flush(conn)  # so retention and the quota never take a point's newest reading
     set_meta(conn, "summary_last_id", str(upto))
     return len(rows)
 
@@ -263,7 +264,8 @@ def correct_wall_times(
     conn: sqlite3.Connection, *, boot_id: str, offset: float, after_id: int
 ) -> tuple[int, int]:
     """Rewrite the wall time of this boot's unsynchronised readings and access events that are
-    not summarised yet (``wall = monotonic + offset``); returns (how many readings, the highest
+    not summarised yet (``wall = monotonic + offset``), and of the points' newest readings
+    among them (``latest``); returns (how many readings, the highest
     reading id looked at)."""
     with transaction(conn):
         start = max(after_id, int(meta(conn, "summary_last_id") or 0))
@@ -274,6 +276,8 @@ def correct_wall_times(
             " AND wall_time_corrected = 0",
             (offset, start, upto, boot_id),
         )
+        if cursor.rowcount:
+            latest.correct(conn, after_id=start, upto_id=upto)
         # Access events are rare: no cursor of their own, only those not counted yet.
         conn.execute(
             "UPDATE access_events SET wall_time = monotonic_ns / 1e9 + ?, wall_time_corrected = 1"
