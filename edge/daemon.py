@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -54,9 +53,10 @@ from edge.status import (
     UplinkStatus,
 )
 from edge.store import Quota, Retention, Store
+from edge.store.history import HOUR_S, MAX_HOURS
 from edge.store.housekeeping import Housekeeper
 from edge.web import Changes, ConsoleSite, create_local_app
-from edge.web.view import MeterHistory
+from edge.web.view import FORECAST_AHEAD_H, MeterHistory
 from firmware_bridge.modbus.bus import (
     DeviceSpec,
     DeviceStateChange,
@@ -149,51 +149,32 @@ class Gateway:
         return {} if self._store is None else await self._store.alert_outcomes(device)
 
     async def meter_history(self, device: str, point: str, hours: int) -> MeterHistory:
-        """A point's last ``hours`` hour by hour (the console's chart); KeyError for a point
-        the store never had."""
+        """A point's last ``hours`` hours (1..168) on the clock, for the console's chart: the
+        current hour so far and the ``hours - 1`` before it, one bucket each, the readings not
+        summarised yet as a finer tail (``edge.store.history``), and the building's forecast
+        beside it when the meter feeds one. ``KeyError`` if the store never had a reading of
+        ``device``/``point``; ``ValueError`` for ``hours`` out of range; ``RuntimeError``
+        while the store is not open."""
+        if not 1 <= hours <= MAX_HOURS:
+            raise ValueError(f"hours must be 1..{MAX_HOURS}, not {hours}")
         store = self._store
         if store is None:
-            raise KeyError(device)
-        readings = await store.latest_readings()
-        latest = next((r for r in readings if (r["device"], r["point"]) == (device, point)), None)
-        if latest is None:
-            raise KeyError(f"{device}:{point}")
+            raise RuntimeError("the store is not open")
         now = self.clock.wall_time()
-        start = int(now // 3600 * 3600) - (hours - 1) * 3600
-        per_hour = (device, point) in store.counters
-        raw = await store.hourly(
-            device, point, start=start, hours=hours, how="delta" if per_hour else "mean",
-            synced_only=False,
-        )  # fmt: skip
-        values = [None if math.isnan(v) else v for v in raw]
-        known = [v for v in values if v is not None]
+        since = now // HOUR_S * HOUR_S - (hours - 1) * HOUR_S
+        history = await store.meter_history(device, point, since=since, until=now)
         fed = [
             s for s in self.config.models.demand if device in (m.split(":")[0] for m in s.meters)
         ]
-        series = fed[0].name if fed else None
-        forecast: list[float | None] | None = None
-        if series is not None:  # over the past hours and the 24 to come
-            values += [None] * 24
-            forecast = [None] * (hours + 24)
-            for issued in await store.forecasts(series, start - 23 * 3600):
-                for i, kwh in enumerate(issued.values):
-                    slot = int((issued.start - start) // 3600) + i
-                    if 0 <= slot < len(forecast):
-                        forecast[slot] = kwh  # later forecasts overwrite earlier ones
-        return MeterHistory(
-            device=device,
-            point=point,
-            unit=str(latest["unit"]),
-            per_hour=per_hour,
-            start=start,
-            values=values,
-            forecast=forecast,
-            forecast_series=series,
-            minimum=min(known, default=None),
-            maximum=max(known, default=None),
-            latest=float(latest["value"]),
-            latest_at=float(latest["wall_time"]),
-        )
+        if not fed:
+            return MeterHistory(**dict(history))
+        forecast: list[float | None] = [None] * (hours + FORECAST_AHEAD_H)
+        for issued in await store.forecasts(fed[0].name, since - 23 * HOUR_S):
+            for i, kwh in enumerate(issued.values):
+                slot = int((issued.start - since) // HOUR_S) + i
+                if 0 <= slot < len(forecast):
+                    forecast[slot] = kwh  # later forecasts overwrite earlier ones
+        return MeterHistory(**dict(history), forecast=forecast, forecast_series=fed[0].name)
 
     async def status(self) -> GatewayStatus:
         """The whole gateway (``/api/status``). The bus, the gates, the sync client and the store

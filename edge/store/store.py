@@ -6,7 +6,8 @@ events of doors and gates pending are written in one transaction together with t
 must be synced, so a record is either stored and queued for the central API, or neither; so is
 each demand forecast (``write_forecast``, see ``forecasts``). The outbox is the
 ``cloud_sync.outbox.Outbox``. For the local page and API: every point's newest reading
-(``latest_readings``, see ``latest``).
+(``latest_readings``, see ``latest``) and a point's history for a chart (``meter_history``,
+see ``history``).
 
 Housekeeping (``housekeep``, every few seconds from the daemon) corrects wall times once the clock
 synchronised (``edge.clock``), summarises closed periods by row-id ranges and counts access events
@@ -43,6 +44,7 @@ from edge.clock import Clock, Stamp
 from edge.store import alerts as store_alerts
 from edge.store import (
     forecasts,
+    history,
     hourly,
     latest,
     outbox,
@@ -54,6 +56,7 @@ from edge.store import (
 from edge.store.alerts import UnackedTime
 from edge.store.disk import DISK_FULL_RULE, DiskStatus, Limits
 from edge.store.forecasts import Forecast
+from edge.store.history import History
 from edge.store.quota import DiskUsage, Quota, QuotaReport
 from edge.store.retention import Pruned, Retention
 from edge.store.room import Room
@@ -696,6 +699,32 @@ class Store:
         """The newest value of every point of every device, however long ago it came (for the
         local status page; ``edge.store.latest``)."""
         return await self._run(latest.readings, self._conn)
+
+    async def meter_history(
+        self,
+        device: str,
+        point: str,
+        *,
+        since: float,
+        until: float,
+        max_recent: int = history.MAX_RECENT,
+    ) -> History:
+        """One point's history from ``since`` (rounded down to the hour) to ``until``: hourly
+        buckets from the summaries and the readings not summarised yet, those readings thinned
+        to at most ``max_recent`` buckets, the window's extremes and newest value
+        (``edge.store.history``). ``KeyError`` if the store never had a reading of the point;
+        ``ValueError`` unless ``since < until``, within ``MAX_HOURS`` (168) hours, and
+        ``max_recent >= 2``."""
+        return await self._run(
+            history.read,
+            self._conn,
+            device,
+            point,
+            since=since,
+            until=until,
+            counter=(device, point) in self.counters,
+            max_recent=max_recent,
+        )
 
     async def hourly(
         self,

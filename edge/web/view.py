@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
-
 from edge.alerts import Action, ActResult, Alert, Outcome
+from edge.store.history import History
 from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
 
 if TYPE_CHECKING:
@@ -54,28 +53,21 @@ class GatewayView(Protocol):
     ) -> ActResult: ...
 
 
-class MeterHistory(BaseModel):
-    """``GET /api/meters/{device}/history``: one point's last hours, hour by hour, from the
-    store's hourly summaries; a counter (energy, water) as its use in each hour, any other
-    point as its mean. The building's forecast (kWh per hour) beside it when the meter feeds
-    one; ``latest`` is the newest reading, however recent."""
+FORECAST_AHEAD_H = 24
+"""How many hours to come a meter's chart shows of the building's forecast."""
 
-    device: str
-    point: str
-    unit: str
-    per_hour: bool
-    """True: ``values`` are each hour's use of a counter (kWh, m3); False: hourly means."""
-    start: float
-    """Epoch s of the first hour (a UTC hour boundary); hour i starts at ``start + 3600 i``."""
-    values: list[float | None]
-    """One per hour; None: no summary for that hour (not yet, or nothing read). With a
-    forecast, 24 more hours follow the last (the hours to come, all None)."""
+
+class MeterHistory(History):
+    """``GET /api/meters/{device}/history``: one point's history (``edge.store.history``:
+    hourly buckets from ``since``, the newest readings as a finer ``recent`` tail) and, when
+    the meter feeds a demand forecast, the forecast beside it."""
+
     forecast: list[float | None] | None = None
+    """kWh per hour, one per hour from ``since``: the window's hours, then the
+    ``FORECAST_AHEAD_H`` to come. None: the meter feeds no forecast; an item None: no forecast
+    was made for that hour."""
     forecast_series: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    latest: float | None = None
-    latest_at: float | None = None
+    """The demand series (``models.demand``) the forecast is of."""
 
 
 class Changes:

@@ -153,8 +153,9 @@ def router(gateway: GatewayView, site: ConsoleSite, access: Access) -> APIRouter
         point: Annotated[str, Query(min_length=1, max_length=64)],
         hours: Annotated[int, Query(ge=1, le=168)] = 24,
     ) -> MeterHistory:
-        """One point's last ``hours`` (1 to 168) hour by hour, with the building's forecast
-        when the meter feeds one; a home's meters for responders only."""
+        """One point's last ``hours`` (1 to 168) hour by hour, its newest readings as a finer
+        tail, with the building's forecast when the meter feeds one; a home's meters for
+        responders only."""
         if who.role < Role.RESPONDER and device in site.resident_devices:
             raise HTTPException(status_code=404, detail=f"no meter {device!r}")
         try:
@@ -163,6 +164,8 @@ def router(gateway: GatewayView, site: ConsoleSite, access: Access) -> APIRouter
             raise HTTPException(
                 status_code=404, detail=f"no readings of {device}:{point}"
             ) from None
+        except RuntimeError as exc:  # the store is not open (starting or stopping)
+            raise HTTPException(status_code=503, detail=str(exc)) from None
 
     @api.get("/events")
     async def events(request: Request, who: Viewer) -> EventSourceResponse:

@@ -1,5 +1,6 @@
 // A meter's chart: the point's last hours from /api/meters/<device>/history, drawn with uPlot
-// (shipped in this folder), with the building's forecast dashed over it. Redrawn each minute.
+// (shipped in this folder): hour by hour, the building's forecast dashed over it, and the
+// readings of the last minutes not summarised yet as a thin line. Redrawn each minute.
 "use strict";
 (function () {
   const figure = document.getElementById("chart");
@@ -20,20 +21,37 @@
     if (!answer.ok) return;
     const h = await answer.json();
     window.nbedgeChartData = h; // what the chart was given (the browser test compares it)
-    const unit = h.per_hour ? `${h.unit} / h` : h.unit;
-    stat("latest", h.latest === null ? "–" : `${number.format(h.latest)} ${h.unit}`);
-    stat("min", h.minimum === null ? "–" : `${number.format(h.minimum)} ${unit}`);
-    stat("max", h.maximum === null ? "–" : `${number.format(h.maximum)} ${unit}`);
-    const xs = h.values.map((_, i) => h.start + 3600 * i + 1800);
-    const data = [xs, h.values];
-    const series = [{ label: d.labelTime }, { label: h.per_hour ? d.labelUse : d.labelValue, stroke: "#0b4f6c", width: 2, fill: "rgba(11,79,108,0.12)", spanGaps: false, value: (u, v) => v == null ? "–" : `${number.format(v)} ${unit}` }];
+    const counter = h.kind === "counter";
+    const unit = counter ? `${h.unit} / h` : h.unit;
+    // Whole hours: a counter's use in each hour, a gauge's mean; the forecast's 24 hours to come.
+    const hourly = h.hours.map((b) => (counter ? b.delta : b.mean));
+    const ahead = h.forecast ? h.forecast.length - hourly.length : 0;
+    const hourX = [...hourly, ...Array(ahead).fill(null)].map((_, i) => h.since + 3600 * i + 1800);
+    const known = hourly.filter((v) => v !== null);
+    stat("latest", h.latest === null ? "–" : `${number.format(h.latest.value)} ${h.unit}`);
+    const low = counter ? (known.length ? Math.min(...known) : null) : h.min;
+    const high = counter ? (known.length ? Math.max(...known) : null) : h.max;
+    stat("min", low === null ? "–" : `${number.format(low)} ${unit}`);
+    stat("max", high === null ? "–" : `${number.format(high)} ${unit}`);
+    // The readings not summarised yet, a minute or a few each: a counter as its rate per hour.
+    const recent = h.recent.filter((b) => b.count > 0);
+    const recentX = recent.map((b) => Math.min((b.start + b.end) / 2, h.until));
+    const recentY = recent.map((b) => (counter ? (b.delta === null ? null : (b.delta * 3600) / (b.end - b.start)) : b.mean));
+    const tables = [[hourX, [...hourly, ...Array(ahead).fill(null)]]];
+    const fmt = (u, v) => (v == null ? "–" : `${number.format(v)} ${unit}`);
+    const series = [{ label: d.labelTime }, { label: counter ? d.labelUse : d.labelValue, stroke: "#0b4f6c", width: 2, fill: "rgba(11,79,108,0.12)", spanGaps: false, value: fmt }];
     if (h.forecast) {
-      data.push(h.forecast);
-      series.push({ label: d.labelForecast, stroke: "#a4161a", width: 2, dash: [6, 4], value: (u, v) => v == null ? "–" : `${number.format(v)} kWh` });
+      tables.push([hourX, h.forecast]);
+      series.push({ label: d.labelForecast, stroke: "#a4161a", width: 2, dash: [6, 4], value: (u, v) => (v == null ? "–" : `${number.format(v)} kWh`) });
     }
-    const known = h.values.some((v) => v !== null) || (h.forecast || []).some((v) => v !== null);
+    if (recent.length) {
+      tables.push([recentX, recentY]);
+      series.push({ label: d.labelRecent, stroke: "#1d7a3a", width: 1, points: { show: recent.length < 30 }, value: fmt });
+    }
+    const data = tables.length === 1 ? tables[0] : uPlot.join(tables);
     figure.querySelector(".empty")?.remove();
-    if (!known) { plot.insertAdjacentHTML("afterend", `<p class="empty note">${d.empty}</p>`); }
+    const drawable = known.length || recent.length || (h.forecast || []).some((v) => v !== null);
+    if (!drawable) { plot.insertAdjacentHTML("afterend", `<p class="empty note">${d.empty}</p>`); }
     const width = Math.max(280, plot.clientWidth);
     const options = {
       width, height: Math.round(Math.min(360, Math.max(220, width * 0.6))),
