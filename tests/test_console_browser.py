@@ -224,3 +224,33 @@ async def test_the_meter_chart_draws_the_data_the_gateway_gave_it(
         )
         assert colours > 3
         await context.close()
+
+
+CONTRAST = (Path(__file__).parent / "support" / "contrast.js").read_text(encoding="utf-8")
+
+
+async def test_every_page_fits_360_pixels_and_its_text_has_aa_contrast(
+    tmp_path: Path, mosquitto: Broker, browser: object, request: pytest.FixtureRequest
+) -> None:
+    """The smallest phones in use are 360 px wide: no page scrolls sideways, in either language
+    or in large text, and every text meets WCAG AA contrast against its background."""
+    shots = Shots(SHOTS / request.node.name)
+    async with console_building(tmp_path, mosquitto) as building:
+        context = await browser.new_context(viewport={"width": 360, "height": 740})  # type: ignore[attr-defined]
+        page = await context.new_page()
+        await log_in(page, building)
+        building.main.override("voltage_l1", 262.0)  # an alert card on the alerts page
+        await page.locator("article.alert.warning").wait_for(timeout=10_000)
+        pages = ["/alerts", "/residents", "/meters", "/meters/main", "/devices", "/account"]
+        for setting in ("", "/language/zh-Hans", "/text/large"):
+            if setting:
+                await page.goto(building.url + setting)
+            for path in pages:
+                await page.goto(building.url + path)
+                await page.wait_for_load_state("networkidle")
+                name = (path.strip("/").replace("/", "-") or "home") + setting.replace("/", "-")
+                await shots.take(page, name)
+                width = await page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 360, f"{path} {setting or 'default'} is {width} px wide"
+                assert await page.evaluate(CONTRAST) == [], f"{path} {setting or 'default'}"
+        await context.close()
