@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -205,10 +206,16 @@ def _run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.daemon import run_gateway
     from edge.logs import configure_logging
+    from edge.store.schema import SchemaTooNew
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
-    asyncio.run(run_gateway(config))
+    try:
+        asyncio.run(run_gateway(config))
+    except SchemaTooNew as exc:  # a person must choose the way back: no restart loop
+        logging.getLogger("edge.daemon").critical("store refused: %s", exc)
+        print(f"nbedge: {exc}", file=sys.stderr)
+        return EX_CONFIG
     return 0
 
 

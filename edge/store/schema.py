@@ -7,6 +7,11 @@ Migration 1 is the walking skeleton and is never edited; later ones rebuild what
 Space is reclaimed with ``auto_vacuum = INCREMENTAL``: a new file gets it before its first table; an
 older file gets it with one ``VACUUM`` after migrating (``ensure_incremental_vacuum``), which is
 retried at every start until it succeeds (it needs free disk about the size of the database).
+
+Before a file of an older schema is migrated, ``copy_before_migrating`` copies it beside itself
+(``gateway.db.schema-8.bak`` for schema 8), when the disk has room for it: the way back to the
+previous version of nbedge, which refuses a schema newer than its own (``SchemaTooNew``).
+docs/upgrades.md tells an installer how to go back.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -324,15 +330,73 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+COPY_MARGIN_BYTES = 64 * 1024 * 1024
+"""Free disk left over after the copy before a migration; with less, no copy is made."""
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the database to ``SCHEMA_VERSION``; returns the version it was at before."""
-    before = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if before > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"database schema {before} is newer than this nbedge ({SCHEMA_VERSION}): upgrade nbedge"
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer nbedge than this one: this one cannot read it."""
+
+    def __init__(self, path: Path | None, found: int) -> None:
+        self.found = found
+        copies = sorted(path.parent.glob(f"{path.name}.schema-*.bak")) if path else []
+        back = (
+            f"; or stop the gateway and put back the copy made before the upgrade, {copies[-1]}"
+            f" (it lacks what was stored since)"
+            if copies
+            else ""
         )
+        super().__init__(
+            f"the store {path or ''} has schema {found}, newer than this nbedge's "
+            f"({SCHEMA_VERSION}): install the newer nbedge again{back}; see docs/upgrades.md"
+        )
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def copy_before_migrating(conn: sqlite3.Connection, path: Path, free_bytes: int) -> Path | None:
+    """Copy a database of an older schema beside itself before it is migrated (SQLite's online
+    backup, so the WAL's pages are in it), if the disk keeps ``COPY_MARGIN_BYTES`` free after
+    it; the copy of each older schema is kept until the installer removes it. None: nothing to
+    copy (a new file, or the current schema), or no room (logged)."""
+    before = schema_version(conn)
+    if before == 0 or before >= SCHEMA_VERSION:
+        return None
+    copy = path.with_name(f"{path.name}.schema-{before}.bak")
+    if copy.exists():
+        return copy  # a migration that failed before: the copy is of the same schema
+    size = (
+        conn.execute("PRAGMA page_count").fetchone()[0]
+        * conn.execute("PRAGMA page_size").fetchone()[0]
+    )
+    if free_bytes - size < COPY_MARGIN_BYTES:
+        log.warning(
+            "store not copied before its migration: no room on the disk",
+            extra={"schema": before, "bytes": size, "free_bytes": free_bytes},
+        )
+        return None
+    partial = copy.with_name(copy.name + ".partial")
+    target = sqlite3.connect(partial)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+    partial.replace(copy)
+    log.info(
+        "store copied before its migration",
+        extra={"schema": before, "to_schema": SCHEMA_VERSION, "copy": str(copy), "bytes": size},
+    )
+    return copy
+
+
+def migrate(conn: sqlite3.Connection, path: Path | None = None) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; returns the version it was at before.
+    ``SchemaTooNew`` if a newer nbedge migrated it (``path`` names it in the message)."""
+    before = schema_version(conn)
+    if before > SCHEMA_VERSION:
+        raise SchemaTooNew(path, before)
     for version in range(before, SCHEMA_VERSION):
         with transaction(conn):
             for statement in MIGRATIONS[version]:

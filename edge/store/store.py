@@ -61,6 +61,7 @@ from edge.store.quota import DiskUsage, Quota, QuotaReport
 from edge.store.retention import Pruned, Retention
 from edge.store.room import Room
 from edge.store.schema import (
+    copy_before_migrating,
     ensure_incremental_vacuum,
     migrate,
     prepare_new_file,
@@ -149,8 +150,15 @@ class Store:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Store:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbedge-store")
-        await self._run(self._open)
+        self._executor = executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="nbedge-store"
+        )
+        try:
+            await self._run(self._open)
+        except BaseException:  # a refused or failed open leaves no thread behind
+            self._executor = None
+            await asyncio.to_thread(executor.shutdown, wait=True)
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -205,7 +213,8 @@ class Store:
             conn.execute(
                 f"PRAGMA wal_autocheckpoint = {max(16, min(1000, limits.wal_bytes // 4096))}"
             )
-            migrate(conn)
+            copy_before_migrating(conn, self.path, self._room.free_bytes())
+            migrate(conn, self.path)
             ensure_incremental_vacuum(conn)
             self.store_id = outbox.meta(conn, "store_id")
         except BaseException:
