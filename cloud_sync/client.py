@@ -43,12 +43,14 @@ import json
 import logging
 import math
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -70,6 +72,30 @@ from nbedge.errors import StoreFull, UplinkRejected, UplinkUnavailable
 __all__ = ["Clock", "Sleep", "SyncClient", "SyncStatus", "UplinkState", "WireAgreement"]
 
 log = logging.getLogger(__name__)
+
+
+def trust(ca_file: Path | None = None) -> ssl.SSLContext:
+    """What the gateway trusts in the central API's certificate: the system's CAs, or only the
+    CAs of ``ca_file`` (PEM; a private CA). Host names are checked; TLS 1.2 at least."""
+    context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def transport_failure(exc: httpx.TransportError) -> UplinkUnavailable:
+    """A transport error in words: a certificate the gateway does not trust says why and what
+    to do, other errors as httpx gives them."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        reason = cause.verify_message or str(cause)
+        return UplinkUnavailable(
+            f"the central API's certificate is not trusted: {reason}; check the address, the"
+            " certificate's dates and host names, or set uplink.ca_file to its CA"
+        )
+    return UplinkUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": "))
+
 
 INGEST_PATH = "/v1/ingest"
 WIRE_PATH = "/v1/wire"
@@ -146,7 +172,8 @@ class SyncClient:
 
     ``drain_max_records_per_s=None`` drains as fast as the central API answers;
     ``drain_jitter_s=0`` starts a drain at once. ``transport`` replaces httpx's network transport
-    (tests inject faults with it); ``sleep`` replaces ``asyncio.sleep`` for every wait of ``run``
+    (tests inject faults with it); ``verify`` is what the client trusts (``trust``: the system's
+    CAs by default); ``sleep`` replaces ``asyncio.sleep`` for every wait of ``run``
     and ``clock`` (seconds, monotonic) the clock of the rate limit and of outage lengths;
     ``on_commands`` is given the platform's commands to this gateway, pulled at most every
     ``interval_s``; ``rng`` makes the jitter reproducible; ``on_set_aside(count,
@@ -172,6 +199,7 @@ class SyncClient:
         timeout_s: float = 10.0,
         backoff_max_s: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
@@ -201,6 +229,7 @@ class SyncClient:
         self._timeout_s = timeout_s
         self._backoff_max_s = backoff_max_s
         self._transport = transport
+        self._verify = trust() if verify is None else verify
         self._sleep = sleep
         self._clock = clock
         self._random = rng or random.Random()
@@ -301,7 +330,7 @@ class SyncClient:
             except TimeoutError as exc:
                 raise UplinkUnavailable(f"no answer within {self._timeout_s:g} s") from exc
             except httpx.TransportError as exc:
-                raise UplinkUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+                raise transport_failure(exc) from exc
         if not response.is_success:
             raise refusal(response)
         try:
@@ -436,7 +465,7 @@ class SyncClient:
         except TimeoutError as exc:
             raise UplinkUnavailable(f"no answer within {self._timeout_s:g} s") from exc
         except httpx.TransportError as exc:
-            raise UplinkUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            raise transport_failure(exc) from exc
         if response.status_code in (404, 405):  # a central API of wire version 1
             return _agreement(1, RECORD_KINDS, None)
         if not response.is_success:
@@ -469,6 +498,7 @@ class SyncClient:
         return httpx.AsyncClient(
             base_url=self._base_url,
             transport=self._transport,
+            verify=self._verify,
             timeout=httpx.Timeout(self._timeout_s),
             headers={
                 "Authorization": f"Bearer {self._token}",
@@ -527,7 +557,7 @@ class SyncClient:
         except TimeoutError as exc:
             raise UplinkUnavailable(f"no answer within {self._timeout_s:g} s") from exc
         except httpx.TransportError as exc:
-            raise UplinkUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            raise transport_failure(exc) from exc
         status = response.status_code
         if response.is_success:
             try:

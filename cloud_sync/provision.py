@@ -12,13 +12,14 @@ fails temporarily (try again with the same code), ``UplinkRejected`` when it ref
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass, field
 
 import httpx
 from pydantic import ValidationError
 
 import nbedge
-from cloud_sync.client import refusal
+from cloud_sync.client import refusal, transport_failure, trust
 from cloud_sync.schemas import ClaimRequest, ClaimResponse
 from nbedge.errors import UplinkRejected, UplinkUnavailable
 
@@ -42,10 +43,12 @@ async def claim_gateway(
     *,
     timeout_s: float = 10,
     transport: httpx.AsyncBaseTransport | None = None,
+    verify: ssl.SSLContext | None = None,
 ) -> Credential:
     """Claim this gateway's credential with ``code`` from the central API at ``base_url``.
 
-    ``transport`` replaces httpx's network transport (tests inject faults with it).
+    ``transport`` replaces httpx's network transport (tests inject faults with it); ``verify``
+    is what is trusted of its certificate (``cloud_sync.client.trust``: the system's CAs).
     """
     try:
         request = ClaimRequest(code=code)
@@ -56,12 +59,18 @@ async def claim_gateway(
         async with (
             asyncio.timeout(timeout_s),
             httpx.AsyncClient(
-                base_url=base_url, headers=headers, transport=transport, timeout=timeout_s
+                base_url=base_url,
+                headers=headers,
+                transport=transport,
+                verify=trust() if verify is None else verify,
+                timeout=timeout_s,
             ) as http,
         ):
             response = await http.post(CLAIM_PATH, json=request.model_dump())
     except TimeoutError as exc:
         raise UplinkUnavailable(f"no answer within {timeout_s:g} s") from exc
+    except httpx.TransportError as exc:
+        raise transport_failure(exc) from exc
     except httpx.HTTPError as exc:
         raise UplinkUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
     status = response.status_code

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -94,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     provision.add_argument("--central", required=True, help="base URL of the central API")
     provision.add_argument("--code", required=True, help="the one-time claim code")
+    provision.add_argument(
+        "--ca-file",
+        type=Path,
+        help="PEM file of the CA to trust for the central API (default: the system's CAs)",
+    )
     provision.add_argument(
         "--token-file",
         type=Path,
@@ -294,11 +300,17 @@ def _for_site_gateway(args: argparse.Namespace, action: Callable[[Engine], str])
 
 
 def _provision(args: argparse.Namespace) -> int:
+    from cloud_sync.client import trust
     from cloud_sync.provision import claim_gateway
     from nbedge.errors import UplinkRejected, UplinkUnavailable
 
     try:
-        credential = asyncio.run(claim_gateway(args.central.rstrip("/"), args.code))
+        verify = trust(args.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"nbedge: cannot read the CA file {args.ca_file}: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        credential = asyncio.run(claim_gateway(args.central.rstrip("/"), args.code, verify=verify))
     except (UplinkRejected, UplinkUnavailable) as exc:
         print(f"nbedge: the central API did not give a credential: {exc}", file=sys.stderr)
         return 1

@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from cloud_sync.client import SyncClient
+from cloud_sync.client import SyncClient, trust
 from cloud_sync.schemas import AlertCommand
 from edge import systemd
 from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome
@@ -75,6 +76,7 @@ from firmware_bridge.modbus.gate import (
 )
 from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
+from nbedge.errors import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
     from edge.analytics import Analytics
@@ -577,9 +579,16 @@ def build_sync_client(
     else:
         assert uplink.token_file is not None  # the schema requires one of the two
         token = uplink.token_file.read_text().strip()
+    try:
+        verify = trust(uplink.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "uplink", [ConfigIssue("uplink.ca_file", f"cannot read {uplink.ca_file}: {exc}")]
+        ) from exc
     return SyncClient(
         store,
         base_url=str(uplink.url).rstrip("/"),
+        verify=verify,
         token=token,
         gateway_id=config.gateway.id,
         site_id=config.gateway.site,

@@ -134,6 +134,12 @@ class UplinkSection(_Section):
     """The gateway's credential. Prefer ``token_file``; one of the two is required."""
     token_file: Path | None = None
     """File holding the gateway's credential (mode 0600)."""
+    ca_file: Path | None = None
+    """PEM file of the CA(s) to trust for the central API's certificate (a private CA); default:
+    the system's CAs."""
+    allow_insecure: bool = False
+    """Allow ``http://`` to a central API that is not on this machine: the credential and every
+    record would cross the network in clear. Only on a network you trust."""
     batch_max_records: Annotated[int, Field(ge=1, le=1000)] = 500
     batch_max_bytes: Annotated[int, Field(ge=1000, le=8 * 1024 * 1024)] = 1_000_000
     """Bytes of JSON per batch before compression; a larger single record is sent alone."""
@@ -152,6 +158,28 @@ class UplinkSection(_Section):
         if (self.token is None) == (self.token_file is None):
             raise ValueError("set exactly one of token and token_file")
         return self
+
+    @model_validator(mode="after")
+    def _tls_unless_local(self) -> UplinkSection:
+        if self.url.scheme == "http" and not self.allow_insecure and not _loopback(self.url.host):
+            raise ValueError(
+                f"url {self.url} is plain http to another machine: the credential and the records"
+                " would cross the network in clear; use https://, or set allow_insecure = true"
+                " on a network you trust"
+            )
+        return self
+
+
+def _loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine: ``localhost`` or a loopback address."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class VoltageRuleSection(_Section):

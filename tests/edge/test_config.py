@@ -96,6 +96,64 @@ def test_uplink_needs_exactly_one_credential() -> None:
     assert "exactly one of token and token_file" in str(caught.value)
 
 
+UPLINK = '\n[uplink]\nurl = "{url}"\ntoken_file = "/var/lib/nbedge/credential"\n'
+
+
+def test_plain_http_to_another_machine_is_refused_at_config_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(MINIMAL + UPLINK.format(url="http://central.example.org:8000"))
+
+    assert main(["config", "check", str(path)]) == EX_CONFIG
+    err = capsys.readouterr().err
+    assert re.search(r"uplink: .*plain http to another machine.*use https://", err)
+    assert "allow_insecure = true" in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://central.example.org",
+        "http://127.0.0.1:8000",
+        "http://127.8.9.10:8000",
+        "http://localhost:8000",
+        "http://LOCALHOST",
+        "http://[::1]:8000",
+    ],
+)
+def test_https_or_this_machine_is_accepted(url: str) -> None:
+    config = parse_config(MINIMAL + UPLINK.format(url=url))
+    assert config.uplink is not None
+    assert config.uplink.ca_file is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.5:8000",
+        "http://[fe80::1]:8000",
+        "http://localhost.example.org",
+        "http://127.0.0.1.nip.io",
+        "http://0.0.0.0:8000",
+    ],
+)
+def test_what_only_looks_local_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="plain http to another machine"):
+        parse_config(MINIMAL + UPLINK.format(url=url))
+
+
+def test_allow_insecure_accepts_plain_http_and_a_ca_file_is_a_path() -> None:
+    insecure = UPLINK.format(url="http://10.0.0.5:8000") + "allow_insecure = true\n"
+    config = parse_config(MINIMAL + insecure)
+    assert config.uplink is not None
+    assert config.uplink.allow_insecure
+    private = UPLINK.format(url="https://10.0.0.5") + 'ca_file = "/etc/nbedge/central-ca.pem"\n'
+    config = parse_config(MINIMAL + private)
+    assert config.uplink is not None
+    assert config.uplink.ca_file == Path("/etc/nbedge/central-ca.pem")
+
+
 def test_duplicate_device_names_are_refused() -> None:
     device = '\n[[modbus.devices]]\nname = "m1"\nprofile = "eastron_sdm630"\nhost = "h"\n'
     with pytest.raises(ConfigError, match="device names must be unique: m1"):

@@ -32,6 +32,7 @@ from tests.support.console import (
     console_building,
     retained_when,
 )
+from tests.support.tls import self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
 PO = ROOT / "edge" / "locale" / "zh_Hans" / "LC_MESSAGES" / "nbedge.po"
@@ -473,45 +474,6 @@ def test_the_wheel_ships_the_templates_assets_and_compiled_catalogues(tmp_path: 
         *(f"edge/web/templates/{p.name}" for p in (ROOT / "edge/web/templates").glob("*.html")),
     }
     assert shipped <= names, sorted(shipped - names)
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key (PEM), as an installer's own CA would give."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "console.crt", folder / "console.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 async def test_over_https_the_session_cookie_is_secure(tmp_path: Path, mosquitto: Broker) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from cloud_sync.central import admin
@@ -16,9 +17,12 @@ from tests.conftest import free_port
 
 
 @contextlib.asynccontextmanager
-async def serve_central(url: str, site: str, gateway: str) -> AsyncIterator[dict[str, Any]]:
+async def serve_central(
+    url: str, site: str, gateway: str, *, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """The central API on database ``url`` with ``site`` (if new) and ``gateway`` registered;
-    yields its ``url``, the gateway's ``token`` and the ``platform`` token."""
+    yields its ``url``, the gateway's ``token`` and the ``platform`` token. With ``tls``
+    (certificate and key files), over HTTPS."""
     engine = admin.make_engine(url)
     try:
         admin.init_db(engine)
@@ -32,9 +36,18 @@ async def serve_central(url: str, site: str, gateway: str) -> AsyncIterator[dict
     port = free_port()
     started = asyncio.Event()
     async with asyncio.TaskGroup() as tasks:
-        server = tasks.create_task(serve_app(app, host="127.0.0.1", port=port, started=started))
+        server = tasks.create_task(
+            serve_app(
+                app,
+                host="127.0.0.1",
+                port=port,
+                started=started,
+                tls=None if tls is None else (str(tls[0]), str(tls[1])),
+            )
+        )
         await asyncio.wait_for(started.wait(), 10)
         try:
-            yield {"url": f"http://127.0.0.1:{port}", "token": token, "platform": platform}
+            scheme = "http" if tls is None else "https"
+            yield {"url": f"{scheme}://127.0.0.1:{port}", "token": token, "platform": platform}
         finally:
             server.cancel()
