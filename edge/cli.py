@@ -90,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     code.add_argument("--ttl", type=float, default=86400, help="seconds the code stays valid")
     code.set_defaults(handler=_central_claim_code)
 
+    doctor = commands.add_parser(
+        "doctor", help="check what works and what does not, each problem with its fix"
+    )
+    doctor.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="gateway TOML file")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument(
+        "--user", default="nbedge", help="the service user whose access is checked (nbedge)"
+    )
+    doctor.set_defaults(handler=_doctor)
+
     provision = commands.add_parser(
         "provision", help="claim this gateway at the central API with a one-time code"
     )
@@ -212,17 +222,27 @@ def _run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.daemon import run_gateway
     from edge.logs import configure_logging
+    from edge.runlock import AlreadyRunning
     from edge.store.schema import SchemaTooNew
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
     try:
         asyncio.run(run_gateway(config))
-    except SchemaTooNew as exc:  # a person must choose the way back: no restart loop
-        logging.getLogger("edge.daemon").critical("store refused: %s", exc)
+    except (SchemaTooNew, AlreadyRunning) as exc:  # a person must look: no restart loop
+        logging.getLogger("edge.daemon").critical("cannot run: %s", exc)
         print(f"nbedge: {exc}", file=sys.stderr)
         return EX_CONFIG
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import diagnose, exit_status, print_checks
+
+    logging.disable(logging.CRITICAL)  # the checks say what went wrong, each with its fix
+    checks = asyncio.run(diagnose(args.config, user=args.user))
+    print_checks(checks, as_json=args.json)
+    return exit_status(checks)
 
 
 def _config_check(args: argparse.Namespace) -> int:

@@ -33,12 +33,14 @@ from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome
 from edge.alerts.escalation import Escalator
 from edge.asgi import serve_app
 from edge.clock import Clock
+from edge.doctor import Check, gateway_health
 from edge.home_assistant import HomeAssistantBridge
 from edge.mqtt import AlertPublisher
 from edge.mqtt_commands import Commands
 from edge.people import PeopleStore
 from edge.pipeline import Pipeline
 from edge.rules import GateFaultRule, Rule, VoltageRule
+from edge.runlock import run_lock
 from edge.schemas import (
     GateSection,
     GatewayConfig,
@@ -177,6 +179,10 @@ class Gateway:
                 if 0 <= slot < len(forecast):
                     forecast[slot] = kwh  # later forecasts overwrite earlier ones
         return MeterHistory(**dict(history), forecast=forecast, forecast_series=fed[0].name)
+
+    async def health(self) -> list[Check]:
+        """``nbedge doctor``'s checks as this gateway sees them (``/api/health``)."""
+        return await gateway_health(self)
 
     async def status(self) -> GatewayStatus:
         """The whole gateway (``/api/status``). The bus, the gates, the sync client and the store
@@ -320,6 +326,11 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        config = self.config
+        with run_lock(config.gateway.state_dir):
+            await self._run(stop)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         config = self.config
         async with open_store(config, self.clock) as store:
             self._store = store

@@ -13,6 +13,7 @@ from edge.store.history import History
 from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
 
 if TYPE_CHECKING:
+    from edge.doctor import Check
     from edge.schemas import GatewayConfig
     from edge.status import GatewayStatus
 
@@ -23,6 +24,8 @@ class GatewayView(Protocol):
     changes: Changes
 
     async def status(self) -> GatewayStatus: ...
+
+    async def health(self) -> list[Check]: ...
 
     def active_alerts(self) -> list[Alert]: ...
 
