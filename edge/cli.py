@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
     try:
-        asyncio.run(run_gateway(config))
+        asyncio.run(run_gateway(config, args.config))
     except (SchemaTooNew, AlreadyRunning) as exc:  # a person must look: no restart loop
         logging.getLogger("edge.daemon").critical("cannot run: %s", exc)
         print(f"nbedge: {exc}", file=sys.stderr)

@@ -337,6 +337,11 @@ def kind(code: str) -> AlertKind:
     return CATALOGUE[code]
 
 
+REMOVED_TEXT = N_("{device} was taken out of the configuration: no longer watched")
+"""The cleared text of an alert whose device, gate, sensor or dwelling a reload removed (its
+finding carries ``removed: true``)."""
+
+
 def render(
     code: str,
     event: str,
@@ -357,7 +362,8 @@ def render(
     tr = translation(language)
     values = _localised(entry, params, language) | {"device": device, "point": point}
     if event == "cleared":
-        return _format(tr.gettext(entry.cleared), values)
+        cleared = REMOVED_TEXT if params.get("removed") is True else entry.cleared
+        return _format(tr.gettext(cleared), values)
     variant = str(params.get("variant", ""))
     template = entry.raised.get(variant) or next(iter(entry.raised.values()))
     text = _format(tr.gettext(template), values)

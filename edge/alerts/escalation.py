@@ -99,12 +99,18 @@ class Escalator:
         """Escalation events made since start."""
         self.passes = 0
 
+    def set_policies(self, policies: Sequence[EscalationSection]) -> None:
+        """Escalate by ``policies`` from the next pass on (a reload); the levels reached stay."""
+        self._policies = tuple(policies)
+
     async def run(self) -> None:
         """Escalate until cancelled; a failed pass or save is logged and tried again."""
-        if self._policies:
-            await self._load()
+        loaded = False
         while True:
             wait = TICK_S
+            if self._policies and not loaded:
+                await self._load()
+                loaded = True
             if self._policies:
                 try:
                     wait = self.escalate_due()
