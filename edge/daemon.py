@@ -36,6 +36,7 @@ from edge.asgi import serve_app
 from edge.clock import Clock
 from edge.doctor import Check, gateway_health
 from edge.home_assistant import HomeAssistantBridge
+from edge.maintenance import Maintenance
 from edge.mqtt import AlertPublisher
 from edge.mqtt_commands import Commands
 from edge.people import PeopleStore
@@ -141,6 +142,7 @@ class Gateway:
         self._site: ConsoleSite | None = None
         self.reloads = 0
         self.reloads_refused = 0
+        self.maintenance: Maintenance | None = None
 
     # --- what the local web app sees (edge.web.GatewayView) --------------------------------
 
@@ -203,6 +205,7 @@ class Gateway:
         converted here; the other services give their own models."""
         cfg = self.config.gateway
         stored = None if self._store is None else await self._store.stats()
+        window = None if self.maintenance is None else self.maintenance.window()
         uplink = None if self._sync is None else self._sync.status()
         return GatewayStatus(
             gateway=cfg.id,
@@ -230,6 +233,7 @@ class Gateway:
             active_alerts=len(self._book.active()),
             open_alerts=len(self._book.open()),
             escalation=None if self.escalator is None else self.escalator.status(),
+            maintenance_until=None if window is None else window.until,
         )
 
     # --- the services a reload may rebuild ------------------------------------------------
@@ -506,7 +510,8 @@ class Gateway:
         config = self.config
         async with open_store(config, self.clock) as store:
             self._store = store
-            self._book = AlertBook(await store.open_alerts())
+            self.maintenance = Maintenance(config.gateway.state_dir, now=self.clock.wall_time)
+            self._book = AlertBook(await store.open_alerts(), testing=self.maintenance.active)
             people = PeopleStore.for_gateway(config)
             home_assistant = None
             if config.mqtt.enabled and config.mqtt.home_assistant.enabled:

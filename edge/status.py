@@ -429,3 +429,5 @@ class GatewayStatus(_Status):
     escalation: EscalationStatus | None
     local_api: LocalApiStatus | None = None
     """Filled by the web layer (the people and refused requests are the app's)."""
+    maintenance_until: float | None = None
+    """When the maintenance window in force ends (its alerts are tests); None: none is."""

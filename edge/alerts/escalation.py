@@ -132,6 +132,8 @@ class Escalator:
                 policy = policy_for(alert, self._policies)
                 if policy is None or alert.state != "new" or alert.level >= len(policy.levels):
                     continue
+                if alert.test:  # raised in a maintenance window: nobody is paged
+                    continue
                 tracked.add(alert.alert_id)
                 timer = self._timers.get(alert.alert_id) or self._first_seen(alert, policy, now)
                 self._timers[alert.alert_id] = timer

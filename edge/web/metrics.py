@@ -73,6 +73,11 @@ class _Snapshot(Collector):
         yield GaugeMetricFamily(
             "nbedge_ready", "1 once every service started.", 1.0 if s.ready else 0.0
         )
+        yield GaugeMetricFamily(
+            "nbedge_maintenance",
+            "1 while a maintenance window is in force (its alerts are tests, nobody is paged).",
+            0.0 if s.maintenance_until is None else 1.0,
+        )
 
     def _modbus(self) -> Iterator[Metric]:
         reads = CounterMetricFamily(

@@ -99,6 +99,7 @@ ADDED = {
     "DwellingStatus": ["state", "quiet_h", "last_door_hour"],
     "LocalApiStatus": keys("sessions sessions_expired csrf_refused logins_failed logins_slowed"),
     "AnalyticsStatus": keys("model_runs model_seconds"),
+    "GatewayStatus": ["maintenance_until"],
 }
 GROWN = {
     # Fields added since to a lower package's snapshot and its view alike, after the keys served.
