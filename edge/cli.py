@@ -106,6 +106,17 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_TOKEN_FILE,
         help=f"where to keep the credential (mode 0600; default {DEFAULT_TOKEN_FILE})",
     )
+    provision.add_argument(
+        "--config",
+        type=Path,
+        help="gateway TOML file to fill in the [gateway] and [uplink] settings of (default "
+        f"{DEFAULT_CONFIG} when it exists and this user may write it)",
+    )
+    provision.add_argument(
+        "--user",
+        help="the user the gateway runs as, who must own the credential when provision runs as "
+        "root (default nbedge)",
+    )
     provision.set_defaults(handler=_provision)
 
     token = commands.add_parser(
@@ -302,41 +313,76 @@ def _for_site_gateway(args: argparse.Namespace, action: Callable[[Engine], str])
 def _provision(args: argparse.Namespace) -> int:
     from cloud_sync.client import trust
     from cloud_sync.provision import claim_gateway
+    from edge import provision
     from nbedge.errors import UplinkRejected, UplinkUnavailable
 
+    config = _provision_config(args.config)
+    if isinstance(config, str):
+        print(f"nbedge: {config}", file=sys.stderr)
+        return EX_CONFIG
+    # A broken file is refused before the one-time code is spent.
+    document = None if config is None else provision.parse(config.read_text(), source=str(config))
     try:
         verify = trust(args.ca_file)
     except (OSError, ssl.SSLError) as exc:
         print(f"nbedge: cannot read the CA file {args.ca_file}: {exc}", file=sys.stderr)
         return EX_CONFIG
+    url = args.central.rstrip("/")
     try:
-        credential = asyncio.run(claim_gateway(args.central.rstrip("/"), args.code, verify=verify))
+        credential = asyncio.run(claim_gateway(url, args.code, verify=verify))
     except (UplinkRejected, UplinkUnavailable) as exc:
         print(f"nbedge: the central API did not give a credential: {exc}", file=sys.stderr)
         return 1
-    write_secret(args.token_file, credential.token)
+    user = args.user or provision.SERVICE_USER
+    owner = provision.write_credential(args.token_file, credential.token, user)
     print(
         f"claimed gateway {credential.gateway_id} of site {credential.site_id}; "
-        f"credential written to {args.token_file}\n\n"
-        "In /etc/nbedge/gateway.toml:\n"
-        f'[gateway]\nid = "{credential.gateway_id}"\nsite = "{credential.site_id}"\n\n'
-        f'[uplink]\nurl = "{args.central}"\ntoken_file = "{args.token_file}"'
+        f"credential written to {args.token_file} (mode 0600, owner {owner})"
     )
+    if owner != user and provision.service_owner(user) is not None:
+        print(
+            f"nbedge: warning: the gateway runs as {user} and cannot read a credential of "
+            f"{owner}'s: run provision as root or as {user}",
+            file=sys.stderr,
+        )
+    settings = provision.Settings(
+        credential.gateway_id, credential.site_id, url, args.token_file, args.ca_file
+    )
+    if config is None or document is None:
+        print(
+            f"\nIn {DEFAULT_CONFIG} (not written: run provision as root, or pass --config FILE):"
+            f"\n{settings.lines()}"
+        )
+        return 0
+    try:
+        provision.write_config(config, provision.fill_in(document, settings, source=str(config)))
+    except ConfigError as exc:
+        print(
+            f"nbedge: {config} not changed: with these settings it would not be valid:\n  "
+            + "\n  ".join(str(issue) for issue in exc.issues)
+            + "\nThe credential is kept. Put in by hand, once the file is right:\n"
+            + settings.lines(),
+            file=sys.stderr,
+        )
+        return EX_CONFIG
+    changed = "gateway.id, gateway.site, uplink.url, uplink.token_file"
+    print(f"{config}: set {changed}{', uplink.ca_file' if args.ca_file else ''}; checked: ok")
     return 0
 
 
-def write_secret(path: Path, secret: str) -> None:
-    """Write ``secret`` to ``path`` with mode 0600, atomically (never a half-written file)."""
+def _provision_config(given: Path | None) -> Path | str | None:
+    """The configuration file provision fills in, None for none, or why the given one cannot be."""
     import os
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    path = given or DEFAULT_CONFIG
+    writable = os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK)
+    if writable:
+        return path
+    if given is None:
+        return None
+    if not path.is_file():
+        return f"{path}: no such configuration file"
+    return f"{path}: this user may not change it (run provision as root)"
 
 
 def _central_settings() -> CentralSettings:
