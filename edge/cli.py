@@ -211,6 +211,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     ble.set_defaults(handler=_scan_ble)
 
+    backup = commands.add_parser(
+        "backup",
+        help="save what an SD-card swap must keep: configuration, credential, keys, people",
+        description="Write an archive (tar.gz, mode 0600) of the configuration and the files it "
+        "relies on that cannot be made again: the credential, the central API's CA, the "
+        "console's certificate and key, the credential key, the people and device profiles "
+        "named by path. Not the store.",
+    )
+    backup.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="gateway TOML file")
+    backup.add_argument("out", type=Path, help="the archive to write, e.g. gateway.tar.gz")
+    backup.set_defaults(handler=_backup)
+    restore = commands.add_parser(
+        "restore",
+        help="put the files of a backup back at their paths, modes and owners",
+        description="Check the configuration in the archive, then put each file back where it "
+        "was, with its mode and owner. A file that exists and differs is replaced only with "
+        "--force; nothing is written when a check fails.",
+    )
+    restore.add_argument("archive", type=Path, help="an archive made by nbedge backup")
+    restore.add_argument(
+        "--force", action="store_true", help="replace files that exist and differ from the backup's"
+    )
+    restore.set_defaults(handler=_restore)
+
     from edge import people_commands
     from models import commands as models_commands
 
@@ -551,6 +575,44 @@ def _scan_ble(args: argparse.Namespace) -> int:
             f"{sensor.rssi if sensor.rssi is not None else '-':>4}  {values}"
         )
     print(f"{len(found)} BTHome sensor(s) heard", file=sys.stderr)
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from edge.backup import BackupError, write_backup
+
+    try:
+        kept, missing = write_backup(args.out, args.config)
+    except (BackupError, OSError) as exc:
+        print(f"nbedge: no backup written: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {len(kept)} file(s), mode 0600; keep it off the gateway, it holds secrets")
+    for entry in kept:
+        print(f"  {entry.what}: {entry.path}")
+    for entry in missing:
+        print(f"  {entry.what}: {entry.path} (not there: nothing to keep)")
+    print("Not in it: the store (what is not synced yet stays on the old card only)")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from edge.backup import BackupError, restore
+
+    try:
+        restored = restore(args.archive, force=args.force)
+    except BackupError as exc:
+        print(f"nbedge: nothing restored: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"nbedge: restore stopped: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.archive}: gateway {restored.gateway} of site {restored.site}; {restored.config}: ok"
+    )
+    for entry in restored.files:
+        print(f"  {entry.what}: {entry.path} (restored)")
+    for entry in restored.unchanged:
+        print(f"  {entry.what}: {entry.path} (already as in the backup)")
     return 0
 
 

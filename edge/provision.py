@@ -20,6 +20,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AbstractTable
 
 from edge.config import parse_config
+from edge.files import replace_file
 from nbedge.errors import ConfigError, ConfigIssue
 
 __all__ = [
@@ -65,7 +66,7 @@ def write_credential(path: Path, token: str, user: str = SERVICE_USER) -> str:
         path.parent.mkdir(mode=0o750, parents=True)
         if owner is not None:
             os.chown(path.parent, *owner)
-    _replace(path, token + "\n", mode=0o600, owner=owner)
+    replace_file(path, (token + "\n").encode(), mode=0o600, owner=owner)
     uid = path.stat().st_uid
     try:
         return pwd.getpwuid(uid).pw_name
@@ -124,22 +125,4 @@ def write_config(path: Path, text: str) -> None:
     parse_config(text, source=str(path))
     old = path.stat()
     owner = (old.st_uid, old.st_gid) if os.geteuid() == 0 else None
-    _replace(path, text, mode=old.st_mode & 0o7777, owner=owner)
-
-
-def _replace(path: Path, text: str, *, mode: int, owner: tuple[int, int] | None) -> None:
-    """Write ``text`` beside ``path``, with its mode and owner set first, then rename it over
-    ``path``: never a half-written file, never a moment with a wider mode."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            if owner is not None:
-                os.fchown(f.fileno(), *owner)
-            os.fchmod(f.fileno(), mode)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    replace_file(path, text.encode(), mode=old.st_mode & 0o7777, owner=owner)
