@@ -31,8 +31,9 @@ translations: setup
 	$(BIN)/python scripts/translations.py
 
 # The Debian package of the gateway, build/deb/nbedge_<version>_<arch>.deb (docs/installer.md).
-# Needs root: its virtual environment is made at /opt/nbedge in a private mount namespace.
-deb: setup
+# Needs root: its virtual environment is made at /opt/nbedge in a private mount namespace. It
+# needs the .venv (for the versions the tests ran with), not the test suite's Debian packages.
+deb: $(STAMP)
 	VENV=$(VENV) sh scripts/build-deb.sh
 
 setup: system-deps $(STAMP)

@@ -10,18 +10,20 @@ mount namespace); CI is root, elsewhere these tests skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from nbedge import __version__
+from tests.conftest import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging" / "deb"
@@ -156,6 +158,7 @@ def test_maintainer_scripts_parse_and_are_executable(script: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a first build downloads the wheels
 def test_the_package_holds_the_gateway_and_nothing_of_the_central_api(package: Path) -> None:
     info = deb("--info", str(package))
     assert field(info, "Package") == "nbedge"
@@ -212,12 +215,14 @@ def installed(root: ThrowawayRoot, command: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a first build downloads the wheels
 def test_install_upgrade_remove_purge(package: Path, root: ThrowawayRoot, tmp_path: Path) -> None:
     """An installer's whole path with the real dpkg: what each step keeps and what it removes."""
     had_bluetooth = root.run("getent group bluetooth", check=False).returncode == 0
     assert not had_bluetooth, "the first install is on a machine without a bluetooth group"
 
-    root.run(f"dpkg --install {package}")
+    apt = "apt-get install --yes --no-install-recommends"  # every Depends is here: no download
+    root.run(f"{apt} {package}")
     assert installed(root, "nbedge --version") == f"nbedge {__version__}"
     checked = installed(root, f"nbedge config check {CONFIG}")
     assert checked == f"{CONFIG}: ok (gateway gw-0001, site maple-court-12, 1 Modbus device(s))"
@@ -238,27 +243,40 @@ def test_install_upgrade_remove_purge(package: Path, root: ThrowawayRoot, tmp_pa
     wants = "/etc/systemd/system/multi-user.target.wants/nbedge-gateway.service"
     assert root.run(f"test -e {wants}", check=False).returncode != 0
 
-    # The installer's changes and the gateway's state survive a reinstall and an upgrade.
-    root.run(
-        f'sed -i \'s/^id = "gw-0001"/id = "gw-0042"/\' {CONFIG}\n'
-        f"echo secret > {STATE}/credential && chown nbedge:nbedge {STATE}/credential"
-    )
+    # Provisioned as the installer does, with the central API on loopback: the credential is the
+    # service user's, and the packaged configuration is filled in.
+    with central_api(tmp_path, "gw-42") as (url, code):
+        said = installed(root, f"nbedge provision --central {url} --code {code}")
+    assert f"credential written to {STATE}/credential (mode 0600, owner nbedge)" in said
+    assert f"{CONFIG}: set gateway.id, gateway.site" in said
+    assert installed(root, f"stat -c '%a %U:%G' {STATE}/credential") == "600 nbedge:nbedge"
+    assert installed(root, f"runuser -u nbedge -- cat {STATE}/credential")
+    assert "gateway gw-42, site maple-12" in installed(root, f"nbedge config check {CONFIG}")
+    credential = installed(root, f"cat {STATE}/credential")
+
+    # The configuration and the gateway's state survive a reinstall and an upgrade.
     root.run(f"dpkg --install {package}")
     newer_version = f"{__version__}+1"
     newer = repack(package, tmp_path / "newer", newer_version)
     upgraded = root.run(f"dpkg --install {newer}")
     assert "conffile" not in upgraded.stdout  # no question: the package's own file did not change
     assert installed(root, "dpkg-query -W -f '${Version}' nbedge") == newer_version
-    assert "gateway gw-0042" in installed(root, f"nbedge config check {CONFIG}")
-    assert installed(root, f"cat {STATE}/credential") == "secret"
+    assert "gateway gw-42" in installed(root, f"nbedge config check {CONFIG}")
+    assert installed(root, f"cat {STATE}/credential") == credential
     assert installed(root, f"stat -c '%a %U:%G' {CONFIG}") == "640 root:nbedge"
+    root.run("nbedge backup /var/tmp/gw-42.tar.gz")
+
+    # Back to the previous package, as docs/upgrades.md says.
+    root.run(f"{apt} --allow-downgrades {package}")
+    assert installed(root, "nbedge --version") == f"nbedge {__version__}"
+    assert "gateway gw-42" in installed(root, f"nbedge config check {CONFIG}")
 
     # remove: the program goes, the configuration and the state stay.
     root.run("dpkg --remove nbedge")
     gone = root.run("test -e /opt/nbedge/bin/nbedge || test -L /usr/bin/nbedge", check=False)
     assert gone.returncode != 0
-    assert installed(root, f"cat {STATE}/credential") == "secret"
-    assert "gw-0042" in installed(root, f"cat {CONFIG}")
+    assert installed(root, f"cat {STATE}/credential") == credential
+    assert "gw-42" in installed(root, f"cat {CONFIG}")
 
     # purge: the configuration and the state go; the user stays (docs/installer.md).
     root.run("dpkg --purge nbedge")
@@ -266,8 +284,53 @@ def test_install_upgrade_remove_purge(package: Path, root: ThrowawayRoot, tmp_pa
     assert installed(root, f"dpkg-statoverride --list {CONFIG} || true") == ""
     assert root.run("id nbedge", check=False).returncode == 0
 
+    # A new card: the package again, then the backup of the old one.
+    root.run(f"dpkg --install {newer}")
+    refused = root.run("nbedge restore /var/tmp/gw-42.tar.gz", check=False)
+    assert refused.returncode == 1  # the package's fresh configuration differs from the backup's
+    root.run("nbedge restore --force /var/tmp/gw-42.tar.gz")
+    assert installed(root, f"cat {STATE}/credential") == credential
+    assert installed(root, f"stat -c '%a %U:%G' {STATE}/credential {CONFIG}").split("\n") == [
+        "600 nbedge:nbedge",
+        "640 root:nbedge",
+    ]
+    assert "gateway gw-42" in installed(root, f"runuser -u nbedge -- nbedge config check {CONFIG}")
+
+
+@contextlib.contextmanager
+def central_api(tmp_path: Path, gateway: str) -> Iterator[tuple[str, str]]:
+    """A central API on loopback (this checkout's, the package has none) and a claim code."""
+    nbedge = [sys.executable, "-m", "edge.cli"]
+    env = {
+        **os.environ,
+        "NBEDGE_CENTRAL_DATABASE_URL": f"sqlite:///{tmp_path / 'central.db'}",
+        "NBEDGE_CENTRAL_PLATFORM_TOKEN": "platform-token-for-tests-0123456789",
+    }
+    code = subprocess.run(
+        [*nbedge, "central", "claim-code", "--site", "maple-12", "--gateway", gateway],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    port = free_port()
+    central = subprocess.Popen(
+        [*nbedge, "central", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout_s=30)
+        yield f"http://127.0.0.1:{port}", code
+    finally:
+        central.terminate()
+        central.wait(10)
+
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a first build downloads the wheels
 def test_the_service_user_joins_bluetooth_where_that_group_exists(
     package: Path, root: ThrowawayRoot
 ) -> None:
