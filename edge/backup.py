@@ -163,9 +163,11 @@ def restore(archive_path: Path, *, force: bool = False) -> Restored:
         raise BackupError(f"cannot read the archive {archive_path}: {exc}") from exc
     with archive:
         manifest = _manifest(archive, archive_path)
-        entries = [Kept(Path(item["path"]), str(item["what"])) for item in manifest["files"]]
+        entries = [
+            Kept(Path(item["path"]), str(item.get("what", "file"))) for item in manifest["files"]
+        ]
         contents = {entry.path: _content(archive, entry.path) for entry in entries}
-        config_path = Path(manifest["config"])
+        config_path = Path(str(manifest.get("config", "")))
         config = _check_config(config_path, contents)
         as_root = os.geteuid() == 0
         changed, unchanged, differ = [], [], []
@@ -214,8 +216,11 @@ def _manifest(archive: tarfile.TarFile, source: Path) -> dict[str, Any]:
         raise not_ours from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError(f"{source}: a backup format this nbedge does not know")
-    for item in manifest.get("files", []):
-        path = PurePosixPath(item.get("path", ""))
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(isinstance(item, dict) for item in files):
+        raise not_ours
+    for item in files:
+        path = PurePosixPath(str(item.get("path", "")))
         if not path.is_absolute() or ".." in path.parts:
             raise BackupError(f"{source}: names {path}, not an absolute path: refused")
     return manifest
