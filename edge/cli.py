@@ -363,10 +363,15 @@ def _provision(args: argparse.Namespace) -> int:
         f"claimed gateway {credential.gateway_id} of site {credential.site_id}; "
         f"credential written to {args.token_file} (mode 0600, owner {owner})"
     )
-    if owner != user and provision.service_owner(user) is not None:
+    if owner != user:
+        fix = (
+            f"run provision as root or as {user}"
+            if provision.service_owner(user) is not None
+            else f"this machine has no user {user}: install the nbedge package, or pass --user"
+        )
         print(
-            f"nbedge: warning: the gateway runs as {user} and cannot read a credential of "
-            f"{owner}'s: run provision as root or as {user}",
+            f"nbedge: warning: the credential is {owner}'s; a gateway running as {user} cannot "
+            f"read it: {fix}",
             file=sys.stderr,
         )
     settings = provision.Settings(

@@ -194,7 +194,10 @@ async def test_provision_fills_in_the_config_and_keeps_every_other_line(tmp_path
             *["--config", str(config), "--token-file", str(token_file), "--ca-file", str(ca.cert)],
         )
     assert claimed.returncode == 0, claimed.stderr
-    assert f"(mode 0600, owner {pwd.getpwuid(os.geteuid()).pw_name})" in claimed.stdout
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    assert f"(mode 0600, owner {me})" in claimed.stdout
+    if me != "nbedge":  # the credential is not the service's: said, with the way out
+        assert f"the credential is {me}'s; a gateway running as nbedge cannot" in claimed.stderr
     assert "uplink.ca_file; checked: ok" in claimed.stdout
 
     before, after = EXAMPLE.read_text().splitlines(), config.read_text().splitlines()
@@ -280,6 +283,7 @@ async def test_run_as_root_the_credential_belongs_to_the_service_user(tmp_path: 
         )
     assert claimed.returncode == 0, claimed.stderr
     assert "(mode 0600, owner nobody)" in claimed.stdout
+    assert "warning" not in claimed.stderr
     for path, mode in ((token_file, 0o600), (token_file.parent, 0o750)):
         info = path.stat()
         assert (info.st_uid, info.st_gid) == (service.pw_uid, service.pw_gid)
