@@ -297,6 +297,40 @@ def test_install_upgrade_remove_purge(package: Path, root: ThrowawayRoot, tmp_pa
     assert "gateway gw-42" in installed(root, f"runuser -u nbedge -- nbedge config check {CONFIG}")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a first build downloads the wheels
+def test_the_installed_gateway_runs_as_its_user(package: Path, root: ThrowawayRoot) -> None:
+    """The package's own gateway, as its unit starts it (user nbedge, the packaged paths): it
+    answers on its local API and stops cleanly on SIGTERM."""
+    port = free_port()
+    config = (
+        '[gateway]\nid = "gw-run"\nsite = "site-run"\n\n[mqtt]\nenabled = false\n\n'
+        f"[local_api]\nport = {port}\n"
+    )
+    status = f"http://127.0.0.1:{port}/api/status"
+    ran = root.run(
+        f"dpkg --install {package} >/dev/null\n"
+        f"printf '%s' '{config}' > {CONFIG}\n"
+        "setpriv --reuid nbedge --regid nbedge --init-groups -- "
+        f"nbedge run --config {CONFIG} >/var/tmp/gateway.log 2>&1 &\n"
+        "gateway=$!\n"
+        "for _ in $(seq 1 150); do\n"
+        f"  /opt/nbedge/bin/python -c \"import httpx; print(httpx.get('{status}').text)\" "
+        "2>/dev/null && break\n"
+        "  sleep 0.2\n"
+        "done\n"
+        "kill -TERM $gateway || true\n"
+        "if wait $gateway; then echo stopped cleanly; else echo exit status $?; fi\n"
+        f"stat -c '%U:%G' {STATE}/gateway.db || true\n"
+        "cat /var/tmp/gateway.log >&2\n",
+        check=False,
+    )
+    said = ran.stdout.strip().split("\n")
+    assert any('"gw-run"' in line for line in said), ran.stderr  # its log
+    assert "stopped cleanly" in said, ran.stderr
+    assert said[-1] == "nbedge:nbedge"
+
+
 @contextlib.contextmanager
 def central_api(tmp_path: Path, gateway: str) -> Iterator[tuple[str, str]]:
     """A central API on loopback (this checkout's, the package has none) and a claim code."""
