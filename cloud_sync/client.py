@@ -63,6 +63,7 @@ from cloud_sync.schemas import (
     RECORD_KINDS,
     SCHEMA_VERSIONS,
     AlertCommand,
+    GatewayIdentityAnswer,
     IngestResult,
     PendingCommands,
     WireTerms,
@@ -100,6 +101,7 @@ def transport_failure(exc: httpx.TransportError) -> UplinkUnavailable:
 INGEST_PATH = "/v1/ingest"
 WIRE_PATH = "/v1/wire"
 COMMANDS_PATH = "/v1/gateway/commands"
+WHOAMI_PATH = "/v1/gateways/me"
 TERMS_RECHECK_S = 3600.0
 """The central API's terms are asked again this often, and after every failure to reach it."""
 URGENT_RETRY_S = 15.0
@@ -652,6 +654,46 @@ def _agreement(version: int, kinds: Sequence[str], central: str | None) -> WireA
         f" gateway {nbedge.__version__}"
     )
     return WireAgreement(version, tuple(kinds), central, fingerprint)
+
+
+async def whoami(
+    base_url: str,
+    token: str,
+    *,
+    verify: ssl.SSLContext | None = None,
+    timeout_s: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> GatewayIdentityAnswer:
+    """Whom the central API at ``base_url`` takes ``token`` for (``GET /v1/gateways/me``, an
+    authenticated no-op). ``UplinkUnavailable`` when it cannot be reached or its certificate is
+    not trusted, ``UplinkRejected`` when it refuses the credential."""
+    try:
+        async with (
+            asyncio.timeout(timeout_s),
+            httpx.AsyncClient(
+                base_url=base_url,
+                transport=transport,
+                verify=trust() if verify is None else verify,
+                timeout=timeout_s,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "User-Agent": f"nbedge-sync/{nbedge.__version__}",
+                },
+            ) as http,
+        ):
+            response = await http.get(WHOAMI_PATH)
+    except TimeoutError as exc:
+        raise UplinkUnavailable(f"no answer within {timeout_s:g} s") from exc
+    except httpx.TransportError as exc:
+        raise transport_failure(exc) from exc
+    if response.status_code == 404:
+        raise UplinkUnavailable("the central API is older: it does not answer /v1/gateways/me")
+    if not response.is_success:
+        raise refusal(response)
+    try:
+        return GatewayIdentityAnswer.model_validate_json(response.content)
+    except ValueError as exc:
+        raise UplinkUnavailable(f"unexpected answer to {WHOAMI_PATH}: {exc}") from exc
 
 
 def refusal(response: httpx.Response) -> UplinkUnavailable | UplinkRejected:

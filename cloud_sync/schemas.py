@@ -274,6 +274,14 @@ class PendingCommands(_Wire):
     commands: Annotated[list[AlertCommand], Field(max_length=MAX_RECORDS_PER_BATCH)]
 
 
+class GatewayIdentityAnswer(_Wire):
+    """``GET /v1/gateways/me``: whom the credential belongs to. An authenticated no-op: what
+    ``nbedge doctor`` asks to tell a refused credential from an unreachable central API."""
+
+    gateway_id: str
+    site_id: str
+
+
 def _kind_required(schema: dict[str, Any]) -> None:
     """Say in the JSON Schema what validation demands: ``kind`` picks the record type."""
     required: list[str] = schema.setdefault("required", [])

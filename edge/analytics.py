@@ -47,6 +47,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -174,6 +175,10 @@ class AnalyticsStats:
     bundles_refused: int = 0
     failures: int = 0
     bundle_errors: list[str] = field(default_factory=list)
+    model_runs: dict[str, int] = field(default_factory=dict)
+    """Runs of one series' model, per kind (``demand``, ``anomaly``, ``cessation``)."""
+    model_seconds: dict[str, float] = field(default_factory=dict)
+    """Their total duration, per kind (seconds of the process's monotonic clock)."""
 
 
 class Analytics:
@@ -290,22 +295,29 @@ class Analytics:
         self.stats.next_run_at = next_run_after(started)
         hour = _hour(started)
         for state in self.demand.values():
-            await self._guarded(self._forecast(state, hour), f"demand {state.config.name}")
+            await self._guarded(self._forecast(state, hour), "demand", state.config.name)
         for meter in self.meters.values():
-            await self._guarded(self._score_meter(meter, hour), f"meter {meter.meter}")
+            await self._guarded(self._score_meter(meter, hour), "anomaly", meter.meter)
         for dwelling in self.dwellings.values():
             await self._guarded(
-                self._watch_dwelling(dwelling, hour), f"dwelling {dwelling.config.name}"
+                self._watch_dwelling(dwelling, hour), "cessation", dwelling.config.name
             )
 
-    async def _guarded(self, work: Any, what: str) -> None:
+    async def _guarded(self, work: Any, kind: str, series: str) -> None:
+        """Run one series' model, timed per ``kind``; a failure is counted and logged."""
+        stats = self.stats
+        start = time.perf_counter()
         try:
             await work
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.stats.failures += 1
-            log.exception("model run failed", extra={"series": what})
+            stats.failures += 1
+            log.exception("model run failed", extra={"series": f"{kind} {series}"})
+        finally:
+            stats.model_runs[kind] = stats.model_runs.get(kind, 0) + 1
+            elapsed = time.perf_counter() - start
+            stats.model_seconds[kind] = stats.model_seconds.get(kind, 0.0) + elapsed
 
     # --- series from the store -----------------------------------------------------------
 
@@ -655,6 +667,8 @@ class Analytics:
             failures=self.stats.failures,
             bundles_refused=self.stats.bundles_refused,
             bundle_errors=tuple(self.stats.bundle_errors),
+            model_runs=dict(self.stats.model_runs),
+            model_seconds=dict(self.stats.model_seconds),
             demand={name: _demand_status(d) for name, d in self.demand.items()},
             meters={
                 name: MeterStatus(status=m.status, score=m.score) for name, m in self.meters.items()

@@ -90,6 +90,27 @@ def _parser() -> argparse.ArgumentParser:
     code.add_argument("--ttl", type=float, default=86400, help="seconds the code stays valid")
     code.set_defaults(handler=_central_claim_code)
 
+    maintenance = commands.add_parser(
+        "maintenance", help="while testing sensors: alerts raised are tests, nobody is paged"
+    )
+    maintenance.add_argument("action", choices=["on", "off", "status"])
+    maintenance.add_argument(
+        "--for", dest="duration", default="1h", help="how long, e.g. 2h, 90m (at most 7d)"
+    )
+    maintenance.add_argument("--reason", default="", help="what is being tested")
+    maintenance.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    maintenance.set_defaults(handler=_maintenance)
+
+    doctor = commands.add_parser(
+        "doctor", help="check what works and what does not, each problem with its fix"
+    )
+    doctor.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="gateway TOML file")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument(
+        "--user", default="nbedge", help="the service user whose access is checked (nbedge)"
+    )
+    doctor.set_defaults(handler=_doctor)
+
     provision = commands.add_parser(
         "provision", help="claim this gateway at the central API with a one-time code"
     )
@@ -247,17 +268,69 @@ def _run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.daemon import run_gateway
     from edge.logs import configure_logging
+    from edge.runlock import AlreadyRunning
     from edge.store.schema import SchemaTooNew
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
     try:
-        asyncio.run(run_gateway(config))
-    except SchemaTooNew as exc:  # a person must choose the way back: no restart loop
-        logging.getLogger("edge.daemon").critical("store refused: %s", exc)
+        asyncio.run(run_gateway(config, args.config))
+    except (SchemaTooNew, AlreadyRunning) as exc:  # a person must look: no restart loop
+        logging.getLogger("edge.daemon").critical("cannot run: %s", exc)
         print(f"nbedge: {exc}", file=sys.stderr)
         return EX_CONFIG
     return 0
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    import getpass
+    import time
+    from datetime import UTC, datetime
+
+    from edge import maintenance
+    from edge.config import load_config
+
+    state_dir = load_config(args.config).gateway.state_dir
+
+    def when(timestamp: float) -> str:
+        return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    now = time.time()
+    if args.action == "on":
+        try:
+            seconds = maintenance.parse_duration(args.duration)
+        except ValueError as exc:
+            print(f"nbedge: {exc}", file=sys.stderr)
+            return 2
+        window = maintenance.Window(
+            since=now, until=now + seconds, by=getpass.getuser()[:64], reason=args.reason[:200]
+        )
+        maintenance.write(state_dir, window)
+        print(
+            f"maintenance until {when(window.until)}: alerts raised meanwhile are tests,"
+            " nobody is paged (nbedge maintenance off ends it)"
+        )
+        return 0
+    if args.action == "off":
+        ended = maintenance.end(state_dir)
+        print("maintenance ended" if ended else "no maintenance was in force")
+        return 0
+    current = maintenance.read(state_dir)
+    if current is None or not current.active(now):
+        print("no maintenance in force")
+        return 1
+    reason = f" ({current.reason})" if current.reason else ""
+    print(f"maintenance until {when(current.until)}, by {current.by}{reason}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import diagnose, exit_status, print_checks
+
+    logging.disable(logging.CRITICAL)  # the checks say what went wrong, each with its fix
+    checks = asyncio.run(diagnose(args.config, user=args.user))
+    print_checks(checks, as_json=args.json)
+    return exit_status(checks)
 
 
 def _config_check(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -33,12 +34,16 @@ from edge.alerts import Action, ActResult, Alert, AlertBook, Finding, Outcome
 from edge.alerts.escalation import Escalator
 from edge.asgi import serve_app
 from edge.clock import Clock
+from edge.doctor import Check, gateway_health
 from edge.home_assistant import HomeAssistantBridge
+from edge.maintenance import Maintenance
 from edge.mqtt import AlertPublisher
 from edge.mqtt_commands import Commands
 from edge.people import PeopleStore
 from edge.pipeline import Pipeline
+from edge.reload import Plan, plan
 from edge.rules import GateFaultRule, Rule, VoltageRule
+from edge.runlock import run_lock
 from edge.schemas import (
     GateSection,
     GatewayConfig,
@@ -103,11 +108,13 @@ class Gateway:
         *,
         clock: Clock | None = None,
         uplink_transport: httpx.AsyncBaseTransport | None = None,
+        config_path: Path | None = None,
     ) -> None:
         """``clock`` is the one clock of every service that waits or schedules (default: the
         system's); ``uplink_transport`` replaces the sync client's network transport (fault
-        injection)."""
+        injection); ``config_path`` is the file ``reload`` reads again."""
         self.config = config
+        self.config_path = config_path
         self.clock = Clock() if clock is None else clock
         self._uplink_transport = uplink_transport
         self.started_at = self.clock.wall_time()
@@ -126,6 +133,16 @@ class Gateway:
         self.doors: DoorSensors | None = None
         self.changes = Changes()
         """Moved at each alert change: the console's live updates wait on it."""
+        self._reload_wanted: asyncio.Event | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._acquisition: list[asyncio.Task[None]] = []
+        self._analytics_task: asyncio.Task[None] | None = None
+        self._doors_task: asyncio.Task[None] | None = None
+        self._sink: Callable[[Reading], None] | None = None
+        self._site: ConsoleSite | None = None
+        self.reloads = 0
+        self.reloads_refused = 0
+        self.maintenance: Maintenance | None = None
 
     # --- what the local web app sees (edge.web.GatewayView) --------------------------------
 
@@ -178,12 +195,17 @@ class Gateway:
                     forecast[slot] = kwh  # later forecasts overwrite earlier ones
         return MeterHistory(**dict(history), forecast=forecast, forecast_series=fed[0].name)
 
+    async def health(self) -> list[Check]:
+        """``nbedge doctor``'s checks as this gateway sees them (``/api/health``)."""
+        return await gateway_health(self)
+
     async def status(self) -> GatewayStatus:
         """The whole gateway (``/api/status``). The bus, the gates, the sync client and the store
         give dataclass snapshots (their packages know nothing of ``edge.status``): they are
         converted here; the other services give their own models."""
         cfg = self.config.gateway
         stored = None if self._store is None else await self._store.stats()
+        window = None if self.maintenance is None else self.maintenance.window()
         uplink = None if self._sync is None else self._sync.status()
         return GatewayStatus(
             gateway=cfg.id,
@@ -211,7 +233,167 @@ class Gateway:
             active_alerts=len(self._book.active()),
             open_alerts=len(self._book.open()),
             escalation=None if self.escalator is None else self.escalator.status(),
+            maintenance_until=None if window is None else window.until,
         )
+
+    # --- the services a reload may rebuild ------------------------------------------------
+
+    def _build_acquisition(
+        self, config: GatewayConfig, gates: Sequence[tuple[GateSection, GateController]]
+    ) -> None:
+        """The bus owners of ``config``'s devices and gates (not started)."""
+        assert self._pipeline is not None
+        assert self._sink is not None
+        pipeline = self._pipeline
+        self._buses = build_buses(
+            config.modbus.devices,
+            self._sink,
+            pipeline.submit_state if config.rules.device_silent.enabled else None,
+            gates=gates,
+        )
+        self._gates = {
+            section.name: (section, controller, bus)
+            for section, controller in gates
+            for bus in self._buses
+            if bus.has_device(section.name)
+        }
+
+    def _start_buses(self) -> None:
+        assert self._tasks is not None
+        self._acquisition = [
+            self._tasks.create_task(bus.run(), name=f"modbus {bus.endpoint}") for bus in self._buses
+        ]
+
+    def _start_analytics(self, config: GatewayConfig) -> None:
+        assert self._tasks is not None
+        assert self._store is not None
+        assert self._pipeline is not None
+        self.analytics, self._analytics_task = None, None
+        if config.models.enabled:
+            from edge.analytics import Analytics
+
+            self.analytics = Analytics(config, self._store, self._pipeline, clock=self.clock)
+            self._analytics_task = self._tasks.create_task(self.analytics.run(), name="analytics")
+
+    def _start_doors(self, config: GatewayConfig) -> None:
+        assert self._tasks is not None
+        assert self._store is not None
+        assert self._pipeline is not None
+        self.doors, self._doors_task = None, None
+        if config.ble.enabled:
+            from edge.ble import DoorSensors
+
+            self.doors = DoorSensors(config.ble, self._store, self._pipeline, clock=self.clock)
+            self._doors_task = self._tasks.create_task(self.doors.run(), name="ble")
+
+    def _producers_started_later(self) -> list[asyncio.Task[None]]:
+        return [t for t in (self._analytics_task, self._doors_task) if t is not None]
+
+    # --- reload (SIGHUP) -------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Read the configuration file again, soon (the SIGHUP handler); ignored until the
+        gateway runs."""
+        if self._reload_wanted is not None:
+            self._reload_wanted.set()
+
+    async def _reloads(self) -> None:
+        assert self._reload_wanted is not None
+        wanted = self._reload_wanted
+        while True:
+            await wanted.wait()
+            wanted.clear()
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reload failed; the gateway goes on as it ran")
+
+    async def reload(self) -> Plan | None:
+        """Take the configuration file's changes that need no restart (``edge.reload``); an
+        invalid file is refused, and the gateway goes on as it ran."""
+        from edge.config import load_config
+
+        if self.config_path is None:
+            log.warning("reload asked, but the gateway was not started from a file")
+            return None
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            self.reloads_refused += 1
+            log.error(  # noqa: TRY400 (the errors are the message, not a traceback)
+                "reload refused: the configuration is not valid",
+                extra={"path": str(self.config_path), "errors": [str(i) for i in exc.issues]},
+            )
+            return None
+        change = plan(self.config, new)
+        systemd.notify("RELOADING=1")
+        if change.needs_restart:
+            log.warning(
+                "configuration changes that need a restart, not applied",
+                extra={"keys": list(change.needs_restart)},
+            )
+        config = change.config
+        try:
+            await self._apply(change, config)
+            self.config = config
+            self.reloads += 1
+        finally:
+            systemd.notify("READY=1")
+        log.info(
+            "configuration reloaded",
+            extra={"changed": list(change.changed), "removed": sorted(change.removed)},
+        )
+        return change
+
+    async def _apply(self, change: Plan, config: GatewayConfig) -> None:
+        store, pipeline = self._store, self._pipeline
+        assert store is not None
+        assert pipeline is not None
+        if change.rules:
+            pipeline.set_rules(build_rules(config))
+        if change.escalation and self.escalator is not None:
+            self.escalator.set_policies(config.alerts.escalation)
+        if change.modbus or change.rules:  # device_silent's callback goes with the buses
+            kept = {
+                section.name: controller
+                for section, controller, _ in self._gates.values()
+                if section in config.modbus.gates
+            }
+            fresh = [
+                (section, controller)
+                for section, controller in await build_gates(config, store, pipeline)
+                if section.name not in kept
+            ]
+            gates = [
+                *((s, kept[s.name]) for s in config.modbus.gates if s.name in kept),
+                *fresh,
+            ]
+            await _cancel_and_wait(self._acquisition)
+            store.counters = counter_points(config)
+            self._build_acquisition(config, gates)
+            self._start_buses()
+        if change.models:
+            await _cancel_and_wait([self._analytics_task] if self._analytics_task else [])
+            self._start_analytics(config)
+        if change.ble:
+            await _cancel_and_wait([self._doors_task] if self._doors_task else [])
+            self._start_doors(config)
+        if self._site is not None:
+            self._site.update(ConsoleSite.from_config(config))
+        now = self.clock.wall_time()
+        for alert in self._book.active():
+            if alert.device in change.removed:
+                pipeline.submit_finding(
+                    Finding(
+                        code=alert.rule,
+                        device=alert.device,
+                        point=alert.point,
+                        active=False,
+                        value=alert.value,
+                        at=now,
+                        params={"removed": True},
+                    )
+                )
 
     def _on_alert(self, alert: Alert) -> None:
         """Each alert change, once stored: to MQTT, and to the console's live updates."""
@@ -321,9 +503,15 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
+        with run_lock(config.gateway.state_dir):
+            await self._run(stop)
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        config = self.config
         async with open_store(config, self.clock) as store:
             self._store = store
-            self._book = AlertBook(await store.open_alerts())
+            self.maintenance = Maintenance(config.gateway.state_dir, now=self.clock.wall_time)
+            self._book = AlertBook(await store.open_alerts(), testing=self.maintenance.active)
             people = PeopleStore.for_gateway(config)
             home_assistant = None
             if config.mqtt.enabled and config.mqtt.home_assistant.enabled:
@@ -336,12 +524,9 @@ class Gateway:
                     open_alerts=self._book.open,
                     home_assistant=home_assistant,
                 )
-            rules: list[Rule] = [GateFaultRule()]
-            if config.rules.voltage.enabled:
-                rules.append(VoltageRule(config.rules.voltage))
             self._pipeline = pipeline = Pipeline(
                 store,
-                rules=rules,
+                rules=build_rules(config),
                 book=self._book,
                 on_alert=self._on_alert,
                 queue_size=config.store.queue_size,
@@ -352,19 +537,10 @@ class Gateway:
                 self._publisher.commands = Commands(
                     people, act=pipeline.act, alert=self._book.get, now=self.clock.wall_time
                 )
-            gates = await build_gates(config, store, pipeline)
-            self._buses = build_buses(
-                config.modbus.devices,
-                pipeline.submit if home_assistant is None else home_assistant.tee(pipeline.submit),
-                pipeline.submit_state if config.rules.device_silent.enabled else None,
-                gates=gates,
+            self._sink = (
+                pipeline.submit if home_assistant is None else home_assistant.tee(pipeline.submit)
             )
-            self._gates = {
-                section.name: (section, controller, bus)
-                for section, controller in gates
-                for bus in self._buses
-                if bus.has_device(section.name)
-            }
+            self._build_acquisition(config, await build_gates(config, store, pipeline))
             if config.uplink is not None and config.uplink.enabled:
                 self._sync = build_sync_client(
                     config,
@@ -385,7 +561,9 @@ class Gateway:
                 self._book, pipeline, store, config.alerts.escalation, clock=self.clock
             )
 
+            self._site = ConsoleSite.from_config(config)
             async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
                 writer = tasks.create_task(pipeline.run(), name="store-writer")
                 services = [tasks.create_task(self.housekeeper.run(), name="housekeeping")]
                 producers: list[asyncio.Task[None]] = []  # submit to the pipeline, like buses
@@ -394,16 +572,10 @@ class Gateway:
                     services.append(tasks.create_task(self._publisher.run(), name="mqtt"))
                 if self._sync is not None:
                     services.append(tasks.create_task(self._sync.run(), name="uplink"))
-                if config.models.enabled:
-                    from edge.analytics import Analytics
-
-                    self.analytics = Analytics(config, store, pipeline, clock=self.clock)
-                    producers.append(tasks.create_task(self.analytics.run(), name="analytics"))
-                if config.ble.enabled:
-                    from edge.ble import DoorSensors
-
-                    self.doors = DoorSensors(config.ble, store, pipeline, clock=self.clock)
-                    producers.append(tasks.create_task(self.doors.run(), name="ble"))
+                self._start_analytics(config)
+                self._start_doors(config)
+                self._reload_wanted = asyncio.Event()
+                services.append(tasks.create_task(self._reloads(), name="reload"))
                 if config.local_api.enabled:
                     web_started = asyncio.Event()
                     services.append(
@@ -412,7 +584,7 @@ class Gateway:
                                 create_local_app(
                                     self,
                                     people,
-                                    ConsoleSite.from_config(config),
+                                    self._site,
                                     now=self.clock.wall_time,
                                     monotonic=self.clock.monotonic,
                                 ),
@@ -428,10 +600,7 @@ class Gateway:
                 watchdog = systemd.watchdog_interval_s()
                 if watchdog is not None:
                     services.append(tasks.create_task(systemd.keep_watchdog_fed(watchdog)))
-                acquisition = [
-                    tasks.create_task(bus.run(), name=f"modbus {bus.endpoint}")
-                    for bus in self._buses
-                ]
+                self._start_buses()
                 self.ready.set()
                 systemd.notify("READY=1")
                 log.info(
@@ -442,7 +611,10 @@ class Gateway:
                 await stop.wait()
                 systemd.notify("STOPPING=1")
                 log.info("gateway stopping")
-                await _cancel_and_wait([*acquisition, *producers])
+                self._reload_wanted = None
+                await _cancel_and_wait(
+                    [*self._acquisition, *producers, *self._producers_started_later()]
+                )
                 pipeline.close()
                 try:
                     async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
@@ -469,13 +641,26 @@ class Gateway:
         )
 
 
-def open_store(config: GatewayConfig, clock: Clock | None = None) -> Store:
-    cfg = config.store
-    counters = frozenset(
+def build_rules(config: GatewayConfig) -> list[Rule]:
+    """The rules the pipeline runs on every batch of readings."""
+    rules: list[Rule] = [GateFaultRule()]
+    if config.rules.voltage.enabled:
+        rules.append(VoltageRule(config.rules.voltage))
+    return rules
+
+
+def counter_points(config: GatewayConfig) -> frozenset[tuple[str, str]]:
+    """The (device, point) pairs whose summaries carry a delta: the profiles' counters."""
+    return frozenset(
         (device.name, point)
         for device in config.modbus.devices
         for point in load_profile(device.profile).counter_names
     )
+
+
+def open_store(config: GatewayConfig, clock: Clock | None = None) -> Store:
+    cfg = config.store
+    counters = counter_points(config)
     return Store(
         config.database_path,
         gateway_id=config.gateway.id,
@@ -651,16 +836,18 @@ def _where(task: asyncio.Task[Any]) -> str:
     return f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
 
 
-async def run_gateway(config: GatewayConfig) -> None:
-    """Run a gateway until SIGTERM or SIGINT."""
+async def run_gateway(config: GatewayConfig, config_path: Path | None = None) -> None:
+    """Run a gateway until SIGTERM or SIGINT; SIGHUP reads ``config_path`` again."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    gateway = Gateway(config, config_path=config_path)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.request_reload)
     try:
-        await Gateway(config).run(stop)
+        await gateway.run(stop)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 

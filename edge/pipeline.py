@@ -139,6 +139,11 @@ class Pipeline:
             self._queue.put_nowait(_WAKE)
         return True
 
+    def set_rules(self, rules: Sequence[Rule]) -> None:
+        """Run ``rules`` from the next batch on (a reload). An alert of a rule no longer run
+        stays as it is until its cause is cleared otherwise."""
+        self._rules = list(rules)
+
     def submit_finding(self, finding: Finding) -> None:
         """Hand a finding to the alert book; its changes are written with the next batch. Never
         blocks; a finding that changes nothing costs nothing."""

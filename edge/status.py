@@ -126,6 +126,8 @@ class StoreStatus(_Status):
     evicted: dict[str, int]
     """Records evicted by the quota since the database was created, per kind."""
     disk: DiskStatusView
+    outbox_oldest_at: float | None = None
+    """When (wall time) the oldest record waiting to be sent was written; None: none waits."""
 
 
 # --- MQTT and the uplink ----------------------------------------------------------------------
@@ -305,6 +307,11 @@ class AnalyticsStatus(_Status):
     demand: dict[str, DemandStatus]
     meters: dict[str, MeterStatus]
     dwellings: dict[str, DwellingStatus]
+    model_runs: dict[str, int] = {}
+    """Runs of one series' model since start, per kind (``demand``, ``anomaly``,
+    ``cessation``), failed or not."""
+    model_seconds: dict[str, float] = {}
+    """Their total duration in seconds, per kind."""
 
 
 # --- door sensors (edge.ble over firmware_bridge.ble.scanner) ---------------------------------
@@ -422,3 +429,5 @@ class GatewayStatus(_Status):
     escalation: EscalationStatus | None
     local_api: LocalApiStatus | None = None
     """Filled by the web layer (the people and refused requests are the app's)."""
+    maintenance_until: float | None = None
+    """When the maintenance window in force ends (its alerts are tests); None: none is."""

@@ -241,7 +241,15 @@ async def test_every_page_fits_360_pixels_and_its_text_has_aa_contrast(
         await log_in(page, building)
         building.main.override("voltage_l1", 262.0)  # an alert card on the alerts page
         await page.locator("article.alert.warning").wait_for(timeout=10_000)
-        pages = ["/alerts", "/residents", "/meters", "/meters/main", "/devices", "/account"]
+        pages = [
+            "/alerts",
+            "/residents",
+            "/meters",
+            "/meters/main",
+            "/devices",
+            "/health",
+            "/account",
+        ]
         for setting in ("", "/language/zh-Hans", "/text/large"):
             if setting:
                 await page.goto(building.url + setting)

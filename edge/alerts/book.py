@@ -13,6 +13,7 @@ alert again; once resolved, it raises a new one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -125,7 +126,13 @@ class Alert:
             outcome=self.outcome,
             audience=self.audience,
             level=self.level,
+            test=self.test,
         )
+
+    @property
+    def test(self) -> bool:
+        """Raised in a maintenance window (``edge.maintenance``): nobody is paged for it."""
+        return self.raised_params.get("test") is True
 
     @property
     def message(self) -> str:
@@ -145,7 +152,15 @@ class ActResult:
 class AlertBook:
     """The open alerts (not both cleared and resolved), by id and by cause."""
 
-    def __init__(self, open_alerts: list[Alert] | None = None) -> None:
+    def __init__(
+        self,
+        open_alerts: list[Alert] | None = None,
+        *,
+        testing: Callable[[], bool] | None = None,
+    ) -> None:
+        """``testing`` says whether a maintenance window is in force: alerts raised then carry
+        ``test: true`` in their parameters."""
+        self._testing = testing
         self._by_id: dict[str, Alert] = {}
         self._by_key: dict[str, Alert] = {}
         for alert in open_alerts or []:
@@ -173,6 +188,8 @@ class AlertBook:
         if finding.active:
             if current is not None and current.condition == "active":
                 return []
+            if self._testing is not None and self._testing():
+                finding = replace(finding, params={**finding.params, "test": True})
             if current is not None:  # cleared, not yet resolved: the same alert again
                 alert = self._next(
                     current,

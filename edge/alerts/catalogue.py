@@ -337,6 +337,13 @@ def kind(code: str) -> AlertKind:
     return CATALOGUE[code]
 
 
+TEST_TEXT = N_("Test: {text}")
+"""An alert raised in a maintenance window (``edge.maintenance``)."""
+REMOVED_TEXT = N_("{device} was taken out of the configuration: no longer watched")
+"""The cleared text of an alert whose device, gate, sensor or dwelling a reload removed (its
+finding carries ``removed: true``)."""
+
+
 def render(
     code: str,
     event: str,
@@ -349,15 +356,34 @@ def render(
     outcome: str | None = None,
     audience: str | None = None,
     level: int = 0,
+    test: bool = False,
 ) -> str:
     """The text of an alert event (``raised``, ``cleared``, ``acknowledged``, ``resolved``,
     ``escalated``) in ``language``: the kind's text for raised and cleared, else the event's
-    sentence after the kind's raised text."""
+    sentence after the kind's raised text. ``test``: raised in a maintenance window, said first."""
+    tr = translation(language)
+    text = _render(code, event, params, language, device, point, by, outcome, audience, level)
+    return _format(tr.gettext(TEST_TEXT), {"text": text}) if test else text
+
+
+def _render(
+    code: str,
+    event: str,
+    params: Params,
+    language: Language,
+    device: str,
+    point: str,
+    by: str | None,
+    outcome: str | None,
+    audience: str | None,
+    level: int,
+) -> str:
     entry = CATALOGUE[code]
     tr = translation(language)
     values = _localised(entry, params, language) | {"device": device, "point": point}
     if event == "cleared":
-        return _format(tr.gettext(entry.cleared), values)
+        cleared = REMOVED_TEXT if params.get("removed") is True else entry.cleared
+        return _format(tr.gettext(cleared), values)
     variant = str(params.get("variant", ""))
     template = entry.raised.get(variant) or next(iter(entry.raised.values()))
     text = _format(tr.gettext(template), values)

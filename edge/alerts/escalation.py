@@ -99,12 +99,18 @@ class Escalator:
         """Escalation events made since start."""
         self.passes = 0
 
+    def set_policies(self, policies: Sequence[EscalationSection]) -> None:
+        """Escalate by ``policies`` from the next pass on (a reload); the levels reached stay."""
+        self._policies = tuple(policies)
+
     async def run(self) -> None:
         """Escalate until cancelled; a failed pass or save is logged and tried again."""
-        if self._policies:
-            await self._load()
+        loaded = False
         while True:
             wait = TICK_S
+            if self._policies and not loaded:
+                await self._load()
+                loaded = True
             if self._policies:
                 try:
                     wait = self.escalate_due()
@@ -125,6 +131,8 @@ class Escalator:
             for alert in self._book.open():
                 policy = policy_for(alert, self._policies)
                 if policy is None or alert.state != "new" or alert.level >= len(policy.levels):
+                    continue
+                if alert.test:  # raised in a maintenance window: nobody is paged
                     continue
                 tracked.add(alert.alert_id)
                 timer = self._timers.get(alert.alert_id) or self._first_seen(alert, policy, now)

@@ -98,6 +98,9 @@ class StoreStats:
     """Records evicted by the quota since the database was created, per kind."""
     disk: DiskStatus
     """The filesystem under the store: free space, the watermark in force, the reserve."""
+    outbox_oldest_at: float | None = None
+    """When (wall time) the oldest record waiting to be sent was written; None: none waits.
+    Records set aside are not waiting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -796,6 +799,9 @@ class Store:
                 "SELECT kind, COUNT(*) FROM outbox WHERE refused_at IS NOT NULL GROUP BY kind"
             ).fetchall()
         )
+        oldest = conn.execute(  # records are written in order: the first in seq is the oldest
+            "SELECT created_at FROM outbox WHERE refused_at IS NULL ORDER BY seq LIMIT 1"
+        ).fetchone()
         evicted = {
             key.removeprefix("evicted."): int(value)
             for key, value in conn.execute(
@@ -813,4 +819,5 @@ class Store:
             bytes=quota.measure(conn, self.path, self._disk_usage).file_bytes,
             evicted=evicted,
             disk=self._room.status(),
+            outbox_oldest_at=oldest[0] if oldest else None,
         )

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from edge.people import PeopleStore
 from edge.people.deps import install
+from edge.web import metrics
 from edge.web.auth import Access, LoginNeeded, RoleTooLow
 from edge.web.pages import Console
 from edge.web.routes import account, api, console
@@ -55,6 +56,13 @@ def create_local_app(
     app.include_router(account.router(pages, access))
     app.include_router(console.router(gateway, pages, access))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        """The gateway for Prometheus (``edge.web.metrics``): no login, nothing of residents."""
+        status = (await gateway.status()).model_copy(update={"local_api": access.status()})
+        body = metrics.exposition(status, gateway.active_alerts(), now())
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     @app.get("/manifest.webmanifest", include_in_schema=False)
     async def manifest() -> Response:

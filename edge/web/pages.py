@@ -16,7 +16,7 @@ from edge.web.render import Pages
 from edge.web.sessions import Session
 from edge.web.view import ConsoleSite
 
-STYLE_VERSION = "3"
+STYLE_VERSION = "4"
 """Bumped when the static files change, so phones do not keep a stale copy."""
 
 

@@ -138,6 +138,7 @@ class Pages:
             outcome=alert.outcome,
             audience=alert.audience,
             level=alert.level,
+            test=alert.test,
         )
 
     def outcome_word(self, code: str | None) -> str:

@@ -13,6 +13,7 @@ from edge.store.history import History
 from firmware_bridge.modbus.gate import Command, CommandResult, GateStatus
 
 if TYPE_CHECKING:
+    from edge.doctor import Check
     from edge.schemas import GatewayConfig
     from edge.status import GatewayStatus
 
@@ -23,6 +24,8 @@ class GatewayView(Protocol):
     changes: Changes
 
     async def status(self) -> GatewayStatus: ...
+
+    async def health(self) -> list[Check]: ...
 
     def active_alerts(self) -> list[Alert]: ...
 
@@ -95,7 +98,7 @@ class Changes:
         return self.version
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConsoleSite:
     """What the console shows of the site beside the running gateway: names people read."""
 
@@ -158,6 +161,21 @@ class ConsoleSite:
             session_idle_s=api.session_idle_s,
             session_max_s=api.session_max_s,
         )
+
+    def update(self, new: ConsoleSite) -> None:
+        """Take ``new``'s names, homes and meters (a reload); the site's own ids, HTTPS and the
+        session times stay as the console was started with."""
+        for name in (
+            "timezone",
+            "labels",
+            "home_labels",
+            "dwellings",
+            "resident_devices",
+            "doors",
+            "meters",
+            "forecasts",
+        ):
+            setattr(self, name, getattr(new, name))
 
     def label(self, name: str) -> str:
         """What people read for a device, gate or sensor."""

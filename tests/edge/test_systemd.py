@@ -199,6 +199,7 @@ def test_the_gateway_unit_allows_what_the_gateway_needs() -> None:
     assert values["Type"] == "notify"
     assert values["NotifyAccess"] == "main"
     assert float(values["WatchdogSec"]) > 0
+    assert values["ExecReload"] == "/bin/kill -HUP $MAINPID"  # systemctl reload: SIGHUP
     assert values.get("ProtectProc") == "invisible"  # its own /proc stays readable
     for call in ("ioctl", "openat", "socket", "connect", "epoll_wait", "mmap", "mbind"):
         assert allows(settings, call), call

@@ -1,4 +1,5 @@
-"""``GET /v1/gateway/commands``: the commands waiting for the calling gateway (gateway token).
+"""``GET /v1/gateway/commands``: the commands waiting for the calling gateway (gateway token);
+``GET /v1/gateways/me``: whom a gateway token belongs to.
 
 A gateway sees only its own commands: pending, issued less than a day ago, oldest first. It
 applies each and reports a ``command_result`` record through ``POST /v1/ingest``; until that
@@ -11,8 +12,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cloud_sync.central import commands
-from cloud_sync.central.deps import EngineDep, HeardGateway, NowDep
-from cloud_sync.schemas import MAX_RECORDS_PER_BATCH, AlertCommand, PendingCommands
+from cloud_sync.central.deps import CurrentGateway, EngineDep, HeardGateway, NowDep
+from cloud_sync.schemas import (
+    MAX_RECORDS_PER_BATCH,
+    AlertCommand,
+    GatewayIdentityAnswer,
+    PendingCommands,
+)
 
 router = APIRouter(tags=["gateways"])
 
@@ -39,3 +45,14 @@ def pending_commands(gateway: HeardGateway, engine: EngineDep, now: NowDep) -> P
             for row in rows
         ]
     )
+
+
+@router.get(
+    "/gateways/me",
+    summary="Whom this gateway token belongs to",
+    responses={401: {"description": "Missing or unknown gateway token"}},
+)
+def whoami(gateway: CurrentGateway) -> GatewayIdentityAnswer:
+    """The calling gateway's id and site: a no-op that checks the credential (``nbedge
+    doctor``). It is not a contact: a doctor run says nothing of whether the gateway runs."""
+    return GatewayIdentityAnswer(gateway_id=gateway.gateway_id, site_id=gateway.site_id)

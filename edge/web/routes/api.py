@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edge.alerts import Action, Alert, Outcome
 from edge.alerts.payload import alert_payload
+from edge.doctor.results import worst
 from edge.people import Person, Role
 from edge.web.auth import Access, api_person, optional_person
 from edge.web.view import ConsoleSite, GatewayView, MeterHistory
@@ -76,6 +77,13 @@ def router(gateway: GatewayView, site: ConsoleSite, access: Access) -> APIRouter
             analytics["dwellings"] = {}
             analytics["dwellings_hidden"] = len(dwellings)
         return state
+
+    @api.get("/health")
+    async def health() -> dict[str, Any]:
+        """``nbedge doctor``'s checks as the running gateway sees them (docs/doctor.md). No
+        login: like the status, it tells of the machine, nothing of residents."""
+        checks = await gateway.health()
+        return {"worst": worst(checks).value, "checks": [c.model_dump(mode="json") for c in checks]}
 
     @api.get("/gates")
     async def gates() -> list[dict[str, Any]]:

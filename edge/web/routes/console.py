@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edge.alerts import Action, Alert, Outcome
+from edge.doctor.results import Level, worst
 from edge.i18n import N_
 from edge.people import Person, Role
 from edge.web.auth import Access, page_person
-from edge.web.pages import Console
+from edge.web.pages import Console, language_of
 from edge.web.routes.api import visible
 from edge.web.sessions import Session
 from edge.web.view import GatewayView
@@ -172,6 +173,22 @@ def router(gateway: GatewayView, console: Console, access: Access) -> APIRouter:
             buses=state.modbus,
             ble=state.ble,
             gates=gateway.gates(),
+        )
+
+    @pages.get("/health", response_class=HTMLResponse)
+    async def health(request: Request, who: Viewer) -> HTMLResponse:
+        """``nbedge doctor``'s checks as the running gateway sees them, in the reader's words."""
+        language = language_of(request)
+        checks = await gateway.health()
+        levels = [c.level for c in checks]
+        return console.page(
+            request,
+            "health.html",
+            who,
+            checks=[c.shown(language) for c in checks],
+            worst=worst(checks).value,
+            failures=levels.count(Level.FAIL),
+            warnings=levels.count(Level.WARN),
         )
 
     return pages

@@ -100,7 +100,12 @@ def test_a_silent_gateway_raises_once_and_clears_when_it_reports_again(database_
         ).json()["items"]
         assert (work["alert_id"], work["human_state"], work["age_s"]) == (alert_id, "new", 0.0)
 
-        clock.advance(120)
+        clock.advance(60)
+        me = http.get("/v1/gateways/me", headers=central.gateway_headers())
+        assert me.json() == {"gateway_id": "gw-1", "site_id": central.site_id}
+        assert [e["event"] for e in silent_events(http, central)] == ["raised"]  # no contact
+
+        clock.advance(60)
         commands = http.get("/v1/gateway/commands", headers=central.gateway_headers())
         assert commands.status_code == 200  # a pull is a contact too
         events = silent_events(http, central)

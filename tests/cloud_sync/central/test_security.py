@@ -376,3 +376,13 @@ def test_feeds_are_not_readable_with_a_gateway_token(http: httpx.Client, central
     for feed in (*feeds, "alerts/current", "open-work", "commands"):
         url = f"/v1/sites/{central.site_id}/{feed}"
         assert http.get(url, headers=central.gateway_headers()).status_code == 401
+
+
+def test_whoami_names_the_gateway_of_the_token_and_no_other(
+    http: httpx.Client, central: Central
+) -> None:
+    me = http.get("/v1/gateways/me", headers=central.gateway_headers())
+    assert me.status_code == 200
+    assert me.json() == {"gateway_id": "gw-1", "site_id": central.site_id}
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, central.platform_headers()):
+        assert http.get("/v1/gateways/me", headers=headers).status_code == 401
