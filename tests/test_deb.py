@@ -11,6 +11,7 @@ mount namespace); CI is root, elsewhere these tests skip.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -301,7 +302,8 @@ def test_install_upgrade_remove_purge(package: Path, root: ThrowawayRoot, tmp_pa
 @pytest.mark.timeout(900)  # a first build downloads the wheels
 def test_the_installed_gateway_runs_as_its_user(package: Path, root: ThrowawayRoot) -> None:
     """The package's own gateway, as its unit starts it (user nbedge, the packaged paths): it
-    answers on its local API and stops cleanly on SIGTERM."""
+    answers on its local API, the package's doctor finds it and the files' modes right, and it
+    stops cleanly on SIGTERM."""
     port = free_port()
     config = (
         '[gateway]\nid = "gw-run"\nsite = "site-run"\n\n[mqtt]\nenabled = false\n\n'
@@ -319,16 +321,25 @@ def test_the_installed_gateway_runs_as_its_user(package: Path, root: ThrowawayRo
         "2>/dev/null && break\n"
         "  sleep 0.2\n"
         "done\n"
+        f"nbedge doctor --config {CONFIG} --json > /var/tmp/doctor.json || true\n"
         "kill -TERM $gateway || true\n"
         "if wait $gateway; then echo stopped cleanly; else echo exit status $?; fi\n"
         f"stat -c '%U:%G' {STATE}/gateway.db || true\n"
         "cat /var/tmp/gateway.log >&2\n",
         check=False,
     )
+    doctor = json.loads(root.run("cat /var/tmp/doctor.json").stdout)["checks"]
     said = ran.stdout.strip().split("\n")
     assert any('"gw-run"' in line for line in said), ran.stderr  # its log
     assert "stopped cleanly" in said, ran.stderr
     assert said[-1] == "nbedge:nbedge"
+    # nbedge doctor of the package finds the running gateway, and the modes the package gave.
+    levels = {(check["check"], check["subject"]): check["level"] for check in doctor}
+    assert levels[("config", "")] == "ok"
+    assert levels[("daemon", "")] == "ok", doctor
+    files = {subject: level for (check, subject), level in levels.items() if check == "files"}
+    assert CONFIG in files
+    assert set(files.values()) == {"ok"}, doctor
 
 
 @contextlib.contextmanager
