@@ -411,6 +411,7 @@ def _provision(args: argparse.Namespace) -> int:
     from cloud_sync.client import trust
     from cloud_sync.provision import claim_gateway
     from edge import provision
+    from edge.doctor.local import SERVICE_USER
     from nbedge.errors import UplinkRejected, UplinkUnavailable
 
     config = _provision_config(args.config)
@@ -430,7 +431,7 @@ def _provision(args: argparse.Namespace) -> int:
     except (UplinkRejected, UplinkUnavailable) as exc:
         print(f"nbedge: the central API did not give a credential: {exc}", file=sys.stderr)
         return 1
-    user = args.user or provision.SERVICE_USER
+    user = args.user or SERVICE_USER
     owner = provision.write_credential(args.token_file, credential.token, user)
     print(
         f"claimed gateway {credential.gateway_id} of site {credential.site_id}; "

@@ -20,11 +20,11 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AbstractTable
 
 from edge.config import parse_config
+from edge.doctor.local import SERVICE_USER
 from edge.files import replace_file
 from nbedge.errors import ConfigError, ConfigIssue
 
 __all__ = [
-    "SERVICE_USER",
     "Settings",
     "fill_in",
     "parse",
@@ -32,9 +32,6 @@ __all__ = [
     "write_config",
     "write_credential",
 ]
-
-SERVICE_USER = "nbedge"
-"""The user the gateway's unit runs as (systemd/nbedge-gateway.service)."""
 
 
 @dataclass(frozen=True, slots=True)
