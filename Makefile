@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint test-slow setup system-deps clean translations
+.PHONY: demo test lint test-slow setup system-deps clean translations deb
 
 demo: setup
 	$(BIN)/nbedge demo
@@ -30,6 +30,12 @@ lint: setup
 translations: setup
 	$(BIN)/python scripts/translations.py
 
+# The Debian package of the gateway, build/deb/nbedge_<version>_<arch>.deb (docs/installer.md).
+# Needs root: its virtual environment is made at /opt/nbedge in a private mount namespace. It
+# needs the .venv (for the versions the tests ran with), not the test suite's Debian packages.
+deb: $(STAMP)
+	VENV=$(VENV) sh scripts/build-deb.sh
+
 setup: system-deps $(STAMP)
 
 system-deps:
@@ -42,4 +48,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -127,6 +127,17 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_TOKEN_FILE,
         help=f"where to keep the credential (mode 0600; default {DEFAULT_TOKEN_FILE})",
     )
+    provision.add_argument(
+        "--config",
+        type=Path,
+        help="gateway TOML file to fill in the [gateway] and [uplink] settings of (default "
+        f"{DEFAULT_CONFIG} when it exists and this user may write it)",
+    )
+    provision.add_argument(
+        "--user",
+        help="the user the gateway runs as, who must own the credential when provision runs as "
+        "root (default nbedge)",
+    )
     provision.set_defaults(handler=_provision)
 
     token = commands.add_parser(
@@ -220,6 +231,30 @@ def _parser() -> argparse.ArgumentParser:
         help="a gateway configuration whose bind keys decrypt the sensors it names",
     )
     ble.set_defaults(handler=_scan_ble)
+
+    backup = commands.add_parser(
+        "backup",
+        help="save what an SD-card swap must keep: configuration, credential, keys, people",
+        description="Write an archive (tar.gz, mode 0600) of the configuration and the files it "
+        "relies on that cannot be made again: the credential, the central API's CA, the "
+        "console's certificate and key, the credential key, the people and device profiles "
+        "named by path. Not the store.",
+    )
+    backup.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="gateway TOML file")
+    backup.add_argument("out", type=Path, help="the archive to write, e.g. gateway.tar.gz")
+    backup.set_defaults(handler=_backup)
+    restore = commands.add_parser(
+        "restore",
+        help="put the files of a backup back at their paths, modes and owners",
+        description="Check the configuration in the archive, then put each file back where it "
+        "was, with its mode and owner. A file that exists and differs is replaced only with "
+        "--force; nothing is written when a check fails.",
+    )
+    restore.add_argument("archive", type=Path, help="an archive made by nbedge backup")
+    restore.add_argument(
+        "--force", action="store_true", help="replace files that exist and differ from the backup's"
+    )
+    restore.set_defaults(handler=_restore)
 
     from edge import people_commands
     from models import commands as models_commands
@@ -375,41 +410,82 @@ def _for_site_gateway(args: argparse.Namespace, action: Callable[[Engine], str])
 def _provision(args: argparse.Namespace) -> int:
     from cloud_sync.client import trust
     from cloud_sync.provision import claim_gateway
+    from edge import provision
+    from edge.doctor.local import SERVICE_USER
     from nbedge.errors import UplinkRejected, UplinkUnavailable
 
+    config = _provision_config(args.config)
+    if isinstance(config, str):
+        print(f"nbedge: {config}", file=sys.stderr)
+        return EX_CONFIG
+    # A broken file is refused before the one-time code is spent.
+    document = None if config is None else provision.parse(config.read_text(), source=str(config))
     try:
         verify = trust(args.ca_file)
     except (OSError, ssl.SSLError) as exc:
         print(f"nbedge: cannot read the CA file {args.ca_file}: {exc}", file=sys.stderr)
         return EX_CONFIG
+    url = args.central.rstrip("/")
     try:
-        credential = asyncio.run(claim_gateway(args.central.rstrip("/"), args.code, verify=verify))
+        credential = asyncio.run(claim_gateway(url, args.code, verify=verify))
     except (UplinkRejected, UplinkUnavailable) as exc:
         print(f"nbedge: the central API did not give a credential: {exc}", file=sys.stderr)
         return 1
-    write_secret(args.token_file, credential.token)
+    user = args.user or SERVICE_USER
+    owner = provision.write_credential(args.token_file, credential.token, user)
     print(
         f"claimed gateway {credential.gateway_id} of site {credential.site_id}; "
-        f"credential written to {args.token_file}\n\n"
-        "In /etc/nbedge/gateway.toml:\n"
-        f'[gateway]\nid = "{credential.gateway_id}"\nsite = "{credential.site_id}"\n\n'
-        f'[uplink]\nurl = "{args.central}"\ntoken_file = "{args.token_file}"'
+        f"credential written to {args.token_file} (mode 0600, owner {owner})"
     )
+    if owner != user:
+        fix = (
+            f"run provision as root or as {user}"
+            if provision.service_owner(user) is not None
+            else f"this machine has no user {user}: install the nbedge package, or pass --user"
+        )
+        print(
+            f"nbedge: warning: the credential is {owner}'s; a gateway running as {user} cannot "
+            f"read it: {fix}",
+            file=sys.stderr,
+        )
+    settings = provision.Settings(
+        credential.gateway_id, credential.site_id, url, args.token_file, args.ca_file
+    )
+    if config is None or document is None:
+        print(
+            f"\nIn {DEFAULT_CONFIG} (not written: run provision as root, or pass --config FILE):"
+            f"\n{settings.lines()}"
+        )
+        return 0
+    try:
+        provision.write_config(config, provision.fill_in(document, settings, source=str(config)))
+    except ConfigError as exc:
+        print(
+            f"nbedge: {config} not changed: with these settings it would not be valid:\n  "
+            + "\n  ".join(str(issue) for issue in exc.issues)
+            + "\nThe credential is kept. Put in by hand, once the file is right:\n"
+            + settings.lines(),
+            file=sys.stderr,
+        )
+        return EX_CONFIG
+    changed = "gateway.id, gateway.site, uplink.url, uplink.token_file"
+    print(f"{config}: set {changed}{', uplink.ca_file' if args.ca_file else ''}; checked: ok")
     return 0
 
 
-def write_secret(path: Path, secret: str) -> None:
-    """Write ``secret`` to ``path`` with mode 0600, atomically (never a half-written file)."""
+def _provision_config(given: Path | None) -> Path | str | None:
+    """The configuration file provision fills in, None for none, or why the given one cannot be."""
     import os
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    path = given or DEFAULT_CONFIG
+    writable = os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK)
+    if writable:
+        return path
+    if given is None:
+        return None
+    if not path.is_file():
+        return f"{path}: no such configuration file"
+    return f"{path}: this user may not change it (run provision as root)"
 
 
 def _central_settings() -> CentralSettings:
@@ -578,6 +654,44 @@ def _scan_ble(args: argparse.Namespace) -> int:
             f"{sensor.rssi if sensor.rssi is not None else '-':>4}  {values}"
         )
     print(f"{len(found)} BTHome sensor(s) heard", file=sys.stderr)
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from edge.backup import BackupError, write_backup
+
+    try:
+        kept, missing = write_backup(args.out, args.config)
+    except (BackupError, OSError) as exc:
+        print(f"nbedge: no backup written: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {len(kept)} file(s), mode 0600; keep it off the gateway, it holds secrets")
+    for entry in kept:
+        print(f"  {entry.what}: {entry.path}")
+    for entry in missing:
+        print(f"  {entry.what}: {entry.path} (not there: nothing to keep)")
+    print("Not in it: the store (what is not synced yet stays on the old card only)")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from edge.backup import BackupError, restore
+
+    try:
+        restored = restore(args.archive, force=args.force)
+    except BackupError as exc:
+        print(f"nbedge: nothing restored: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"nbedge: restore stopped: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.archive}: gateway {restored.gateway} of site {restored.site}; {restored.config}: ok"
+    )
+    for entry in restored.files:
+        print(f"  {entry.what}: {entry.path} (restored)")
+    for entry in restored.unchanged:
+        print(f"  {entry.what}: {entry.path} (already as in the backup)")
     return 0
 
 

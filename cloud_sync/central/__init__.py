@@ -11,7 +11,7 @@
   and the periodic work of each process.
 - ``metrics``: Prometheus metrics per process; ``schemas``: the platform's response bodies.
 
-Needs the ``central`` extra (SQLAlchemy, Alembic, psycopg, prometheus-client); the gateway never
+Needs the ``central`` extra (SQLAlchemy, Alembic, psycopg); the gateway never
 imports this package.
 """
 

@@ -191,15 +191,20 @@ def available_profiles() -> list[str]:
     )
 
 
+def profile_file(name_or_path: str) -> Path | None:
+    """The file a profile setting names, or None for the name of a packaged profile."""
+    looks_like_path = name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path
+    return Path(name_or_path) if looks_like_path else None
+
+
 def load_profile(name_or_path: str) -> DeviceProfile:
     """Load a packaged profile by name (``"eastron_sdm630"``) or a profile file by path.
 
     Raises :class:`ConfigError` listing every issue for an unknown name, an unreadable file, a TOML
     syntax error, or a file that does not follow the format.
     """
-    looks_like_path = name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path
-    if looks_like_path:
-        path = Path(name_or_path)
+    path = profile_file(name_or_path)
+    if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:

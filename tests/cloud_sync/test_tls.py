@@ -159,10 +159,14 @@ async def test_provision_trusts_the_ca_it_is_given(tmp_path: Path) -> None:
         finally:
             engine.dispose()
 
+        config = tmp_path / "gateway.toml"  # never the machine's own /etc/nbedge/gateway.toml
+        config.write_bytes((Path(__file__).parents[2] / "examples" / "gateway.toml").read_bytes())
+
         async def provision(code: str, *ca_file: str) -> subprocess.CompletedProcess[str]:
             process = await asyncio.create_subprocess_exec(
                 *[sys.executable, "-m", "edge.cli", "provision", "--central", api["url"]],
                 *["--code", code, "--token-file", str(tmp_path / "credential"), *ca_file],
+                *["--config", str(config)],
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
