@@ -62,7 +62,7 @@ class Kept:
 
 def kept_files(config_path: Path, config: GatewayConfig) -> list[Kept]:
     """Every file the configuration at ``config_path`` relies on that cannot be made again."""
-    from edge.daemon import CREDENTIAL_KEY_FILE
+    from edge.layout import CREDENTIAL_KEY_FILE
 
     state = config.gateway.state_dir
     files = [Kept(config_path, "configuration")]

@@ -359,7 +359,29 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(state_dir=args.state_dir, duration_s=args.duration))
 
 
+EX_UNAVAILABLE = 69
+"""sysexits: a service the command needs is not there."""
+
+
+def _central_installed() -> bool:
+    """Whether the ``central`` extra is here; if not, says so (the gateway's package has none)."""
+    import importlib.util
+
+    missing = [
+        m for m in ("sqlalchemy", "alembic", "psycopg") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        print(
+            "nbedge: the central API is not installed here (missing: "
+            f"{', '.join(missing)}); it runs on its own server: pip install 'nbedge[central]'",
+            file=sys.stderr,
+        )
+    return not missing
+
+
 def _central_serve(args: argparse.Namespace) -> int:
+    if not _central_installed():
+        return EX_UNAVAILABLE
     import uvicorn
 
     from cloud_sync.central.app import create_app
@@ -370,6 +392,8 @@ def _central_serve(args: argparse.Namespace) -> int:
 
 
 def _central_add_gateway(args: argparse.Namespace) -> int:
+    if not _central_installed():
+        return EX_UNAVAILABLE
     from cloud_sync.central import admin
 
     return _for_site_gateway(
@@ -378,6 +402,8 @@ def _central_add_gateway(args: argparse.Namespace) -> int:
 
 
 def _central_claim_code(args: argparse.Namespace) -> int:
+    if not _central_installed():
+        return EX_UNAVAILABLE
     from cloud_sync.central import admin
 
     return _for_site_gateway(
@@ -411,7 +437,7 @@ def _provision(args: argparse.Namespace) -> int:
     from cloud_sync.client import trust
     from cloud_sync.provision import claim_gateway
     from edge import provision
-    from edge.doctor.local import SERVICE_USER
+    from edge.layout import SERVICE_USER
     from nbedge.errors import UplinkRejected, UplinkUnavailable
 
     config = _provision_config(args.config)

@@ -36,6 +36,7 @@ from edge.asgi import serve_app
 from edge.clock import Clock
 from edge.doctor import Check, gateway_health
 from edge.home_assistant import HomeAssistantBridge
+from edge.layout import CREDENTIAL_KEY_FILE
 from edge.maintenance import Maintenance
 from edge.mqtt import AlertPublisher
 from edge.mqtt_commands import Commands
@@ -95,8 +96,6 @@ REFUSED_RULE = "records_refused"
 """Warning while records the central API refused are set aside (``cloud_sync.client``)."""
 SHUTDOWN_TIMEOUT_S = 8.0
 RECANCEL_S = 1.0
-CREDENTIAL_KEY_FILE = "credential-key"
-"""In the state folder: the key of the credential pseudonyms (docs/gate-controller.md)."""
 
 
 class Gateway:

@@ -20,8 +20,8 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AbstractTable
 
 from edge.config import parse_config
-from edge.doctor.local import SERVICE_USER
 from edge.files import replace_file
+from edge.layout import SERVICE_USER
 from nbedge.errors import ConfigError, ConfigIssue
 
 __all__ = [

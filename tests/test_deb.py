@@ -224,6 +224,9 @@ def test_install_upgrade_remove_purge(package: Path, root: ThrowawayRoot, tmp_pa
     apt = "apt-get install --yes --no-install-recommends"  # every Depends is here: no download
     root.run(f"{apt} {package}")
     assert installed(root, "nbedge --version") == f"nbedge {__version__}"
+    central = root.run("nbedge central add-gateway --site s --gateway g", check=False)
+    assert central.returncode == 69  # the package has no central API: it says so
+    assert "the central API is not installed here" in central.stderr
     checked = installed(root, f"nbedge config check {CONFIG}")
     assert checked == f"{CONFIG}: ok (gateway gw-0001, site maple-court-12, 1 Modbus device(s))"
     # The service user reads the configuration; nobody else does.

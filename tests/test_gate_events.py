@@ -26,7 +26,8 @@ import httpx
 import pytest
 
 from edge.config import parse_config
-from edge.daemon import CREDENTIAL_KEY_FILE, Gateway
+from edge.daemon import Gateway
+from edge.layout import CREDENTIAL_KEY_FILE
 from firmware_bridge.modbus.gate import Pseudonymizer
 from sim.gate import SimulatedGate
 from sim.modbus_server import SimulatedBuilding, meters_for

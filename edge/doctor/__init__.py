@@ -28,6 +28,7 @@ from edge import systemd
 from edge.doctor import local, service
 from edge.doctor.results import Check, Level, fail, ok, ordered, skip, warn, worst
 from edge.i18n import N_, Language
+from edge.layout import SERVICE_USER
 from edge.runlock import running_pid
 from edge.schemas import GatewayConfig
 
@@ -96,7 +97,7 @@ def _duration(seconds: float) -> str:
 # --- the command ------------------------------------------------------------------------------
 
 
-async def diagnose(config_path: Path, *, user: str = local.SERVICE_USER) -> list[Check]:
+async def diagnose(config_path: Path, *, user: str = SERVICE_USER) -> list[Check]:
     """Every check of the gateway configured in ``config_path``."""
     from edge.config import load_config
     from nbedge.errors import ConfigError

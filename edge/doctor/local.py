@@ -16,12 +16,11 @@ from pathlib import Path
 from edge.clock import clock_synchronised
 from edge.doctor.results import Check, fail, ok, skip, warn
 from edge.i18n import N_
+from edge.layout import CREDENTIAL_KEY_FILE, SERVICE_USER
 from edge.people import PEOPLE_FILE
 from edge.schemas import GatewayConfig
 
-SERVICE_USER = "nbedge"
 UNIT = "nbedge-gateway.service"
-CREDENTIAL_KEY_FILE = "credential-key"  # as edge.daemon names it (not imported: it loads all)
 
 
 @dataclass(frozen=True)

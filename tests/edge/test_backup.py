@@ -16,7 +16,7 @@ import pytest
 
 from edge.backup import MANIFEST
 from edge.cli import main
-from edge.daemon import CREDENTIAL_KEY_FILE
+from edge.layout import CREDENTIAL_KEY_FILE
 from edge.people.store import PEOPLE_FILE
 from tests.conftest import ROOT
 
