@@ -353,10 +353,11 @@ class Gateway:
         if change.escalation and self.escalator is not None:
             self.escalator.set_policies(config.alerts.escalation)
         if change.modbus or change.rules:  # device_silent's callback goes with the buses
+            same = {_link_of(g) for g in config.modbus.gates}  # a new label keeps the driver
             kept = {
                 section.name: controller
                 for section, controller, _ in self._gates.values()
-                if section in config.modbus.gates
+                if _link_of(section) in same
             }
             fresh = [
                 (section, controller)
@@ -638,6 +639,11 @@ class Gateway:
                 "access_written": stats.access_written,
             },
         )
+
+
+def _link_of(gate: GateSection) -> str:
+    """A gate's settings but for its label: what its controller and bus depend on."""
+    return gate.model_dump_json(exclude={"label"})
 
 
 def build_rules(config: GatewayConfig) -> list[Rule]:

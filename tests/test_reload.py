@@ -29,9 +29,11 @@ from firmware_bridge.modbus.profiles import load_profile
 from sim.load_profile import ResidentialLoadProfile
 from sim.meter import SimulatedMeter
 from sim.modbus_server import SimulatedBuilding
-from tests.conftest import Broker, free_port
+from tests.conftest import Broker, free_port, wait_until
+from tests.edge.test_console import login
+from tests.support.console import config_text, console_building
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 SITE, GATEWAY = "site-reload", "gw-reload"
 ROOT = f"nbedge/{SITE}/{GATEWAY}"
 
@@ -126,6 +128,7 @@ def readings(db: Path, device: str) -> list[float]:
     return [row[0] for row in rows]
 
 
+@pytest.mark.slow
 async def test_sighup_takes_a_changed_configuration(tmp_path: Path, mosquitto: Broker) -> None:
     now = datetime.now(tz=UTC)
     meters = {
@@ -263,3 +266,58 @@ async def test_sighup_takes_a_changed_configuration(tmp_path: Path, mosquitto: B
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(times) < reloaded_at - 1 < reloaded_at + 1 < max(times)  # before and after
     assert max(gaps) < 2.5, f"main's readings stopped for {max(gaps):.1f} s"  # polled every 0.5 s
+
+
+@pytest.mark.slow
+async def test_a_reload_takes_policies_models_labels_and_keeps_the_gate_s_driver(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    """In one process: what the SIGHUP handler asks (``request_reload``), the daemon's own
+    reload task does."""
+    async with console_building(tmp_path, mosquitto) as building:
+        gateway = building.gateway
+        path = tmp_path / "gateway.toml"
+        original = config_text(
+            tmp_path,
+            modbus_port=gateway.config.modbus.devices[0].port,
+            broker=mosquitto,
+            local_port=gateway.config.local_api.port,
+        )
+        path.write_text(original, encoding="utf-8")
+        gateway.config_path = path
+        (gate_driver,) = [controller for _, controller, _ in gateway._gates.values()]
+        analytics = gateway.analytics
+        policy = (
+            '\n[[alerts.escalation]]\nseverity = "warning"\nafter_s = 1.0\nevery_s = 60.0\n'
+            'levels = ["grid_worker"]\n'
+        )
+        changed = (
+            original.replace('label = "1号楼总电表"', 'label = "一号楼总表"')
+            .replace('label = "3号楼东门"', 'label = "东门"')
+            .replace(
+                'meters = ["flat-1:import_energy"',
+                'respond = "calibrated"\nmeters = ["flat-1:import_energy"',
+            )
+            + policy
+        )
+        path.write_text(changed, encoding="utf-8")
+        reloads = gateway.reloads
+        gateway.request_reload()
+        await wait_until(lambda: gateway.reloads == reloads + 1, 10)
+
+        assert gateway.config.models.dwellings[0].respond == "calibrated"
+        assert gateway.analytics is not analytics  # the models run again on the new series
+        (driver,) = [controller for _, controller, _ in gateway._gates.values()]
+        assert driver is gate_driver  # only its label changed: the same driver goes on
+        async with httpx.AsyncClient(base_url=building.url, timeout=10) as client:
+            await login(client, "li.wei")
+            devices = (await client.get("/devices")).text
+        assert "一号楼总表" in devices
+        assert "东门" in devices
+
+        building.main.override("voltage_l1", 262.0)  # escalated by the new policy
+
+        def escalated() -> bool:
+            return any(a.rule == "voltage" and a.level == 1 for a in gateway.active_alerts())
+
+        await wait_until(escalated, 10)
