@@ -14,7 +14,7 @@ docs/metrics.md lists every metric.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import get_args
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -44,6 +44,13 @@ def exposition(status: GatewayStatus, alerts: Sequence[Alert], now: float) -> by
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(status, alerts, now))
     return generate_latest(registry)
+
+
+def _by(family: GaugeMetricFamily | CounterMetricFamily, values: Mapping[str, float]) -> Metric:
+    """``family`` with one sample per label value of ``values`` (a closed set), sorted."""
+    for label, value in sorted(values.items()):
+        family.add_metric([label], value)
+    return family
 
 
 class _Snapshot(Collector):
@@ -154,30 +161,31 @@ class _Snapshot(Collector):
         yield GaugeMetricFamily(
             "nbedge_store_readings", "Raw readings kept in the store.", store.readings
         )
-        outbox = GaugeMetricFamily(
-            "nbedge_outbox_records",
-            "Records waiting to be sent to the central API, per kind (those set aside included).",
-            labels=["kind"],
+        yield _by(
+            GaugeMetricFamily(
+                "nbedge_outbox_records",
+                "Records waiting to be sent to the central API, per kind (those set aside"
+                " included).",
+                labels=["kind"],
+            ),
+            store.outbox,
         )
-        for kind, count in sorted(store.outbox.items()):
-            outbox.add_metric([kind], count)
-        yield outbox
-        aside = GaugeMetricFamily(
-            "nbedge_outbox_set_aside_records",
-            "Records the central API refused, kept in the outbox, per kind.",
-            labels=["kind"],
+        yield _by(
+            GaugeMetricFamily(
+                "nbedge_outbox_set_aside_records",
+                "Records the central API refused, kept in the outbox, per kind.",
+                labels=["kind"],
+            ),
+            store.set_aside,
         )
-        for kind, count in sorted(store.set_aside.items()):
-            aside.add_metric([kind], count)
-        yield aside
-        evicted = CounterMetricFamily(
-            "nbedge_store_evicted_records",
-            "Records evicted by the store's quota since the database was made, per kind.",
-            labels=["kind"],
+        yield _by(
+            CounterMetricFamily(
+                "nbedge_store_evicted_records",
+                "Records evicted by the store's quota since the database was made, per kind.",
+                labels=["kind"],
+            ),
+            store.evicted,
         )
-        for kind, count in sorted(store.evicted.items()):
-            evicted.add_metric([kind], count)
-        yield evicted
         disk = store.disk
         yield GaugeMetricFamily(
             "nbedge_disk_free_bytes", "Free space of the store's filesystem.", disk.free_bytes
@@ -248,9 +256,7 @@ class _Snapshot(Collector):
             ),
         ):
             family = GaugeMetricFamily(name, f"{what}, per severity.", labels=["severity"])
-            for severity in SEVERITIES:
-                family.add_metric([severity], counts[severity])
-            yield family
+            yield _by(family, {severity: counts[severity] for severity in SEVERITIES})
         escalation = self.status.escalation
         if escalation is not None:
             yield GaugeMetricFamily(
@@ -308,15 +314,15 @@ class _Snapshot(Collector):
             "BTHome frames of configured sensors accepted.",
             ble.frames,
         )
-        refused = CounterMetricFamily(
-            "nbedge_ble_frames_refused",
-            "BTHome frames refused, per reason (unconfigured: from addresses the configuration"
-            " does not name).",
-            labels=["reason"],
+        yield _by(
+            CounterMetricFamily(
+                "nbedge_ble_frames_refused",
+                "BTHome frames refused, per reason (unconfigured: from addresses the"
+                " configuration does not name).",
+                labels=["reason"],
+            ),
+            ble.rejected,
         )
-        for reason, count in sorted(ble.rejected.items()):
-            refused.add_metric([reason], count)
-        yield refused
         online = GaugeMetricFamily(
             "nbedge_ble_sensor_online",
             "1 while the sensor is heard; absent before it is first heard or missed.",
@@ -406,22 +412,22 @@ class _Snapshot(Collector):
         local = self.status.local_api
         if local is None:
             return
-        refused = CounterMetricFamily(
-            "nbedge_local_api_refused",
-            "Requests to the local API refused: a wrong token (unauthenticated), a role too low"
-            " (forbidden), a missing CSRF token (csrf), a failed login (login), a login slowed"
-            " down (slowed).",
-            labels=["reason"],
+        yield _by(
+            CounterMetricFamily(
+                "nbedge_local_api_refused",
+                "Requests to the local API refused: a wrong token (unauthenticated), a role too"
+                " low (forbidden), a missing CSRF token (csrf), a failed login (login), a login"
+                " slowed down (slowed).",
+                labels=["reason"],
+            ),
+            {
+                "unauthenticated": local.auth_failures,
+                "forbidden": local.forbidden,
+                "csrf": local.csrf_refused,
+                "login": local.logins_failed,
+                "slowed": local.logins_slowed,
+            },
         )
-        for reason, count in (
-            ("unauthenticated", local.auth_failures),
-            ("forbidden", local.forbidden),
-            ("csrf", local.csrf_refused),
-            ("login", local.logins_failed),
-            ("slowed", local.logins_slowed),
-        ):
-            refused.add_metric([reason], count)
-        yield refused
         yield GaugeMetricFamily(
             "nbedge_local_api_sessions", "Console sessions alive.", local.sessions
         )
