@@ -4,7 +4,6 @@ gateway or none. Each failure is provoked once, and each says what to do."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from sim.modbus_server import SimulatedBuilding
 from tests.conftest import BROKER_ACCOUNTS, Broker, free_port
 from tests.edge.test_console import login
 from tests.support.central import serve_central
+from tests.support.cli import nbedge
 from tests.support.console import GATEWAY, SITE, config_text, console_building
 from tests.support.tls import TestCA
 
@@ -270,19 +270,9 @@ async def test_an_invalid_config_is_the_one_failure_and_the_command_says_so(
     checks = await diagnose(path)
     assert [c.check for c in checks] == ["config"]
     assert "gateway.site" in failed(checks, "config").text()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edge.cli",
-        "doctor",
-        "--config",
-        str(path),
-        "--json",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 2
-    document = json.loads(out)
+    shown = await nbedge("doctor", "--config", str(path), "--json")
+    assert shown.returncode == 2
+    document = json.loads(shown.stdout)
     assert document["worst"] == "fail"
     assert document["checks"][0]["fix"].startswith("nbedge config check")
 

@@ -4,9 +4,7 @@ A running gateway, a simulated building behind Modbus TCP and a real Mosquitto."
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from edge.alerts import Alert
 from edge.maintenance import parse_duration
 from tests.conftest import Broker, wait_until
+from tests.support.cli import nbedge
 from tests.support.console import config_text, console_building, retained_when
 
 POLICY = """
@@ -27,14 +26,7 @@ levels = ["grid_worker"]
 
 
 async def maintenance(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "edge.cli", "maintenance", *args, "--config", str(config)],
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return subprocess.CompletedProcess([], process.returncode, out.decode(), err.decode())
+    return await nbedge("maintenance", *args, "--config", str(config))
 
 
 def voltage_alert(alerts: list[Alert], point: str) -> Alert | None:

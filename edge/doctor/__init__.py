@@ -26,7 +26,7 @@ import httpx
 
 from edge import systemd
 from edge.doctor import local, service
-from edge.doctor.results import Check, Level, fail, ok, ordered, skip, warn, worst
+from edge.doctor.results import Check, Level, duration, fail, ok, ordered, skip, warn, worst
 from edge.i18n import N_, Language
 from edge.layout import SERVICE_USER
 from edge.runlock import running_pid
@@ -51,7 +51,7 @@ async def gateway_health(gateway: Gateway) -> list[Check]:
         ok(
             "daemon",
             N_("running for {uptime}, pid {pid}"),
-            uptime=_duration(status.uptime_s),
+            uptime=duration(status.uptime_s),
             pid=os.getpid(),
         ),
         *local.files(config, None, local.Account.service(pwd.getpwuid(os.geteuid()).pw_name)),
@@ -82,16 +82,6 @@ def _unit_from_inside() -> Check:
     return ok(
         "unit", N_("run by systemd; the watchdog is fed every {every} s"), every=f"{interval:g}"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 # --- the command ------------------------------------------------------------------------------

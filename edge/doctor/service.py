@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge.doctor.results import Check, fail, ok, skip, warn
+from edge.doctor.results import Check, duration, fail, ok, skip, warn
 from edge.i18n import N_
 from edge.schemas import GatewayConfig, ModbusDeviceSection
 from edge.status import BleStatus, BusStatusView, DeviceStatusView, MqttStatus, UplinkStatus
@@ -179,7 +179,7 @@ def _device_check(
                 " timeout(s), {exceptions} refusal(s), {frames} bad frame(s)"
             )
         else:
-            params["ago"] = _ago(now - device.last_ok_wall_time)
+            params["ago"] = duration(now - device.last_ok_wall_time)
             message = N_(
                 "{device} (unit {unit_id} on {endpoint}) stopped answering {ago} ago: {timeouts}"
                 " timeout(s), {exceptions} refusal(s), {frames} bad frame(s)"
@@ -223,15 +223,6 @@ def _device_check(
         device.name,
         **params,
     )
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def device_of(config: GatewayConfig, name: str) -> ModbusDeviceSection | None:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import ssl
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from edge.store import Store
 from nbedge.errors import UplinkUnavailable
 from tests.support import alerts as support
 from tests.support.central import serve_central
+from tests.support.cli import nbedge
 from tests.support.tls import TestCA
 
 SITE, GATEWAY = "site-tls", "gw-tls"
@@ -163,16 +163,10 @@ async def test_provision_trusts_the_ca_it_is_given(tmp_path: Path) -> None:
         config.write_bytes((Path(__file__).parents[2] / "examples" / "gateway.toml").read_bytes())
 
         async def provision(code: str, *ca_file: str) -> subprocess.CompletedProcess[str]:
-            process = await asyncio.create_subprocess_exec(
-                *[sys.executable, "-m", "edge.cli", "provision", "--central", api["url"]],
-                *["--code", code, "--token-file", str(tmp_path / "credential"), *ca_file],
-                *["--config", str(config)],
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            return await nbedge(
+                *["provision", "--central", api["url"], "--code", code],
+                *["--token-file", str(tmp_path / "credential"), *ca_file, "--config", str(config)],
             )
-            out, err = await asyncio.wait_for(process.communicate(), 60)
-            assert process.returncode is not None
-            return subprocess.CompletedProcess([], process.returncode, out.decode(), err.decode())
 
         refused = await provision(first)  # the system's CAs do not know ours
         assert refused.returncode == 1

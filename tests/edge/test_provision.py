@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import os
 import pwd
 import shutil
 import stat
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -20,9 +18,9 @@ from cloud_sync.central import admin
 from edge.cli import DEFAULT_CONFIG
 from tests.conftest import ROOT, free_port, wait_for_port
 from tests.support.central import serve_central
+from tests.support.cli import NBEDGE, nbedge
 from tests.support.tls import TestCA
 
-NBEDGE = [sys.executable, "-m", "edge.cli"]
 EXAMPLE = ROOT / "examples" / "gateway.toml"
 SITE = "maple-12"
 
@@ -158,18 +156,6 @@ def test_claim_code_then_provision_then_the_code_is_spent(tmp_path: Path) -> Non
 
 async def provision(url: str, code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return await nbedge("provision", "--central", url, "--code", code, *args)
-
-
-async def nbedge(*args: str) -> subprocess.CompletedProcess[str]:
-    process = await asyncio.create_subprocess_exec(
-        *NBEDGE,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return subprocess.CompletedProcess([], process.returncode, out.decode(), err.decode())
 
 
 def claim_code(database: str, gateway: str) -> str:
