@@ -44,11 +44,13 @@ async def test_the_adapter_scans_and_hears_the_sensor(tmp_path: Path, bluez: Pri
         asyncio.TaskGroup() as tasks,
     ):
         advertising = tasks.create_task(run_sensor(advertiser, sensor, tick_s=0.2))
-        heard = await ble_probe(config(tmp_path), seconds=3)
-        passive = await ble_probe(config(tmp_path, "passive"), seconds=2)
+        heard, possible = await ble_probe(config(tmp_path), seconds=3)
+        (passive,) = await ble_probe(config(tmp_path, "passive"), seconds=2)
         advertising.cancel()
     assert heard.level is Level.OK, heard.text()
     assert "heard 1 of 1 sensors" in heard.text()
+    assert possible.subject == "passive"
+    assert "passive scanning is not possible on hci0" in possible.text()
     assert passive.level is Level.FAIL  # BlueZoo, like a stock BlueZ, has no passive scanning
     assert "passive scanning needs BlueZ" in passive.text()
     assert "--experimental" in (passive.fix_text() or "")
@@ -58,7 +60,7 @@ async def test_without_bluez_the_check_fails_with_its_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
-    check = await ble_probe(config(tmp_path), seconds=1)
+    (check,) = await ble_probe(config(tmp_path), seconds=1)
     assert check.level is Level.FAIL
     assert "cannot scan" in check.text()
     assert "bluetooth" in (check.fix_text() or "")

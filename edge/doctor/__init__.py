@@ -134,7 +134,7 @@ async def _services(config: GatewayConfig) -> list[Check]:
                 N_("systemctl enable --now nbedge-gateway"),
             ),
             *await service.modbus_probe(config),
-            await service.ble_probe(config),
+            *await service.ble_probe(config),
             await service.mqtt_probe(config),
             await service.central(config),
         ]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge.doctor.results import Check, duration, fail, ok, skip, warn
+from edge.doctor.results import Check, Level, duration, fail, ok, skip, warn
 from edge.i18n import N_
 from edge.schemas import GatewayConfig, ModbusDeviceSection
 from edge.status import BleStatus, BusStatusView, DeviceStatusView, MqttStatus, UplinkStatus
@@ -272,8 +272,42 @@ def ble_live(config: GatewayConfig, ble: BleStatus | None) -> Check:
     )
 
 
-async def ble_probe(config: GatewayConfig, seconds: float = BLE_PROBE_S) -> Check:
-    """A short scan in the configured mode, directly (only while the gateway is stopped)."""
+async def ble_probe(config: GatewayConfig, seconds: float = BLE_PROBE_S) -> list[Check]:
+    """A short scan in the configured mode, directly (only while the gateway is stopped); in
+    active mode, also whether passive scanning (which wakes no sensor) would work here."""
+    scanned = await _ble_scan(config, seconds)
+    if config.ble.mode == "passive" or scanned.level is not Level.OK:
+        return [scanned]
+    return [scanned, await _passive_possible(config)]
+
+
+async def _passive_possible(config: GatewayConfig) -> Check:
+    from bleak.exc import BleakError
+
+    from firmware_bridge.ble.discover import discover
+
+    adapter = config.ble.adapter or "default"
+    try:
+        await asyncio.wait_for(discover(1.0, adapter=config.ble.adapter, mode="passive"), 16)
+    except (BleakError, OSError, TimeoutError):
+        return ok(
+            "ble",
+            N_(
+                "passive scanning is not possible on {adapter} (bluetoothd runs without"
+                " --experimental); active scanning works"
+            ),
+            "passive",
+            adapter=adapter,
+        )
+    return ok(
+        "ble",
+        N_('passive scanning works on {adapter} too ([ble] mode = "passive" wakes no sensor)'),
+        "passive",
+        adapter=adapter,
+    )
+
+
+async def _ble_scan(config: GatewayConfig, seconds: float) -> Check:
     if not config.ble.sensors:
         return skip("ble", N_("no BLE sensor configured"))
     from bleak.exc import BleakError
