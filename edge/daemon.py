@@ -43,7 +43,7 @@ from edge.mqtt_commands import Commands
 from edge.people import PeopleStore
 from edge.pipeline import Pipeline
 from edge.reload import Plan, plan
-from edge.rules import GateFaultRule, Rule, VoltageRule
+from edge.rules import GateFaultRule, Rule, ThresholdRule, VoltageRule
 from edge.runlock import run_lock
 from edge.schemas import (
     GateSection,
@@ -651,6 +651,8 @@ def build_rules(config: GatewayConfig) -> list[Rule]:
     rules: list[Rule] = [GateFaultRule()]
     if config.rules.voltage.enabled:
         rules.append(VoltageRule(config.rules.voltage))
+    if config.rules.threshold:
+        rules.append(ThresholdRule(config.rules.threshold))
     return rules
 
 

@@ -10,6 +10,12 @@ The gate-fault rule finds ``gate_fault`` active while a gate controller reports 
 ``fault`` (readings ``gate_state`` and ``gate_fault_code`` of firmware_bridge.modbus.gate), and
 inactive in any other state.
 
+A ``[[rules.threshold]]`` of the configuration (``ThresholdRule``) finds ``threshold`` active
+once a point has stayed above its upper limit or below its lower one for ``for_s`` seconds, and
+inactive once a reading is back inside by the hysteresis; a reading back inside the limit but not
+yet by the hysteresis ends a wait for ``for_s`` and changes nothing else. 220 V +7 % / -10 %
+(GB/T 12325, Chinese supplies) is ``nominal = 220``, ``above_pct = 7``, ``below_pct = 10``.
+
 A bus's device state changes become ``device_silent`` findings (:func:`device_silent`, point
 ``link``): active when the device goes offline, inactive when it answers again.
 """
@@ -20,12 +26,13 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from edge.alerts import Finding
-from edge.schemas import VoltageRuleSection
+from edge.schemas import ThresholdRuleSection, VoltageRuleSection
 from firmware_bridge.modbus.bus import DeviceStateChange
 from firmware_bridge.modbus.gate import FAULT_POINT, FAULTS, STATE_POINT, GateState
 from firmware_bridge.readings import Reading
 
 VOLTAGE_RULE = "voltage"
+THRESHOLD_RULE = "threshold"
 GATE_FAULT_RULE = "gate_fault"
 DEVICE_SILENT_RULE = "device_silent"
 LINK_POINT = "link"
@@ -127,3 +134,61 @@ class VoltageRule:
                 )
             )
         return findings
+
+
+class ThresholdRule:
+    """The ``[[rules.threshold]]`` of the configuration (see the module doc)."""
+
+    def __init__(self, rules: Iterable[ThresholdRuleSection]) -> None:
+        self._rules: dict[str, list[ThresholdRuleSection]] = {}
+        for rule in rules:
+            self._rules.setdefault(rule.point, []).append(rule)
+        self._beyond_since: dict[tuple[str, str, str], float] = {}
+        """(rule, device, point) -> when the point went beyond the limit, while it waits."""
+
+    def evaluate(self, readings: Iterable[Reading]) -> list[Finding]:
+        findings: list[Finding] = []
+        for reading in readings:
+            for rule in self._rules.get(reading.point, ()):
+                if rule.device is None or rule.device == reading.device:
+                    finding = self._judge(rule, reading)
+                    if finding is not None:
+                        findings.append(finding)
+        return findings
+
+    def _judge(self, rule: ThresholdRuleSection, reading: Reading) -> Finding | None:
+        value, high, low = reading.value, rule.high, rule.low
+        key = (rule.name, reading.device, reading.point)
+        params: dict[str, str | int | float | bool] = {
+            "rule": rule.name,
+            "label": rule.label or rule.name,
+            "value": value,
+            "unit": reading.unit,
+        }
+        if (high is not None and value > high) or (low is not None and value < low):
+            since = self._beyond_since.setdefault(key, reading.wall_time)
+            if reading.wall_time - since < rule.for_s:
+                return None
+            over = high is not None and value > high
+            limit = high if over else low
+            assert limit is not None
+            params |= {"variant": "above" if over else "below", "limit": limit}
+            params |= {"for_s": rule.for_s} if rule.for_s else {}
+            active = True
+        else:
+            self._beyond_since.pop(key, None)
+            inside_high = high is None or value <= high - rule.hysteresis
+            inside_low = low is None or value >= low + rule.hysteresis
+            if not (inside_high and inside_low):
+                return None
+            active = False
+        return Finding(
+            code=THRESHOLD_RULE,
+            device=reading.device,
+            point=reading.point,
+            active=active,
+            value=value,
+            at=reading.wall_time,
+            params=params,
+            severity=rule.severity,
+        )

@@ -198,9 +198,77 @@ class DeviceSilentRuleSection(_Section):
     """Raise a ``device_silent`` alert while a Modbus device does not answer."""
 
 
+class ThresholdRuleSection(_Section):
+    """A point above or below a limit (``threshold`` alerts). The limits are ``above`` and
+    ``below``, or ``nominal`` with ``above_pct`` and ``below_pct`` (220 V +7 % / -10 %)."""
+
+    name: Identifier
+    """The rule's id, unique among the rules (in the alert's parameters)."""
+    label: Label | None = None
+    """What people read for the rule in the alert's text (any Unicode); default: its name."""
+    device: Identifier | None = None
+    """The device watched; None: every device that has ``point``."""
+    point: Identifier
+    above: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    below: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    nominal: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    above_pct: Annotated[float, Field(gt=0, le=1000)] | None = None
+    below_pct: Annotated[float, Field(gt=0, le=100)] | None = None
+    hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    """In the point's unit: the alert clears once a reading is this far back inside."""
+    for_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 0.0
+    """How long the point must stay beyond the limit before the alert is raised."""
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+    @model_validator(mode="after")
+    def _limits(self) -> ThresholdRuleSection:
+        absolute = self.above is not None or self.below is not None
+        relative = self.above_pct is not None or self.below_pct is not None
+        if absolute and (relative or self.nominal is not None):
+            raise ValueError("give above/below, or nominal with above_pct/below_pct, not both")
+        if relative and self.nominal is None:
+            raise ValueError("above_pct and below_pct need nominal")
+        if not absolute and not relative:
+            raise ValueError("give a limit: above, below, or nominal with above_pct/below_pct")
+        high, low = self.high, self.low
+        if high is not None and low is not None:
+            if not low < high:
+                raise ValueError(f"the lower limit {low:g} must be below the upper {high:g}")
+            if self.hysteresis * 2 >= high - low:
+                raise ValueError(f"hysteresis {self.hysteresis:g} is wider than half the band")
+        return self
+
+    @property
+    def high(self) -> float | None:
+        if self.above_pct is not None and self.nominal is not None:
+            return self.nominal * (1 + self.above_pct / 100)
+        return self.above
+
+    @property
+    def low(self) -> float | None:
+        if self.below_pct is not None and self.nominal is not None:
+            return self.nominal * (1 - self.below_pct / 100)
+        return self.below
+
+
 class RulesSection(_Section):
     voltage: VoltageRuleSection = VoltageRuleSection()
     device_silent: DeviceSilentRuleSection = DeviceSilentRuleSection()
+    threshold: list[ThresholdRuleSection] = []
+
+    @model_validator(mode="after")
+    def _one_rule_per_point(self) -> RulesSection:
+        names = [r.name for r in self.threshold]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"threshold rule names must be unique: {', '.join(twice)}")
+        watched = [(r.device or "*", r.point) for r in self.threshold]
+        for i, (device, point) in enumerate(watched):
+            if any(p == point and (d == device or "*" in (d, device)) for d, p in watched[:i]):
+                raise ValueError(
+                    f"threshold.{i}: another threshold rule already watches {point} of"
+                    f" {'every device' if device == '*' else device}; one rule per point"
+                )
+        return self
 
 
 class EscalationSection(_Section):
@@ -659,6 +727,18 @@ class GatewayConfig(_Section):
         clash = sorted(modbus & {sensor.name for sensor in self.ble.sensors})
         if clash:
             raise ValueError(f"BLE sensors and Modbus devices share names: {', '.join(clash)}")
+        return self
+
+    @model_validator(mode="after")
+    def _threshold_devices_exist(self) -> GatewayConfig:
+        devices = {d.name for d in self.modbus.devices}
+        problems = [
+            f"rules.threshold.{i}.device: {rule.device!r} is not a device of [[modbus.devices]]"
+            for i, rule in enumerate(self.rules.threshold)
+            if rule.device is not None and rule.device not in devices
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

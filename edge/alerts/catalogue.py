@@ -64,6 +64,24 @@ KINDS: Final[tuple[AlertKind, ...]] = (
         source="voltage rule (readings)",
     ),
     AlertKind(
+        code="threshold",
+        title=N_("limit crossed"),
+        severity="warning",
+        meaning="A point above or below the limit of a [[rules.threshold]] of the"
+        " configuration (its severity is the rule's).",
+        raised={
+            "above": N_(
+                "{label}: {point} of {device} at {value:.1f} {unit}, above {limit:.1f} {unit}"
+            ),
+            "below": N_(
+                "{label}: {point} of {device} at {value:.1f} {unit}, below {limit:.1f} {unit}"
+            ),
+        },
+        cleared=N_("{label}: {point} of {device} back to {value:.1f} {unit}"),
+        params=("rule", "label", "variant", "value", "limit", "unit", "for_s"),
+        source="threshold rules of the configuration (readings)",
+    ),
+    AlertKind(
         code="gate_fault",
         title=N_("gate fault"),
         severity="warning",

@@ -52,6 +52,10 @@ SAMPLE: dict[str, object] = {
     "free_mib": 0.2,
     "total_mib": 4.0,
     "watermark_mib": 0.4,
+    "rule": "supply_gb",
+    "label": "供电电压",
+    "unit": "V",
+    "for_s": 60.0,
 }
 
 
@@ -60,6 +64,7 @@ def test_every_code_a_source_raises_is_in_the_catalogue() -> None:
         rules.VOLTAGE_RULE,
         rules.GATE_FAULT_RULE,
         rules.DEVICE_SILENT_RULE,
+        rules.THRESHOLD_RULE,
         doors.HELD_OPEN_RULE,
         doors.SILENT_RULE,
         doors.LOW_BATTERY_RULE,
