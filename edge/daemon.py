@@ -24,6 +24,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -43,7 +44,14 @@ from edge.mqtt_commands import Commands
 from edge.people import PeopleStore
 from edge.pipeline import Pipeline
 from edge.reload import Plan, plan
-from edge.rules import GateFaultRule, Rule, ThresholdRule, VoltageRule
+from edge.rules import (
+    EveryIntervalRule,
+    GateFaultRule,
+    Rule,
+    ThresholdRule,
+    VoltageRule,
+    WindowRule,
+)
 from edge.runlock import run_lock
 from edge.schemas import (
     GateSection,
@@ -653,6 +661,10 @@ def build_rules(config: GatewayConfig) -> list[Rule]:
         rules.append(VoltageRule(config.rules.voltage))
     if config.rules.threshold:
         rules.append(ThresholdRule(config.rules.threshold))
+    if config.rules.window:
+        rules.append(WindowRule(config.rules.window, ZoneInfo(config.site.timezone)))
+    if config.rules.every_interval:
+        rules.append(EveryIntervalRule(config.rules.every_interval))
     return rules
 
 

@@ -16,6 +16,12 @@ inactive once a reading is back inside by the hysteresis; a reading back inside 
 yet by the hysteresis ends a wait for ``for_s`` and changes nothing else. 220 V +7 % / -10 %
 (GB/T 12325, Chinese supplies) is ``nominal = 220``, ``above_pct = 7``, ``below_pct = 10``.
 
+A ``[[rules.window]]`` (``WindowRule``) finds ``window`` active while a condition holds within
+local hours (water flowing at night: ``rate = true`` judges a counter's rate per hour), and a
+``[[rules.every_interval]]`` (``EveryIntervalRule``) finds ``every_interval`` active once a
+counter has moved in each of N consecutive intervals (water used in every half hour of a whole
+day: the suspected-leak rule cities deploy).
+
 A bus's device state changes become ``device_silent`` findings (:func:`device_silent`, point
 ``link``): active when the device goes offline, inactive when it answers again.
 """
@@ -23,16 +29,28 @@ A bus's device state changes become ``device_silent`` findings (:func:`device_si
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from edge.alerts import Finding
-from edge.schemas import ThresholdRuleSection, VoltageRuleSection
+from edge.schemas import (
+    EveryIntervalRuleSection,
+    ThresholdRuleSection,
+    VoltageRuleSection,
+    WindowRuleSection,
+)
 from firmware_bridge.modbus.bus import DeviceStateChange
 from firmware_bridge.modbus.gate import FAULT_POINT, FAULTS, STATE_POINT, GateState
 from firmware_bridge.readings import Reading
 
 VOLTAGE_RULE = "voltage"
 THRESHOLD_RULE = "threshold"
+WINDOW_RULE = "window"
+EVERY_INTERVAL_RULE = "every_interval"
+RATE_SPAN_S = 3600.0
+"""The longest time between two readings of a counter that a window rule takes a rate over."""
 GATE_FAULT_RULE = "gate_fault"
 DEVICE_SILENT_RULE = "device_silent"
 LINK_POINT = "link"
@@ -192,3 +210,172 @@ class ThresholdRule:
             params=params,
             severity=rule.severity,
         )
+
+
+class WindowRule:
+    """The ``[[rules.window]]`` of the configuration: a condition on a point (or, with ``rate``,
+    on a counter's rate per hour) within local hours. Active once it has held ``for_s`` within
+    the window; inactive at a reading inside the window that does not meet it, or at the first
+    reading after the window."""
+
+    def __init__(self, rules: Iterable[WindowRuleSection], timezone: ZoneInfo) -> None:
+        self._rules: dict[str, list[WindowRuleSection]] = {}
+        for rule in rules:
+            self._rules.setdefault(rule.point, []).append(rule)
+        self._zone = timezone
+        self._since: dict[tuple[str, str, str], float] = {}
+        self._last: dict[tuple[str, str], tuple[float, float]] = {}
+        """(device, point) -> the previous reading's value and time, for rates."""
+
+    def evaluate(self, readings: Iterable[Reading]) -> list[Finding]:
+        findings: list[Finding] = []
+        for reading in readings:
+            rules = self._rules.get(reading.point)
+            if not rules:
+                continue
+            rate = self._rate(reading)
+            for rule in rules:
+                if rule.device is not None and rule.device != reading.device:
+                    continue
+                finding = self._judge(rule, reading, rate)
+                if finding is not None:
+                    findings.append(finding)
+        return findings
+
+    def _rate(self, reading: Reading) -> float | None:
+        """Units per hour since the previous reading of the point; None without one, after a
+        reset of the counter, within the same second, or over more than ``RATE_SPAN_S``
+        (a rate over a long silence says nothing of the hours it is judged in)."""
+        key = (reading.device, reading.point)
+        before = self._last.get(key)
+        self._last[key] = (reading.value, reading.wall_time)
+        if before is None or reading.value < before[0]:
+            return None
+        if not 1 <= reading.wall_time - before[1] <= RATE_SPAN_S:
+            return None
+        return (reading.value - before[0]) * 3600 / (reading.wall_time - before[1])
+
+    def _judge(
+        self, rule: WindowRuleSection, reading: Reading, rate: float | None
+    ) -> Finding | None:
+        value = rate if rule.rate else reading.value
+        within = self._within(rule, reading.wall_time)
+        if value is None:  # no rate: nothing to judge, but a window that ended ends the alert
+            if within:
+                return None
+            value = 0.0
+        key = (rule.name, reading.device, reading.point)
+        unit = f"{reading.unit}/h" if rule.rate else reading.unit
+        met = (rule.above is not None and value > rule.above) or (
+            rule.below is not None and value < rule.below
+        )
+        if met and within:
+            since = self._since.setdefault(key, reading.wall_time)
+            if reading.wall_time - since < rule.for_s:
+                return None
+            active = True
+        else:
+            self._since.pop(key, None)
+            active = False
+        params: dict[str, str | int | float | bool] = {
+            "rule": rule.name,
+            "label": rule.label or rule.name,
+            "value": value,
+            "unit": unit,
+            "start": rule.start,
+            "end": rule.end,
+        }
+        return Finding(
+            code=WINDOW_RULE,
+            device=reading.device,
+            point=reading.point,
+            active=active,
+            value=value,
+            at=reading.wall_time,
+            params=params,
+            severity=rule.severity,
+        )
+
+    def _within(self, rule: WindowRuleSection, wall_time: float) -> bool:
+        local = datetime.fromtimestamp(wall_time, self._zone).strftime("%H:%M")
+        if rule.start < rule.end:
+            return rule.start <= local < rule.end
+        return local >= rule.start or local < rule.end  # past midnight
+
+
+class EveryIntervalRule:
+    """The ``[[rules.every_interval]]`` of the configuration: a counter that rose in each of
+    ``intervals`` intervals in a row (intervals are multiples of ``interval_s`` on the clock, so
+    half hours are the clock's half hours). Judged as each interval ends, at the first reading
+    after it: active at the ``intervals``-th interval in a row that moved, inactive at one that
+    did not. An interval without a reading breaks the run: nothing is known of it."""
+
+    def __init__(self, rules: Iterable[EveryIntervalRuleSection]) -> None:
+        self._rules: dict[str, list[EveryIntervalRuleSection]] = {}
+        for rule in rules:
+            self._rules.setdefault(rule.point, []).append(rule)
+        self._runs: dict[tuple[str, str], _Run] = {}
+
+    def evaluate(self, readings: Iterable[Reading]) -> list[Finding]:
+        findings: list[Finding] = []
+        for reading in readings:
+            for rule in self._rules.get(reading.point, ()):
+                if rule.device is None or rule.device == reading.device:
+                    finding = self._judge(rule, reading)
+                    if finding is not None:
+                        findings.append(finding)
+        return findings
+
+    def _judge(self, rule: EveryIntervalRuleSection, reading: Reading) -> Finding | None:
+        index = int(reading.wall_time // rule.interval_s)
+        run = self._runs.get((rule.name, reading.device))
+        if run is None or index < run.index:  # the first reading, or the clock set back
+            self._runs[(rule.name, reading.device)] = _Run(index, reading.value, reading.value)
+            return None
+        if index == run.index:
+            run.last = reading.value
+            return None
+        moved = run.last - run.first > rule.min_delta
+        streak = run.streak + 1 if moved and index == run.index + 1 else int(moved)
+        if index > run.index + 1:  # intervals with no reading: the run is broken
+            streak = 0
+        total = run.total + (run.last - run.first) if streak else 0.0
+        self._runs[(rule.name, reading.device)] = _Run(
+            index, run.last, reading.value, streak=streak, total=total
+        )
+        if streak >= rule.intervals:
+            active = True
+        elif not moved or streak == 0:
+            active = False
+        else:
+            return None
+        return Finding(
+            code=EVERY_INTERVAL_RULE,
+            device=reading.device,
+            point=reading.point,
+            active=active,
+            value=float(streak),
+            at=reading.wall_time,
+            params={
+                "rule": rule.name,
+                "label": rule.label or rule.name,
+                "intervals": rule.intervals,
+                "interval_s": rule.interval_s,
+                "used": round(total, 6),
+                "unit": reading.unit,
+            },
+            severity=rule.severity,
+        )
+
+
+@dataclass
+class _Run:
+    index: int
+    """The interval (``wall_time // interval_s``) being watched."""
+    first: float
+    """The counter when the interval began: the last reading before it, or its first."""
+    last: float
+    streak: int = 0
+    """Intervals in a row, before this one, in which the counter moved."""
+    total: float = 0.0
+    """What the counter rose by in those intervals."""

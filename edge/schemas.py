@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -251,24 +252,84 @@ class ThresholdRuleSection(_Section):
         return self.below
 
 
+LocalTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+"""A time of day on the site's clock (``[site] timezone``), ``HH:MM``."""
+
+
+class WindowRuleSection(_Section):
+    """A condition within local hours (``window`` alerts): water flowing at night."""
+
+    name: Identifier
+    label: Label | None = None
+    device: Identifier | None = None
+    point: Identifier
+    above: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    below: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    rate: bool = False
+    """Judge the point's rate per hour (a counter: litres or kWh an hour), not its value."""
+    start: LocalTime
+    end: LocalTime
+    """The window's end; before ``start``, it runs past midnight (``23:00`` to ``05:00``)."""
+    for_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+    @model_validator(mode="after")
+    def _a_condition(self) -> WindowRuleSection:
+        if self.above is None and self.below is None:
+            raise ValueError("give the condition: above, below or both")
+        if self.start == self.end:
+            raise ValueError("start and end are the same time: the window would be empty")
+        return self
+
+
+class EveryIntervalRuleSection(_Section):
+    """A counter that moved in each of ``intervals`` intervals in a row (``every_interval``
+    alerts): water used in every half hour of a whole day, a suspected leak."""
+
+    name: Identifier
+    label: Label | None = None
+    device: Identifier | None = None
+    point: Identifier
+    interval_s: Annotated[int, Field(ge=60, le=86_400)] = 1800
+    """Intervals are whole multiples of this on the clock (1800: each half hour)."""
+    intervals: Annotated[int, Field(ge=2, le=10_000)] = 48
+    min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    """An interval counts as moved when the counter rose by more than this."""
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
 class RulesSection(_Section):
     voltage: VoltageRuleSection = VoltageRuleSection()
     device_silent: DeviceSilentRuleSection = DeviceSilentRuleSection()
     threshold: list[ThresholdRuleSection] = []
+    window: list[WindowRuleSection] = []
+    every_interval: list[EveryIntervalRuleSection] = []
 
     @model_validator(mode="after")
     def _one_rule_per_point(self) -> RulesSection:
-        names = [r.name for r in self.threshold]
-        if twice := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"threshold rule names must be unique: {', '.join(twice)}")
-        watched = [(r.device or "*", r.point) for r in self.threshold]
-        for i, (device, point) in enumerate(watched):
-            if any(p == point and (d == device or "*" in (d, device)) for d, p in watched[:i]):
-                raise ValueError(
-                    f"threshold.{i}: another threshold rule already watches {point} of"
-                    f" {'every device' if device == '*' else device}; one rule per point"
-                )
+        for kind, rules in self.on_points():
+            names = [r.name for r in rules]
+            if twice := sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"{kind} rule names must be unique: {', '.join(twice)}")
+            watched = [(r.device or "*", r.point) for r in rules]
+            for i, (device, point) in enumerate(watched):
+                if any(p == point and (d == device or "*" in (d, device)) for d, p in watched[:i]):
+                    raise ValueError(
+                        f"{kind}.{i}: another {kind} rule already watches {point} of"
+                        f" {'every device' if device == '*' else device}; one rule per point"
+                    )
         return self
+
+    def on_points(self) -> list[tuple[str, Sequence[_PointRule]]]:
+        """The rules of the configuration on a device's point, by kind."""
+        return [
+            ("threshold", self.threshold),
+            ("window", self.window),
+            ("every_interval", self.every_interval),
+        ]
+
+
+_PointRule = ThresholdRuleSection | WindowRuleSection | EveryIntervalRuleSection
 
 
 class EscalationSection(_Section):
@@ -733,8 +794,9 @@ class GatewayConfig(_Section):
     def _threshold_devices_exist(self) -> GatewayConfig:
         devices = {d.name for d in self.modbus.devices}
         problems = [
-            f"rules.threshold.{i}.device: {rule.device!r} is not a device of [[modbus.devices]]"
-            for i, rule in enumerate(self.rules.threshold)
+            f"rules.{kind}.{i}.device: {rule.device!r} is not a device of [[modbus.devices]]"
+            for kind, listed in self.rules.on_points()
+            for i, rule in enumerate(listed)
             if rule.device is not None and rule.device not in devices
         ]
         if problems:

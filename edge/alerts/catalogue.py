@@ -46,7 +46,7 @@ class AlertKind:
         return self.needs_person if self.needs_person is not None else self.severity == "critical"
 
 
-_DURATION_PARAMS: Final = ("open_s", "limit_s", "silent_s")
+_DURATION_PARAMS: Final = ("open_s", "limit_s", "silent_s", "interval_s")
 """Parameters in seconds that texts show as a duration (``{open}`` for ``open_s``)."""
 
 KINDS: Final[tuple[AlertKind, ...]] = (
@@ -80,6 +80,36 @@ KINDS: Final[tuple[AlertKind, ...]] = (
         cleared=N_("{label}: {point} of {device} back to {value:.1f} {unit}"),
         params=("rule", "label", "variant", "value", "limit", "unit", "for_s"),
         source="threshold rules of the configuration (readings)",
+    ),
+    AlertKind(
+        code="window",
+        title=N_("out of hours"),
+        severity="warning",
+        meaning="A condition of a [[rules.window]] held within its local hours (water flowing"
+        " at night); its severity is the rule's.",
+        raised={
+            "": N_("{label}: {point} of {device} at {value:.1f} {unit} between {start} and {end}")
+        },
+        cleared=N_("{label}: {point} of {device} no longer meets the condition"),
+        params=("rule", "label", "value", "unit", "start", "end"),
+        source="window rules of the configuration (readings)",
+    ),
+    AlertKind(
+        code="every_interval",
+        title=N_("never at rest"),
+        severity="warning",
+        meaning="A counter of an [[rules.every_interval]] rose in each of its intervals in a"
+        " row (water used in every half hour of a day: a suspected leak); its severity is the"
+        " rule's.",
+        raised={
+            "": N_(
+                "{label}: {point} of {device} rose in each of the last {intervals} intervals of"
+                " {interval} ({used:g} {unit} in all)"
+            )
+        },
+        cleared=N_("{label}: {point} of {device} was at rest for an interval"),
+        params=("rule", "label", "intervals", "interval_s", "used", "unit"),
+        source="every-interval rules of the configuration (readings)",
     ),
     AlertKind(
         code="gate_fault",

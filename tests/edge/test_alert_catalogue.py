@@ -56,6 +56,11 @@ SAMPLE: dict[str, object] = {
     "label": "供电电压",
     "unit": "V",
     "for_s": 60.0,
+    "start": "23:00",
+    "end": "05:00",
+    "intervals": 48,
+    "interval_s": 1800.0,
+    "used": 412.5,
 }
 
 
@@ -65,6 +70,8 @@ def test_every_code_a_source_raises_is_in_the_catalogue() -> None:
         rules.GATE_FAULT_RULE,
         rules.DEVICE_SILENT_RULE,
         rules.THRESHOLD_RULE,
+        rules.WINDOW_RULE,
+        rules.EVERY_INTERVAL_RULE,
         doors.HELD_OPEN_RULE,
         doors.SILENT_RULE,
         doors.LOW_BATTERY_RULE,

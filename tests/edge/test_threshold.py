@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from edge.alerts import Alert, AlertBook
 from edge.cli import main
 from edge.config import parse_config
-from edge.rules import ThresholdRule
-from edge.schemas import ThresholdRuleSection
+from edge.rules import EveryIntervalRule, ThresholdRule, WindowRule
+from edge.schemas import EveryIntervalRuleSection, ThresholdRuleSection, WindowRuleSection
 from firmware_bridge.readings import Reading
 from nbedge.errors import ConfigError
 from tests.conftest import Broker, wait_until
@@ -152,3 +154,93 @@ async def test_the_rule_fires_on_the_simulator(tmp_path: Path, mosquitto: Broker
         assert message["texts"]["zh-Hans"].startswith("供电电压：main 的 voltage_l1 为 240.0 V")
         building.main.override("voltage_l1", 220.0)
         await wait_until(lambda: raised() is None, 10)  # cleared, and resolved by itself
+
+
+# --- window and every_interval ------------------------------------------------------------------
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NIGHT = {"name": "night_water", "label": "夜间用水", "point": "volume", "rate": True,
+         "above": 0.02, "start": "23:00", "end": "05:00"}  # fmt: skip
+
+
+def at_local(hour: int, minute: int = 0, day: int = 2) -> float:
+    return datetime(2026, 12, day, hour, minute, tzinfo=SHANGHAI).timestamp()
+
+
+def water(value: float, at: float, device: str = "flat-1-water") -> Reading:
+    return Reading(device, "volume", value, "m3", at, 0)
+
+
+def test_water_flowing_at_night_and_not_by_day() -> None:
+    rule = WindowRule([WindowRuleSection.model_validate(NIGHT)], SHANGHAI)
+    book = AlertBook()
+    by_day = [water(10.0, at_local(14)), water(10.5, at_local(14, 30))]  # 1 m3/h, by day
+    assert changes(rule, by_day, book) == []
+    night = [water(11.0, at_local(23, 30)), water(11.1, at_local(23, 45))]  # 0.4 m3/h
+    (raised,) = changes(rule, night, book)
+    assert raised.rule == "window"
+    assert raised.value == pytest.approx(0.4)
+    assert (
+        raised.text("en") == "夜间用水: volume of flat-1-water at 0.4 m3/h between 23:00 and 05:00"
+    )
+    assert changes(rule, [water(11.2, at_local(0, 30, day=3))], book) == []  # past midnight: on
+    (cleared,) = changes(rule, [water(11.3, at_local(5, 15, day=3))], book)  # the night is over
+    assert cleared.condition == "cleared"
+
+
+def test_a_counter_that_goes_back_gives_no_rate() -> None:
+    rule = WindowRule([WindowRuleSection.model_validate(NIGHT)], SHANGHAI)
+    assert rule.evaluate([water(11.0, at_local(23, 30)), water(2.0, at_local(23, 45))]) == []
+
+
+def test_water_in_every_half_hour_of_a_day_is_a_suspected_leak() -> None:
+    section = EveryIntervalRuleSection.model_validate(
+        {"name": "leak", "label": "疑似漏水", "point": "volume", "intervals": 48}
+    )
+    rule, book = EveryIntervalRule([section]), AlertBook()
+    start = at_local(0) // 1800 * 1800
+    dripping = [water(100 + 0.01 * n, start + 600 * n) for n in range(3 * 47 + 1)]
+    assert changes(rule, dripping, book) == []  # 47 half hours: not yet
+    (raised,) = changes(rule, [water(101.5, start + 600 * 145)], book)  # the 48th is over
+    assert raised.rule == "every_interval"
+    assert raised.params["intervals"] == 48
+    assert raised.text("en").startswith("疑似漏水: volume of flat-1-water rose in each of the last")
+    assert "30 min" in raised.text("en")
+    still = [water(101.5, start + 600 * n) for n in range(146, 152)]  # a half hour at rest
+    (cleared,) = changes(rule, still, book)
+    assert cleared.condition == "cleared"
+
+
+def test_an_interval_without_a_reading_breaks_the_run() -> None:
+    section = EveryIntervalRuleSection.model_validate(
+        {"name": "leak", "point": "volume", "interval_s": 60, "intervals": 3}
+    )
+    rule, book = EveryIntervalRule([section]), AlertBook()
+    run = [water(float(n), 60.0 * n + 1) for n in range(3)]
+    assert changes(rule, run, book) == []
+    assert changes(rule, [water(9.0, 60.0 * 9 + 1)], book) == []  # six silent minutes
+    more = [water(10.0 + n, 60.0 * (10 + n) + 1) for n in range(4)]
+    (raised,) = changes(rule, more, book)  # three whole minutes moved after the gap
+    assert raised.value == 3
+
+
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [
+        ('name = "w"\npoint = "v"\nabove = 1\nstart = "23:00"\nend = "23:00"\n', "empty"),
+        ('name = "w"\npoint = "v"\nstart = "23:00"\nend = "05:00"\n', "give the condition"),
+        ('name = "w"\npoint = "v"\nabove = 1\nstart = "24:00"\nend = "05:00"\n', "pattern"),
+        ('name = "w"\npoint = "v"\nabove = 1\nstart = "٢٣:00"\nend = "05:00"\n', "pattern"),
+    ],
+)
+def test_a_window_mistake_is_refused(rule: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        parse_config(GATEWAY + METER + "\n[[rules.window]]\n" + rule)
+
+
+def test_an_every_interval_mistake_is_refused_with_its_field() -> None:
+    rule = '\n[[rules.every_interval]]\nname = "l"\npoint = "v"\nintervals = 1\ninterval_s = 9\n'
+    with pytest.raises(ConfigError) as refused:
+        parse_config(GATEWAY + METER + rule)
+    paths = {issue.path for issue in refused.value.issues}
+    assert paths == {"rules.every_interval.0.intervals", "rules.every_interval.0.interval_s"}
