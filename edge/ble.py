@@ -1,14 +1,16 @@
-"""The gateway's BLE service: the scanner, and what its door sensors' frames become.
+"""The gateway's BLE service: the scanner, and what its sensors' frames become.
 
 - A door that opens or closes becomes an access event (``opened`` / ``closed``, the sensor's name
   as the device, no credential): stored, summarised and synced like a gate's, with the sensor's
   tracker state (last counter, packet id, door state) as its cursor in the same transaction, so
   after a restart a recorded frame from before the last event is still refused and no event is
   repeated.
-- Battery (%), illuminance (lx), signal strength (dBm) and the door state (1 open, 0 closed) become
-  readings, at most every ``reading_interval_s`` per sensor and at once when the battery or the
-  door changes.
-- The alerts of ``edge.doors`` are checked on every frame and every second.
+- Battery (%), illuminance (lx), temperature (°C), humidity (%), signal strength (dBm), the
+  door state (1 open, 0 closed), and a leak, smoke or motion (1 or 0) become readings, at most
+  every ``reading_interval_s`` per sensor and at once when the battery, the door or one of those
+  states changes, or a button is pressed.
+- The alerts of ``edge.doors`` are checked on every frame and every second: for every kind,
+  silence and a low battery; a door held open; a leak, smoke, an SOS press (latched).
 
 bleak is imported only here, so a gateway without door sensors never loads it.
 """
@@ -36,7 +38,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-UNITS = {"battery": "%", "illuminance": "lx", "rssi": "dBm", "door_open": ""}
+UNITS = {
+    "battery": "%",
+    "illuminance": "lx",
+    "temperature": "°C",
+    "humidity": "%",
+    "rssi": "dBm",
+    "door_open": "",
+    "leak": "",
+    "smoke": "",
+    "motion": "",
+}
+STATES = {"moisture": "leak", "smoke": "smoke", "motion": "motion", "occupancy": "motion"}
+"""bthome-ble's binary keys stored as readings (1 or 0), and their points."""
 
 
 def cursor_key(mac: str) -> str:
@@ -66,6 +80,7 @@ class DoorSensors:
         )
         self._last_readings: dict[str, float] = {}  # sensor name -> monotonic time
         self._last_battery: dict[str, float] = {}
+        self._last_states: dict[str, dict[str, bool]] = {}
         self._refused: deque[tuple[AccessEvent, tuple[str, str]]] = deque(maxlen=10_000)
         self.scanner: BleScanner | None = None
 
@@ -130,11 +145,17 @@ class DoorSensors:
         battery_changed = (
             frame.battery is not None and self._last_battery.get(name) != frame.battery
         )
+        states = {STATES[k]: v for k, v in frame.binary.items() if k in STATES}
+        known = self._last_states.setdefault(name, {})
+        states_changed = any(known.get(point) != value for point, value in states.items())
+        known.update(states)
         now = self._monotonic()
         last = self._last_readings.get(name)
         if (
             accepted.door_changed
             or battery_changed
+            or states_changed
+            or frame.events
             or last is None
             or now - last >= self.config.reading_interval_s
         ):
@@ -142,7 +163,14 @@ class DoorSensors:
             if frame.battery is not None:
                 self._last_battery[name] = frame.battery
             self._submit_readings(tracker, frame.time)
-        for finding in self._alerts.frame(name, door_open=frame.door_open, battery=frame.battery):
+        found = self._alerts.frame(
+            name,
+            door_open=frame.door_open,
+            battery=frame.battery,
+            binary=frame.binary,
+            events=frame.events,
+        )
+        for finding in found:
             self._pipeline.submit_finding(finding)
 
     def _submit_event(self, event: AccessEvent, cursor: tuple[str, str]) -> None:
@@ -154,9 +182,11 @@ class DoorSensors:
         if frame is None:
             return
         values: dict[str, float] = {}
-        for point in ("battery", "illuminance"):
+        for point in ("battery", "illuminance", "temperature", "humidity"):
             if point in frame.values:
                 values[point] = frame.values[point]
+        for point, state in self._last_states.get(tracker.spec.name, {}).items():
+            values[point] = 1.0 if state else 0.0
         if frame.rssi is not None:
             values["rssi"] = float(frame.rssi)
         if tracker.door_open is not None:

@@ -10,6 +10,14 @@ what changed, so nothing here knows whether an alert is raised.
 - ``low_battery``: active at or below ``low_battery_pct``; inactive 10 points above (a battery's
   reading rises and falls with temperature around any one threshold).
 - ``ble_adapter``: active while the scanner reports the adapter unhealthy.
+- ``water_leak`` and ``smoke``: active when a leak or smoke sensor turns wet or smoky (its first
+  frame saying so, or one after a frame saying not); never inactive from the sensor: these are
+  latched, and the person who resolves the alert ends it. Wet again after dry, while the alert
+  is open, is one more event of it.
+- ``sos``: active at each press of a button that means SOS (``sos_press``), each one more event
+  of the open alert.
+- ``press_to_test``: a button sends only when pressed, so instead of ``sensor_silent`` it is
+  active after no frame for ``test_every_s``, and inactive at its next frame.
 
 Durations are measured on the monotonic clock; findings are stamped with the wall clock. Pure
 logic with injected clocks: ``edge.ble`` feeds it frames and calls ``tick`` every second.
@@ -25,6 +33,15 @@ from edge.alerts import Finding
 from edge.schemas import BleSensorSection
 
 HELD_OPEN_RULE = "door_held_open"
+LEAK_RULE = "water_leak"
+SMOKE_RULE = "smoke"
+SOS_RULE = "sos"
+PRESS_TEST_RULE = "press_to_test"
+LATCHED: dict[str, tuple[str, str]] = {
+    "moisture": (LEAK_RULE, "leak"),
+    "smoke": (SMOKE_RULE, "smoke"),
+}
+"""bthome-ble's binary key of a latched condition: its code and point."""
 SILENT_RULE = "sensor_silent"
 LOW_BATTERY_RULE = "low_battery"
 ADAPTER_RULE = "ble_adapter"
@@ -44,6 +61,8 @@ class _Door:
     """Frames heard since the sensor was last found silent (hysteresis, not an alert flag)."""
     silent: bool = False
     """The level of ``sensor_silent``: found silent, and not yet heard enough frames since."""
+    binary: dict[str, bool] | None = None
+    """The last state of each latched condition (``moisture``, ``smoke``) heard."""
 
 
 class DoorAlerts:
@@ -61,16 +80,27 @@ class DoorAlerts:
         self._started = monotonic()
         self._doors = {sensor.name: _Door(sensor) for sensor in sensors}
 
-    def frame(self, sensor: str, *, door_open: bool | None, battery: float | None) -> list[Finding]:
+    def frame(
+        self,
+        sensor: str,
+        *,
+        door_open: bool | None,
+        battery: float | None,
+        binary: Mapping[str, bool] | None = None,
+        events: Sequence[str] = (),
+    ) -> list[Finding]:
         """What one accepted frame of ``sensor`` finds."""
         door = self._doors[sensor]
         now = self._monotonic()
         findings: list[Finding] = []
         door.last_frame = now
         door.frames_since_silent += 1
-        if door.frames_since_silent >= FRAMES_TO_CLEAR_SILENT:
+        button = door.config.kind == "button"
+        if button or door.frames_since_silent >= FRAMES_TO_CLEAR_SILENT:
             door.silent = False
-            findings.append(self._finding(SILENT_RULE, door, LINK_POINT, False, 0.0))
+            code = PRESS_TEST_RULE if button else SILENT_RULE
+            findings.append(self._finding(code, door, LINK_POINT, False, 0.0))
+        findings += self._latched(door, binary or {}, events)
         if door_open is True and door.open_since is None:
             door.open_since = now
         elif door_open is False:
@@ -89,6 +119,29 @@ class DoorAlerts:
                 findings.append(
                     self._finding(LOW_BATTERY_RULE, door, BATTERY_POINT, False, battery, params)
                 )
+        return findings
+
+    def _latched(
+        self, door: _Door, binary: Mapping[str, bool], events: Sequence[str]
+    ) -> list[Finding]:
+        """A leak, smoke or an SOS press in this frame: a latched finding (see the module doc)."""
+        findings = []
+        config = door.config
+        if config.kind in ("leak", "smoke"):
+            before = door.binary if door.binary is not None else {}
+            for key, (code, point) in LATCHED.items():
+                if key in binary:
+                    if binary[key] and not before.get(key, False):
+                        findings.append(self._finding(code, door, point, True, 1.0))
+                    before[key] = binary[key]
+            door.binary = before
+        elif config.kind == "button":
+            for event in events:
+                source, _, press = event.partition(":")
+                pressed = source.startswith("button") and press not in ("", "none")
+                if pressed and config.sos_press in ("any", press):
+                    params = {"press": press}
+                    findings.append(self._finding(SOS_RULE, door, "button", True, 1.0, params))
         return findings
 
     def online(self, sensor: str) -> bool | None:
@@ -113,7 +166,8 @@ class DoorAlerts:
                 findings.append(
                     self._finding(HELD_OPEN_RULE, door, DOOR_POINT, True, open_s, params)
                 )
-            silent = door.config.silent_s
+            button = door.config.kind == "button"
+            silent = door.config.test_every_s if button else door.config.silent_s
             since = door.last_frame if door.last_frame is not None else self._started
             if silent > 0 and now - since >= silent:
                 door.frames_since_silent = 0
@@ -122,9 +176,8 @@ class DoorAlerts:
                     "silent_s": now - since,
                     "variant": "never" if door.last_frame is None else "",
                 }
-                findings.append(
-                    self._finding(SILENT_RULE, door, LINK_POINT, True, now - since, silence)
-                )
+                code = PRESS_TEST_RULE if button else SILENT_RULE
+                findings.append(self._finding(code, door, LINK_POINT, True, now - since, silence))
         findings.append(
             Finding(
                 code=ADAPTER_RULE,

@@ -686,11 +686,27 @@ MacAddress = Annotated[
 ]
 
 
+SensorKind = Literal["door", "leak", "smoke", "motion", "climate", "button"]
+"""What a BTHome sensor watches (docs/ble.md); ``nbedge scan ble`` suggests it."""
+SosPress = Literal["any", "press", "double_press", "triple_press", "long_press"]
+
+
 class BleSensorSection(_Section):
-    """A BTHome v2 door or window sensor (e.g. Shelly BLU Door/Window)."""
+    """A BTHome v2 sensor: a door or window (Shelly BLU Door/Window), a water leak, smoke,
+    motion (Shelly BLU Motion), temperature and humidity (Shelly BLU H&T), or a button (an SOS
+    button: Shelly BLU Button)."""
 
     name: Identifier
-    """The door's name in the store, events and alerts (unique among all devices)."""
+    """The sensor's name in the store, events and alerts (unique among all devices)."""
+    kind: SensorKind = "door"
+    """What it watches: door events, ``water_leak`` and ``smoke`` alerts, motion and climate
+    readings, ``sos`` alerts for a button."""
+    sos_press: SosPress = "any"
+    """A button: which press means SOS (``any`` by default: an elderly resident presses as she
+    can)."""
+    test_every_s: Annotated[float, Field(ge=0, le=366 * 86_400)] = 30 * 86_400.0
+    """A button, which sends only when pressed: ``press_to_test`` reminds people to press it
+    when it has not been heard for this long (instead of ``sensor_silent``). 0: no reminder."""
     label: Label | None = None
     """What people read for this sensor, e.g. ``301室入户门``; the name when unset."""
     mac: MacAddress
@@ -792,9 +808,10 @@ class GatewayConfig(_Section):
 
     @model_validator(mode="after")
     def _threshold_devices_exist(self) -> GatewayConfig:
-        devices = {d.name for d in self.modbus.devices}
+        devices = {d.name for d in self.modbus.devices} | {s.name for s in self.ble.sensors}
         problems = [
             f"rules.{kind}.{i}.device: {rule.device!r} is not a device of [[modbus.devices]]"
+            " or [[ble.sensors]]"
             for kind, listed in self.rules.on_points()
             for i, rule in enumerate(listed)
             if rule.device is not None and rule.device not in devices

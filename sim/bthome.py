@@ -349,3 +349,72 @@ class SimulatedDoorSensor:
             counter=current.counter,
             trigger_based=self.trigger_based,
         )
+
+
+MOISTURE: Final = 0x20  # uint8, 1 = wet
+MOTION: Final = 0x21  # uint8, 1 = motion
+SMOKE: Final = 0x29  # uint8, 1 = smoke
+TEMPERATURE: Final = 0x02  # sint16, 0.01 °C
+HUMIDITY: Final = 0x03  # uint16, 0.01 %
+
+
+def moisture(wet: bool) -> BTHomeObject:
+    """Moisture (0x20, uint8): 1 wet (a leak), 0 dry."""
+    return MOISTURE, bytes([1 if wet else 0])
+
+
+def motion(moving: bool) -> BTHomeObject:
+    """Motion (0x21, uint8): 1 motion seen."""
+    return MOTION, bytes([1 if moving else 0])
+
+
+def smoke(smoky: bool) -> BTHomeObject:
+    """Smoke (0x29, uint8): 1 smoke detected."""
+    return SMOKE, bytes([1 if smoky else 0])
+
+
+def temperature(celsius: float) -> BTHomeObject:
+    """Temperature (0x02, sint16, factor 0.01 °C)."""
+    return TEMPERATURE, _sint(round(celsius * 100), 2, "temperature x 100")
+
+
+def humidity(percent: float) -> BTHomeObject:
+    """Humidity (0x03, uint16, factor 0.01 %)."""
+    return HUMIDITY, _uint(round(percent * 100), 2, "humidity x 100")
+
+
+@dataclass(slots=True)
+class ScriptedSensor:
+    """A BTHome sensor that sends what it is told, when: a leak sensor (``moisture``), a smoke
+    sensor, a Shelly BLU Motion (``motion``), H&T (``temperature``, ``humidity``) or Button
+    (``button``). ``script`` holds (offset from ``start`` in seconds, objects); each entry is a
+    new frame (a new packet id and counter, the battery added), repeated until the next one, as
+    these sensors repeat a frame for a while. A pure function of time, as the door sensor is."""
+
+    mac: str
+    script: Sequence[tuple[float, Sequence[BTHomeObject]]]
+    bind_key: bytes | None = None
+    start: float = 0.0
+    battery_pct: int = 95
+    first_counter: int = 0
+
+    def __post_init__(self) -> None:
+        mac_bytes(self.mac)
+        offsets = [at for at, _ in self.script]
+        if offsets != sorted(offsets):
+            raise ValueError("the script's frames must be in time order")
+
+    def advertise(self, now: float) -> bytes | None:
+        """The service data the sensor sends at ``now``, or None before its first frame."""
+        offsets = [at for at, _ in self.script]
+        index = bisect.bisect_right(offsets, now - self.start) - 1
+        if index < 0:
+            return None
+        objects = [packet_id(index % 256), battery(self.battery_pct), *self.script[index][1]]
+        return encode_service_data(
+            objects,
+            mac=self.mac,
+            bind_key=self.bind_key,
+            counter=self.first_counter + index,
+            trigger_based=True,
+        )

@@ -189,6 +189,6 @@ async def test_scan_ble_lists_the_sensor_an_installer_copies_into_the_config(
     assert "encrypted: give its key to see values" in row
     assert " yes " in row
     (row,) = [line for line in with_key.splitlines() if line.startswith(SENSOR_MAC)]
-    assert "door/window" in row
+    assert " door " in row
     assert "window=open" in row
     assert "battery=100" in row

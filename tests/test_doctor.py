@@ -174,6 +174,7 @@ async def test_while_the_gateway_is_stopped_doctor_probes_directly(
     assert found(checks, "files", str(tmp_path / "gateway.toml")).level is Level.OK
 
 
+@pytest.mark.slow
 async def test_each_failure_is_found_with_its_fix(
     tmp_path: Path, building: SimulatedBuilding, secured_mosquitto: Broker
 ) -> None:

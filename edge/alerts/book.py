@@ -149,6 +149,11 @@ class ActResult:
     refused: str | None = None
 
 
+def _latched(code: str) -> bool:
+    entry = CATALOGUE.get(code)
+    return entry is not None and entry.latched
+
+
 class AlertBook:
     """The open alerts (not both cleared and resolved), by id and by cause."""
 
@@ -185,11 +190,23 @@ class AlertBook:
         """The changes ``finding`` makes: a raise (or the open alert of its cause activated
         again), a clear (and, when no person is needed, its resolution ``auto``), or none."""
         current = self._by_key.get(finding.key)
+        latched = _latched(finding.code)
         if finding.active:
-            if current is not None and current.condition == "active":
-                return []
             if self._testing is not None and self._testing():
                 finding = replace(finding, params={**finding.params, "test": True})
+            if current is not None and current.condition == "active":
+                if latched:  # a leak, smoke or SOS again while the alert is open: one more event
+                    return [
+                        self._next(
+                            current,
+                            "raised",
+                            finding.at,
+                            value=finding.value,
+                            params=finding.params,
+                            raised_params=finding.params,
+                        )
+                    ]
+                return []
             if current is not None:  # cleared, not yet resolved: the same alert again
                 alert = self._next(
                     current,
@@ -203,8 +220,8 @@ class AlertBook:
                 )
                 return [alert]
             return [self._raise(finding)]
-        if current is None or current.condition == "cleared":
-            return []
+        if current is None or current.condition == "cleared" or latched:
+            return []  # a latched alert is cleared by the person who resolves it
         cleared = self._next(
             current,
             "cleared",
@@ -268,11 +285,15 @@ class AlertBook:
             return ActResult((change,))
         if alert.state == "resolved":
             return ActResult()
+        ends: dict[str, object] = {}
+        if _latched(alert.rule) and alert.condition == "active":
+            ends = {"condition": "cleared", "cleared_at": at}  # resolving it ends a latched alert
         change = self._next(
             alert,
             "resolved",
             at,
             **person,
+            **ends,
             state="resolved",
             resolved_by=by,
             resolved_at=at,

@@ -40,6 +40,9 @@ class AlertKind:
     """None: the default of its severity (critical needs a person; info and warning do not)."""
     source: str = ""
     enums: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    latched: bool = False
+    """The condition stays active until a person resolves the alert (a leak, smoke, an SOS);
+    a repeat while it is open is one more ``raised`` event of the same alert."""
 
     @property
     def person_needed(self) -> bool:
@@ -110,6 +113,49 @@ KINDS: Final[tuple[AlertKind, ...]] = (
         cleared=N_("{label}: {point} of {device} was at rest for an interval"),
         params=("rule", "label", "intervals", "interval_s", "used", "unit"),
         source="every-interval rules of the configuration (readings)",
+    ),
+    AlertKind(
+        code="water_leak",
+        title=N_("water leak"),
+        severity="critical",
+        meaning="A leak sensor is wet. Latched: it stays until a person resolves it.",
+        raised={"": N_("water leak at {device}")},
+        cleared=N_("{device}: the leak was seen to"),
+        source="BLE leak sensors",
+        latched=True,
+    ),
+    AlertKind(
+        code="smoke",
+        title=N_("smoke"),
+        severity="critical",
+        meaning="A smoke sensor detects smoke. Latched: it stays until a person resolves it.",
+        raised={"": N_("smoke at {device}")},
+        cleared=N_("{device}: the smoke was seen to"),
+        source="BLE smoke sensors",
+        latched=True,
+    ),
+    AlertKind(
+        code="sos",
+        title=N_("SOS button pressed"),
+        severity="critical",
+        meaning="An SOS button was pressed. Latched: it stays until a person resolves it; each"
+        " press again is one more event of the same alert.",
+        raised={"": N_("SOS: {device} was pressed")},
+        cleared=N_("{device}: the SOS was answered"),
+        params=("press",),
+        source="BLE buttons",
+        latched=True,
+    ),
+    AlertKind(
+        code="press_to_test",
+        title=N_("button to test"),
+        severity="info",
+        meaning="A button, which sends only when pressed, has not been heard for its"
+        " test_every_s: press it once to show that it works.",
+        raised={"": N_("{device} not pressed for {silent}: press it once to test it")},
+        cleared=N_("{device} works"),
+        params=("silent_s",),
+        source="BLE buttons",
     ),
     AlertKind(
         code="gate_fault",

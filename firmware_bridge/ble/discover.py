@@ -35,14 +35,23 @@ class FoundSensor:
 
     @property
     def kind(self) -> str:
-        """What the sensor is, from what it reports: door/window, button, or its measurements."""
-        if self.last is None:
+        """What to give as the sensor's ``kind`` in the configuration, from what it reports:
+        ``door``, ``leak``, ``smoke``, ``motion``, ``button``, ``climate``; ``?`` if nothing
+        says."""
+        frame = self.last
+        if frame is None:
             return "?"
-        if self.last.door_open is not None:
-            return "door/window"
-        if any(event.startswith("button") for event in self.last.events):
+        binary = frame.binary
+        if frame.door_open is not None:
+            return "door"
+        for key, kind in (("moisture", "leak"), ("smoke", "smoke"), ("motion", "motion")):
+            if key in binary:
+                return kind
+        if any(event.startswith("button") for event in frame.events) or "button" in self.values:
             return "button"
-        return "+".join(sorted(self.last.values)) or "?"
+        if "temperature" in frame.values or "humidity" in frame.values:
+            return "climate"
+        return "?"
 
 
 class Discovery:

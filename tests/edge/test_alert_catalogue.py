@@ -61,6 +61,7 @@ SAMPLE: dict[str, object] = {
     "intervals": 48,
     "interval_s": 1800.0,
     "used": 412.5,
+    "press": "long_press",
 }
 
 
@@ -73,6 +74,10 @@ def test_every_code_a_source_raises_is_in_the_catalogue() -> None:
         rules.WINDOW_RULE,
         rules.EVERY_INTERVAL_RULE,
         doors.HELD_OPEN_RULE,
+        doors.LEAK_RULE,
+        doors.SMOKE_RULE,
+        doors.SOS_RULE,
+        doors.PRESS_TEST_RULE,
         doors.SILENT_RULE,
         doors.LOW_BATTERY_RULE,
         doors.ADAPTER_RULE,

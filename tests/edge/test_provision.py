@@ -25,6 +25,7 @@ EXAMPLE = ROOT / "examples" / "gateway.toml"
 SITE = "maple-12"
 
 
+@pytest.mark.slow
 def test_claim_code_then_provision_then_the_code_is_spent(tmp_path: Path) -> None:
     env = {
         **os.environ,
