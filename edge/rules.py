@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from edge.alerts import Finding
@@ -154,15 +154,18 @@ class VoltageRule:
         return findings
 
 
-class ThresholdRule:
-    """The ``[[rules.threshold]]`` of the configuration (see the module doc)."""
+S = TypeVar("S", ThresholdRuleSection, WindowRuleSection, EveryIntervalRuleSection)
 
-    def __init__(self, rules: Iterable[ThresholdRuleSection]) -> None:
-        self._rules: dict[str, list[ThresholdRuleSection]] = {}
+
+class _OnPoints(Generic[S]):
+    """Rules of one kind from the configuration, each on a point (of one device, or of every
+    device that has it), judged one reading at a time by ``_judge``. The configuration allows
+    one rule of a kind per point and device, so a reading meets at most one."""
+
+    def __init__(self, rules: Iterable[S]) -> None:
+        self._rules: dict[str, list[S]] = {}
         for rule in rules:
             self._rules.setdefault(rule.point, []).append(rule)
-        self._beyond_since: dict[tuple[str, str, str], float] = {}
-        """(rule, device, point) -> when the point went beyond the limit, while it waits."""
 
     def evaluate(self, readings: Iterable[Reading]) -> list[Finding]:
         findings: list[Finding] = []
@@ -173,6 +176,18 @@ class ThresholdRule:
                     if finding is not None:
                         findings.append(finding)
         return findings
+
+    def _judge(self, rule: S, reading: Reading) -> Finding | None:
+        raise NotImplementedError
+
+
+class ThresholdRule(_OnPoints[ThresholdRuleSection]):
+    """The ``[[rules.threshold]]`` of the configuration (see the module doc)."""
+
+    def __init__(self, rules: Iterable[ThresholdRuleSection]) -> None:
+        super().__init__(rules)
+        self._beyond_since: dict[tuple[str, str, str], float] = {}
+        """(rule, device, point) -> when the point went beyond the limit, while it waits."""
 
     def _judge(self, rule: ThresholdRuleSection, reading: Reading) -> Finding | None:
         value, high, low = reading.value, rule.high, rule.low
@@ -212,35 +227,18 @@ class ThresholdRule:
         )
 
 
-class WindowRule:
+class WindowRule(_OnPoints[WindowRuleSection]):
     """The ``[[rules.window]]`` of the configuration: a condition on a point (or, with ``rate``,
     on a counter's rate per hour) within local hours. Active once it has held ``for_s`` within
     the window; inactive at a reading inside the window that does not meet it, or at the first
     reading after the window."""
 
     def __init__(self, rules: Iterable[WindowRuleSection], timezone: ZoneInfo) -> None:
-        self._rules: dict[str, list[WindowRuleSection]] = {}
-        for rule in rules:
-            self._rules.setdefault(rule.point, []).append(rule)
+        super().__init__(rules)
         self._zone = timezone
         self._since: dict[tuple[str, str, str], float] = {}
         self._last: dict[tuple[str, str], tuple[float, float]] = {}
         """(device, point) -> the previous reading's value and time, for rates."""
-
-    def evaluate(self, readings: Iterable[Reading]) -> list[Finding]:
-        findings: list[Finding] = []
-        for reading in readings:
-            rules = self._rules.get(reading.point)
-            if not rules:
-                continue
-            rate = self._rate(reading)
-            for rule in rules:
-                if rule.device is not None and rule.device != reading.device:
-                    continue
-                finding = self._judge(rule, reading, rate)
-                if finding is not None:
-                    findings.append(finding)
-        return findings
 
     def _rate(self, reading: Reading) -> float | None:
         """Units per hour since the previous reading of the point; None without one, after a
@@ -255,10 +253,8 @@ class WindowRule:
             return None
         return (reading.value - before[0]) * 3600 / (reading.wall_time - before[1])
 
-    def _judge(
-        self, rule: WindowRuleSection, reading: Reading, rate: float | None
-    ) -> Finding | None:
-        value = rate if rule.rate else reading.value
+    def _judge(self, rule: WindowRuleSection, reading: Reading) -> Finding | None:
+        value = self._rate(reading) if rule.rate else reading.value
         within = self._within(rule, reading.wall_time)
         if value is None:  # no rate: nothing to judge, but a window that ended ends the alert
             if within:
@@ -303,7 +299,7 @@ class WindowRule:
         return local >= rule.start or local < rule.end  # past midnight
 
 
-class EveryIntervalRule:
+class EveryIntervalRule(_OnPoints[EveryIntervalRuleSection]):
     """The ``[[rules.every_interval]]`` of the configuration: a counter that rose in each of
     ``intervals`` intervals in a row (intervals are multiples of ``interval_s`` on the clock, so
     half hours are the clock's half hours). Judged as each interval ends, at the first reading
@@ -311,20 +307,8 @@ class EveryIntervalRule:
     did not. An interval without a reading breaks the run: nothing is known of it."""
 
     def __init__(self, rules: Iterable[EveryIntervalRuleSection]) -> None:
-        self._rules: dict[str, list[EveryIntervalRuleSection]] = {}
-        for rule in rules:
-            self._rules.setdefault(rule.point, []).append(rule)
+        super().__init__(rules)
         self._runs: dict[tuple[str, str], _Run] = {}
-
-    def evaluate(self, readings: Iterable[Reading]) -> list[Finding]:
-        findings: list[Finding] = []
-        for reading in readings:
-            for rule in self._rules.get(reading.point, ()):
-                if rule.device is None or rule.device == reading.device:
-                    finding = self._judge(rule, reading)
-                    if finding is not None:
-                        findings.append(finding)
-        return findings
 
     def _judge(self, rule: EveryIntervalRuleSection, reading: Reading) -> Finding | None:
         index = int(reading.wall_time // rule.interval_s)
