@@ -10,7 +10,6 @@ usual resolution, so a test leaves no open alert behind unnoticed. The window en
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import unicodedata
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.files import replace_file
 
 FILE = "maintenance.json"
 MAX_S = 7 * 86_400.0
@@ -59,10 +60,8 @@ def write(state_dir: Path, window: Window) -> Path:
     """Put ``window`` in force (atomically; readable by the service user)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(window.model_dump_json(), encoding="utf-8")
-    temporary.chmod(0o644)  # nothing secret: the gateway, whoever it runs as, must read it
-    os.replace(temporary, path)
+    # Nothing secret: the gateway, whoever it runs as, must read it.
+    replace_file(path, window.model_dump_json().encode(), mode=0o644, owner=None)
     return path
 
 

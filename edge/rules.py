@@ -180,6 +180,28 @@ class _OnPoints(Generic[S]):
     def _judge(self, rule: S, reading: Reading) -> Finding | None:
         raise NotImplementedError
 
+    @staticmethod
+    def _found(
+        code: str,
+        rule: S,
+        reading: Reading,
+        *,
+        active: bool,
+        value: float,
+        params: dict[str, str | int | float | bool],
+    ) -> Finding:
+        """The finding of ``rule`` at ``reading``: its name, label and severity with it."""
+        return Finding(
+            code=code,
+            device=reading.device,
+            point=reading.point,
+            active=active,
+            value=value,
+            at=reading.wall_time,
+            params={"rule": rule.name, "label": rule.label or rule.name} | params,
+            severity=rule.severity,
+        )
+
 
 class ThresholdRule(_OnPoints[ThresholdRuleSection]):
     """The ``[[rules.threshold]]`` of the configuration (see the module doc)."""
@@ -192,12 +214,7 @@ class ThresholdRule(_OnPoints[ThresholdRuleSection]):
     def _judge(self, rule: ThresholdRuleSection, reading: Reading) -> Finding | None:
         value, high, low = reading.value, rule.high, rule.low
         key = (rule.name, reading.device, reading.point)
-        params: dict[str, str | int | float | bool] = {
-            "rule": rule.name,
-            "label": rule.label or rule.name,
-            "value": value,
-            "unit": reading.unit,
-        }
+        params: dict[str, str | int | float | bool] = {"value": value, "unit": reading.unit}
         if (high is not None and value > high) or (low is not None and value < low):
             since = self._beyond_since.setdefault(key, reading.wall_time)
             if reading.wall_time - since < rule.for_s:
@@ -215,16 +232,7 @@ class ThresholdRule(_OnPoints[ThresholdRuleSection]):
             if not (inside_high and inside_low):
                 return None
             active = False
-        return Finding(
-            code=THRESHOLD_RULE,
-            device=reading.device,
-            point=reading.point,
-            active=active,
-            value=value,
-            at=reading.wall_time,
-            params=params,
-            severity=rule.severity,
-        )
+        return self._found(THRESHOLD_RULE, rule, reading, active=active, value=value, params=params)
 
 
 class WindowRule(_OnPoints[WindowRuleSection]):
@@ -274,23 +282,12 @@ class WindowRule(_OnPoints[WindowRuleSection]):
             self._since.pop(key, None)
             active = False
         params: dict[str, str | int | float | bool] = {
-            "rule": rule.name,
-            "label": rule.label or rule.name,
             "value": value,
             "unit": unit,
             "start": rule.start,
             "end": rule.end,
         }
-        return Finding(
-            code=WINDOW_RULE,
-            device=reading.device,
-            point=reading.point,
-            active=active,
-            value=value,
-            at=reading.wall_time,
-            params=params,
-            severity=rule.severity,
-        )
+        return self._found(WINDOW_RULE, rule, reading, active=active, value=value, params=params)
 
     def _within(self, rule: WindowRuleSection, wall_time: float) -> bool:
         local = datetime.fromtimestamp(wall_time, self._zone).strftime("%H:%M")
@@ -333,22 +330,14 @@ class EveryIntervalRule(_OnPoints[EveryIntervalRuleSection]):
             active = False
         else:
             return None
-        return Finding(
-            code=EVERY_INTERVAL_RULE,
-            device=reading.device,
-            point=reading.point,
-            active=active,
-            value=float(streak),
-            at=reading.wall_time,
-            params={
-                "rule": rule.name,
-                "label": rule.label or rule.name,
-                "intervals": rule.intervals,
-                "interval_s": rule.interval_s,
-                "used": round(total, 6),
-                "unit": reading.unit,
-            },
-            severity=rule.severity,
+        params: dict[str, str | int | float | bool] = {
+            "intervals": rule.intervals,
+            "interval_s": rule.interval_s,
+            "used": round(total, 6),
+            "unit": reading.unit,
+        }
+        return self._found(
+            EVERY_INTERVAL_RULE, rule, reading, active=active, value=float(streak), params=params
         )
 
 

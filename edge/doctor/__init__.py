@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 import httpx
 
 from edge import systemd
+from edge.alerts.catalogue import duration
 from edge.doctor import local, service
-from edge.doctor.results import Check, Level, duration, fail, ok, ordered, skip, warn, worst
+from edge.doctor.results import Check, Level, fail, ok, ordered, skip, warn, worst
 from edge.i18n import N_, Language
 from edge.layout import SERVICE_USER
 from edge.runlock import running_pid
@@ -51,7 +52,7 @@ async def gateway_health(gateway: Gateway) -> list[Check]:
         ok(
             "daemon",
             N_("running for {uptime}, pid {pid}"),
-            uptime=duration(status.uptime_s),
+            uptime=duration(status.uptime_s, "en"),
             pid=os.getpid(),
         ),
         *local.files(config, None, local.Account.service(pwd.getpwuid(os.geteuid()).pw_name)),

@@ -111,18 +111,6 @@ def fail(check: str, message: str, fix: str, subject: str = "", /, **params: Par
     )
 
 
-def duration(seconds: float) -> str:
-    """``seconds`` as a person reads a while: ``45 s``, ``12 min``, ``3.5 h``, ``2.0 d``."""
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
-
-
 def worst(checks: Iterable[Check]) -> Level:
     """The worst level among ``checks`` (``OK`` for none); a skip counts as ok."""
     found = Level.OK

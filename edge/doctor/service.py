@@ -17,7 +17,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge.doctor.results import Check, Level, duration, fail, ok, skip, warn
+from edge.alerts.catalogue import duration
+from edge.doctor.results import Check, Level, fail, ok, skip, warn
 from edge.i18n import N_
 from edge.schemas import GatewayConfig, ModbusDeviceSection
 from edge.status import BleStatus, BusStatusView, DeviceStatusView, MqttStatus, UplinkStatus
@@ -179,7 +180,7 @@ def _device_check(
                 " timeout(s), {exceptions} refusal(s), {frames} bad frame(s)"
             )
         else:
-            params["ago"] = duration(now - device.last_ok_wall_time)
+            params["ago"] = duration(max(0.0, now - device.last_ok_wall_time), "en")
             message = N_(
                 "{device} (unit {unit_id} on {endpoint}) stopped answering {ago} ago: {timeouts}"
                 " timeout(s), {exceptions} refusal(s), {frames} bad frame(s)"
