@@ -14,9 +14,15 @@ and
   expects for that meter, with the meter's own threshold; ``unusual_use`` is raised with the score
   and a reason, and cleared after ``ANOMALY_CLEAR_H`` ordinary hours in a row;
 - **cessation** (``[[models.dwellings]]``): feeds the dwelling's hour to its detector
-  (:mod:`models.cessation`); ``use_stopped`` is raised when the dwelling's inactivity becomes
-  unlikely for it, with the reason ("no water use for 4 h, usually active in 3.1 of these hours"),
-  and cleared at the first hour with use again. A dwelling with ``doors`` (BLE door sensors) also
+  (:mod:`models.cessation`), which raises a quiet spell in two stages, with the reason ("no water
+  use for 4 h, usually active in 3.1 of these hours"), both cleared at the first hour with use
+  again: ``use_quiet`` (a warning, "please check in") when the dwelling's inactivity becomes
+  unlikely for it, then ``use_stopped`` (critical, "please visit", superseding the first) when a
+  door or motion sensor agrees or the quiet goes on past the longer window. A dwelling with
+  ``motion`` (BLE motion sensors) feeds whether one saw movement in each hour (the hourly mean of
+  its ``motion`` readings above 0; unknown when none was heard), and once ``min_history_days`` of
+  them are stored a second model of the meters and the sensors decides the second stage. A
+  dwelling with ``doors`` (BLE door sensors) also
   feeds the detector how many times its doors opened in each hour (from the store's access
   events), in its history too: a quiet spell that starts as the door opens is an outing, shown as
   "presumed out for N h (door)" with no alert, until the door opens again or 12 h have passed.
@@ -100,10 +106,8 @@ DEMAND_POINT = "forecast"
 """The point of a demand series' alert (its device is the series)."""
 DWELLING_POINT = "use"
 """The point of a dwelling's alerts (their device is the dwelling)."""
-QUIET_FRACTION = 0.5
-"""``use_quiet`` ("please check in") is active from this fraction of a dwelling's threshold,
-until ``use_stopped`` (a visit) takes over or the dwelling is in use again. Provisional: the
-stage is to be measured on real homes."""
+MOTION_POINT = "motion"
+"""The reading of a ``kind = "motion"`` BLE sensor: 1 when it saw movement, else 0."""
 ANOMALY_CLEAR_H = 3
 """Ordinary hours in a row that clear ``unusual_use``."""
 REPLAY_H = 24
@@ -339,6 +343,21 @@ class Analytics:
     async def _gauge(self, meter: str, start: int, hours: int) -> np.ndarray:
         return await self._hourly(meter, start, hours, "mean")
 
+    async def _motion_hours(
+        self, dwelling: DwellingSection, start: int, hours: int
+    ) -> np.ndarray | None:
+        """Per hour: 1 when a motion sensor of the dwelling saw movement, 0 when they were heard
+        and saw none, NaN when none was heard; None without motion sensors."""
+        if not dwelling.motion:
+            return None
+        seen = np.full(hours, np.nan)
+        for sensor in dwelling.motion:
+            mean = await self._hourly(f"{sensor}:{MOTION_POINT}", start, hours, "mean")
+            with np.errstate(invalid="ignore"):
+                moved = np.where(np.isnan(mean), np.nan, (mean > 0).astype(np.float64))
+            seen = np.fmax(seen, moved)
+        return seen
+
     async def _door_openings(
         self, dwelling: DwellingSection, start: int, hours: int
     ) -> np.ndarray | None:
@@ -570,19 +589,35 @@ class Analytics:
             opened = await self._door_openings(state.config, start, span)
             history = None if opened is None else opened[first:]
             _note_door_hours(state, start, opened)
-            params = cessation.CessationParams.responding(state.config.respond)
+            params = cessation.CessationParams.responding(
+                state.config.respond, state.config.stopped_after_h
+            )
             model = await self._in_thread(
                 lambda: cessation.fit_dwelling(
                     meters, timestamps, self.calendar, params=params, doors=history
                 )
             )
+            moved = await self._motion_hours(state.config, start, span)
+            presence = None
+            if moved is not None and np.sum(~np.isnan(moved[first:])) >= history_days * 24:
+                # the meters and the motion sensor together: the second stage's own detector
+                with_motion = meters | {"motion": cessation.MeterHistory("motion", moved[first:])}
+                presence = await self._in_thread(
+                    lambda: cessation.fit_dwelling(
+                        with_motion, timestamps, self.calendar, params=params, doors=history
+                    )
+                )
             state.choices = await self._in_thread(model.choices)
             replay_from = hour - REPLAY_H * HOUR_S
-            if state.detector is None:
-                state.detector = cessation.CessationDetector(model, self.calendar)
+            detector = state.detector
+            if detector is None or (presence is None) != (detector.presence is None):
+                # new, or a motion sensor's history has just become long enough: replay the day
+                state.detector = cessation.CessationDetector(
+                    model, self.calendar, presence=presence, door_sensor=bool(state.config.doors)
+                )
                 state.last_hour = replay_from
             else:
-                state.detector.replace_model(model)
+                detector.replace_model(model, presence)
             state.fitted_day = day
         # feed every hour since the last one fed (a replay after start, normally just one)
         start = max(state.last_hour, hour - REPLAY_H * HOUR_S)
@@ -594,8 +629,11 @@ class Analytics:
         }
         opened = await self._door_openings(state.config, start, hours)
         _note_door_hours(state, start, opened)
+        moved = await self._motion_hours(state.config, start, hours)
         for k in range(hours):
             readings = {state.kinds[m]: float(v[k]) for m, v in values.items()}
+            if moved is not None:
+                readings["motion"] = float(moved[k])
             doors = 0 if opened is None else int(opened[k])
             verdict = state.detector.update(_utc_hour(start + k * HOUR_S), readings, doors=doors)
         state.last_hour = hour
@@ -605,7 +643,6 @@ class Analytics:
         name = state.config.name
         at = self._clock.wall_time()
         evidence = state.detector.evidence()
-        threshold = state.detector.model.threshold
 
         def found(code: str, active: bool, value: float) -> None:
             self._pipeline.submit_finding(
@@ -625,11 +662,16 @@ class Analytics:
             # cleared either (no use came back; the one who opened it may be answering it).
             state.status = f"presumed out for {verdict.inactive_h:g} h (door)"
             state.state = "away"
-        elif verdict.alarmed:
+        elif verdict.stopped:
             state.status = f"alert: {verdict.reason}"
             state.state = "alert"
             found(CESSATION_RULE, True, verdict.score)
             found(QUIET_RULE, False, verdict.score)  # a visit supersedes the check-in
+        elif verdict.alarmed:
+            state.status = f"please check in: {verdict.reason}"
+            state.state = "quiet"
+            found(CESSATION_RULE, False, 0.0)
+            found(QUIET_RULE, True, verdict.score)
         else:
             if verdict.inactive_h == 0:
                 state.status, state.state = "in use", "in_use"
@@ -639,8 +681,7 @@ class Analytics:
             else:
                 state.status, state.state = f"quiet for {verdict.inactive_h:g} h", "quiet"
             found(CESSATION_RULE, False, 0.0)
-            quiet = not verdict.asleep and verdict.score >= QUIET_FRACTION * threshold
-            found(QUIET_RULE, quiet and verdict.inactive_h > 0, verdict.score)
+            found(QUIET_RULE, False, verdict.score)
 
     # --- status ---------------------------------------------------------------------------
 

@@ -636,10 +636,21 @@ class DwellingSection(_Section):
     """Names of ``[[ble.sensors]]`` on the dwelling's entrance door(s). With them, a quiet spell
     that starts as the door opens is taken for an outing: no alert while the dwelling is presumed
     out (at most ``away_max_h`` = 12 h, so that a door opened just before a fall does not silence
-    it for longer), and the count of quiet hours starts again when the door opens again."""
+    it for longer), and the count of quiet hours starts again when the door opens again. A door
+    that agrees (the quiet did not begin as it opened) makes the quiet home ``use_stopped`` at
+    once."""
+    motion: list[Identifier] = []
+    """Names of ``[[ble.sensors]]`` of kind ``motion`` in the dwelling. An hour in which one saw
+    movement is an hour of activity for its detector: ``use_quiet`` comes from the meters alone,
+    ``use_stopped`` when nobody has moved either for long enough to be unusual for the home."""
+    stopped_after_h: Annotated[float, Field(gt=0, le=72, allow_inf_nan=False)] | None = None
+    """``use_stopped`` without a door or motion sensor that agrees: after so many quiet hours
+    (outside the usual night). Unset: when the quiet spell is longer than the home's own last 26
+    weeks allow at about one alarm every four months (measured: about one a month, 8 h at the
+    median home of a real water-meter trial; docs/model-card-cessation.md)."""
     respond: Literal["within_3h", "calibrated"] = "within_3h"
     """``within_3h``: the alert threshold is capped so that a stop at an hour the dwelling is
-    usually active in is alerted within 3 hours (at 97.5 % of those hours of its week), at the
+    usually active in is alerted within 3 hours (at 94 % of those hours of its week), at the
     cost of the alarms its own quiet spells raise (``past_alarms_per_month`` in the status).
     ``calibrated``: the threshold its own last 26 weeks allow at about one false alarm every two
     months, however late that makes the alert (``response_h`` in the status says how late)."""
@@ -822,14 +833,23 @@ class GatewayConfig(_Section):
 
     @model_validator(mode="after")
     def _dwelling_doors_are_sensors(self) -> GatewayConfig:
-        """A door a dwelling names must be a sensor the scanner listens to: a misspelt one would
-        never open, and the dwelling would be watched as if it had no door."""
-        sensors = {sensor.name for sensor in self.ble.sensors}
+        """A door or motion sensor a dwelling names must be a sensor the scanner listens to, of
+        its kind: a misspelt one would never report, and the dwelling would be watched as if it
+        had none."""
+        kinds = {sensor.name: sensor.kind for sensor in self.ble.sensors}
         problems = [
             f"models.dwellings.{i}.doors.{j}: {door!r} is not a sensor of [[ble.sensors]]"
             for i, home in enumerate(self.models.dwellings)
             for j, door in enumerate(home.doors)
-            if door not in sensors
+            if door not in kinds
+        ] + [
+            f"models.dwellings.{i}.motion.{j}: {name!r} is not a sensor of [[ble.sensors]]"
+            if name not in kinds
+            else f"models.dwellings.{i}.motion.{j}: {name!r} is a {kinds[name]} sensor, "
+            'not kind = "motion"'
+            for i, home in enumerate(self.models.dwellings)
+            for j, name in enumerate(home.motion)
+            if kinds.get(name) != "motion"
         ]
         if problems:
             raise ValueError("; ".join(problems))

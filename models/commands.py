@@ -78,8 +78,8 @@ def register(commands: Any) -> None:
         "evaluate",
         help="a model on a CSV file or folder, beside the naive baselines",
         description="PATH is a CSV file or a folder of them (timestamp,value[,temperature]"
-        "[,label][,doors][,water], or timestamp,water for a home with a water meter alone; one "
-        "building per file: see docs/models.md), or a folder of a "
+        "[,label][,doors][,water][,motion], or timestamp,water for a home with a water meter "
+        "alone; one building per file: see docs/models.md), or a folder of a "
         "public data set (Cambridge estates, LEAD, the UCI household, the DAIAD water meters). "
         "demand forecasts each file; anomaly scores the files with labels against them; "
         "cessation injects stops into each file, a dwelling, and tells how soon they are alerted "

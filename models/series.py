@@ -3,11 +3,12 @@
 The format users give to ``nbedge models evaluate --data PATH`` (one building per CSV file; a
 folder holds one building per ``*.csv`` file, named after the file)::
 
-    timestamp,value[,temperature][,label][,doors][,water]
+    timestamp,value[,temperature][,label][,doors][,water][,motion]
     2019-01-01T00:00:00,12.5,3.1,0,0
     2019-01-01T01:00:00,,3.0,0,2
 
-A home with a water meter alone has ``water`` in place of ``value`` (``timestamp,water[,doors]``).
+A home with a water meter alone has ``water`` in place of ``value``
+(``timestamp,water[,doors][,motion]``).
 
 - ``timestamp``: ISO 8601, on the hour (``2019-01-01 00:00:00`` or ``2019-01-01T00:00``); an offset
   such as ``+01:00`` or ``Z`` is converted to UTC, a naive time is taken as UTC. Rows must be in
@@ -24,6 +25,10 @@ A home with a water meter alone has ``water`` in place of ``value`` (``timestamp
   stop silences both meters); demand and anomaly scoring read ``value`` alone. A file with
   ``water`` and no ``value`` is a water-only home: its series' ``values`` are the water
   (``HourlySeries.meter == "water"``).
+- ``motion`` (optional): ``1`` for an hour in which the dwelling's motion sensor saw movement,
+  ``0`` for one in which it saw none (also ``1.0``/``0.0`` or ``true``/``false``); empty means
+  unknown (the sensor was not heard). Only cessation reads it (``use_stopped`` with a motion
+  sensor).
 
 Any line that cannot be read raises :class:`SeriesFormatError` naming the file and the line.
 
@@ -72,8 +77,9 @@ class HourlySeries:
     ``timestamps`` are consecutive UTC hours (``datetime64[h]``, hour-beginning); ``values`` is NaN
     where the reading is missing; ``temperature`` (NaN where missing) and ``labels`` (1 for a
     labelled anomalous hour, 0 otherwise, also 0 on missing hours), ``doors`` (the door's
-    openings in the hour, 0 on missing hours) and ``water`` (a dwelling's water use beside its
-    electricity in ``values``, NaN where missing) are ``None`` when the source has none.
+    openings in the hour, 0 on missing hours), ``water`` (a dwelling's water use beside its
+    electricity in ``values``, NaN where missing) and ``motion`` (1 for an hour its motion sensor
+    saw movement in, 0 for none, NaN where unknown) are ``None`` when the source has none.
     ``meter`` is what ``values`` measures: ``electricity`` (or another energy), or ``water`` for a
     home with a water meter alone (its ``water`` is then ``None``).
     """
@@ -86,6 +92,7 @@ class HourlySeries:
     doors: IntArray | None = None
     water: FloatArray | None = None
     meter: str = "electricity"
+    motion: FloatArray | None = None
 
     def __post_init__(self) -> None:
         if self.meter not in METERS:
@@ -100,6 +107,7 @@ class HourlySeries:
             ("labels", self.labels),
             ("doors", self.doors),
             ("water", self.water),
+            ("motion", self.motion),
         )
         for what, arr in extra:
             if arr is not None and len(arr) != n:
@@ -121,6 +129,7 @@ class HourlySeries:
             doors=None if self.doors is None else self.doors[keep],
             water=None if self.water is None else self.water[keep],
             meter=self.meter,
+            motion=None if self.motion is None else self.motion[keep],
         )
 
 
@@ -206,6 +215,17 @@ def _parse_doors(text: str) -> float:
     return count
 
 
+def _parse_motion(text: str) -> float:
+    """Whether a motion sensor saw movement in an hour: 1, 0, or empty for unknown (NaN)."""
+    text = text.strip()
+    if text == "":
+        return math.nan
+    try:
+        return _parse_label(text)
+    except ValueError:
+        raise ValueError(f"motion {text!r} is not 1 or 0") from None
+
+
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     with path.open(newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
@@ -228,13 +248,15 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
         raise SeriesFormatError(path, 1, f"no 'timestamp' column in header {header}")
     if "value" not in header and "water" not in header:
         raise SeriesFormatError(path, 1, f"no 'value' column (nor 'water') in header {header}")
-    unknown = set(header) - {"timestamp", "value", "temperature", "label", "doors", "water"}
+    known = {"timestamp", "value", "temperature", "label", "doors", "water", "motion"}
+    unknown = set(header) - known
     if unknown:
         raise SeriesFormatError(path, 1, f"unknown column(s) {sorted(unknown)}")
     col = {key: header.index(key) for key in header}
     has_temp, has_label, has_doors = "temperature" in col, "label" in col, "doors" in col
     water_only = "value" not in col  # a home with a water meter alone
     has_water = "water" in col and not water_only
+    has_motion = "motion" in col
 
     lines: list[int] = []
     hours: list[np.datetime64] = []
@@ -243,6 +265,7 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
     labels: list[float] = []
     doors: list[float] = []
     water: list[float] = []
+    motion: list[float] = []
     try:
         for number, row in rows:
             if len(row) != len(header):
@@ -263,13 +286,21 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
                     doors.append(_parse_doors(row[col["doors"]]))
                 if has_water:
                     water.append(_parse_use(row[col["water"]], "water"))
+                if has_motion:
+                    motion.append(_parse_motion(row[col["motion"]]))
             except ValueError as exc:
                 raise SeriesFormatError(path, number, str(exc)) from exc
             lines.append(number)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SeriesFormatError(path, 0, f"cannot read: {exc}") from exc
 
-    optional = [(has_temp, temps), (has_label, labels), (has_doors, doors), (has_water, water)]
+    optional = [
+        (has_temp, temps),
+        (has_label, labels),
+        (has_doors, doors),
+        (has_water, water),
+        (has_motion, motion),
+    ]
     columns = [values] + [column for present, column in optional if present]
     grid, filled = _grid(path, lines, hours, columns)
     rest = iter(filled[1:])
@@ -281,6 +312,7 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
     if has_doors:
         door_arr = np.nan_to_num(next(rest), nan=0.0).astype(np.int64)
     water_arr = next(rest) if has_water else None
+    motion_arr = next(rest) if has_motion else None
     return HourlySeries(
         name=name or path.stem,
         timestamps=grid,
@@ -290,6 +322,7 @@ def load_csv(path: Path | str, name: str | None = None) -> HourlySeries:
         doors=door_arr,
         water=water_arr,
         meter="water" if water_only else "electricity",
+        motion=motion_arr,
     )
 
 

@@ -310,7 +310,8 @@ KINDS: Final[tuple[AlertKind, ...]] = (
         code="use_quiet",
         title=N_("quiet home"),
         severity="warning",
-        meaning="A watched home quiet where it is usually active: please check in.",
+        meaning="A watched home quiet where it is usually active, within about 3 hours of a"
+        " stop (stage one, a warning): please phone to check in. Some of these are outings.",
         raised={
             "": N_(
                 "{device}: quiet for {hours_quiet:g} h where usually active in {usual_uses:.1f} "
@@ -325,7 +326,8 @@ KINDS: Final[tuple[AlertKind, ...]] = (
         code="use_stopped",
         title=N_("use stopped"),
         severity="critical",
-        meaning="A watched home whose use has stopped where it is usually active: a visit.",
+        meaning="A quiet home that a door or motion sensor agrees with, or whose quiet has gone"
+        " on past its longer window (stage two, critical): a visit.",
         raised={
             "": N_(
                 "{device}: no {meters} use for {hours_quiet:g} h, usually active in "
@@ -335,6 +337,10 @@ KINDS: Final[tuple[AlertKind, ...]] = (
                 "{device}: no {meters} use for {hours_quiet:g} h since the door opened, "
                 "usually active in {usual_uses:.1f} of these hours; please visit"
             ),
+            "motion": N_(
+                "{device}: no {meters} use and no movement seen for {hours_quiet:g} h, "
+                "usually active in {usual_uses:.1f} of these hours; please visit"
+            ),
             "night": N_(
                 "{device}: no {meters} use for {hours_quiet:g} h, usually up by "
                 "{up_by:02d}:00 and active in {usual_uses:.1f} of the hours outside the "
@@ -342,7 +348,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
             ),
         },
         cleared=N_("{device}: in use again"),
-        params=("variant", "meters", "hours_quiet", "usual_uses", "up_by"),
+        params=("variant", "meters", "hours_quiet", "usual_uses", "up_by", "stopped_by"),
         source="cessation model",
         enums={
             "meters": {

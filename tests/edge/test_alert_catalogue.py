@@ -47,6 +47,7 @@ SAMPLE: dict[str, object] = {
     "usual_uses": 3.6,
     "meters": "electricity+water",
     "up_by": 8,
+    "stopped_by": "motion",
     "count": 2,
     "last": "gw-1:ab:7: invalid: body.x",
     "free_mib": 0.2,

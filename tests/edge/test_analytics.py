@@ -132,6 +132,29 @@ meters = ["flat:import_energy", "water:volume"]
 """
 
 
+MOTION_DWELLING = """name = "flat-1"
+motion = ["flat-1-motion"]
+stopped_after_h = 12
+"""
+MOTION_SENSOR = """
+[[ble.sensors]]
+name = "flat-1-motion"
+kind = "motion"
+mac = "A4:C1:38:00:00:01"
+"""
+
+
+def motion_readings(moved: Sequence[float]) -> list[Reading]:
+    """A Shelly BLU Motion's ``motion`` state: 1 as it sees someone in an hour, 0 a while
+    after; only 0 in the hours it saw nobody."""
+    readings = []
+    for hour, seen in enumerate(moved):
+        for k, state in enumerate((seen, 0.0)):
+            at = START + hour * 3600 + k * 1500 + 11
+            readings.append(Reading("flat-1-motion", "motion", state, "", at, int(at * 1e9)))
+    return readings
+
+
 @dataclass
 class Running:
     config: GatewayConfig
@@ -140,14 +163,20 @@ class Running:
     book: AlertBook
     changes: list[Alert]
     analytics: Analytics
+    now: list[float]
+    """The analytics' wall clock: a test may move it."""
 
 
 @pytest.fixture
 async def running(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Running]:
     text = CONFIG.format(state=tmp_path / "state")
-    respond = getattr(request, "param", None)  # the dwelling's respond, when parametrised
-    if respond is not None:
-        text = text.replace('name = "flat-1"\n', f'name = "flat-1"\nrespond = "{respond}"\n')
+    # when parametrised: the dwelling's respond, or what its motion sensor saw in the quiet hours
+    param = getattr(request, "param", None)
+    motion = param if param in ("later", "moving") else None
+    if param in ("within_3h", "calibrated"):
+        text = text.replace('name = "flat-1"\n', f'name = "flat-1"\nrespond = "{param}"\n')
+    if motion is not None:
+        text = text.replace('name = "flat-1"\n', MOTION_DWELLING) + MOTION_SENSOR
     config = parse_config(text)
     office = office_load()
     office[-1] *= 4.0  # the hour that just ended: four times the usual
@@ -160,6 +189,10 @@ async def running(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
         + counter_readings("flat", "import_energy", "kWh", kwh)
         + counter_readings("water", "volume", "m3", litres / 1000)
     )
+    if motion is not None:
+        moved = (kwh > 0.2).astype(np.float64)  # seen moving in the hours of use
+        moved[-4:] = {"later": [1.0, 1.0, 0.0, 0.0], "moving": 1.0}[motion]
+        readings += motion_readings(moved)
     readings = [r for r in readings if not (r.device == "main" and GAP <= r.wall_time < GAP + 3600)]
     counters = frozenset(
         {("main", "import_energy"), ("flat", "import_energy"), ("water", "volume")}
@@ -174,14 +207,15 @@ async def running(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
         changes: list[Alert] = []
         pipeline = Pipeline(store, rules=[], book=book, on_alert=changes.append)
         writer = asyncio.create_task(pipeline.run())
+        now = [NOW_HOUR + 60.0]
         analytics = Analytics(
             config,
             store,
             pipeline,
-            clock=Clock(wall=lambda: NOW_HOUR + 60.0, synchronised=lambda: True),
+            clock=Clock(wall=lambda: now[0], synchronised=lambda: True),
         )
         try:
-            yield Running(config, store, pipeline, book, changes, analytics)
+            yield Running(config, store, pipeline, book, changes, analytics, now)
         finally:
             pipeline.close()
             await writer
@@ -235,6 +269,55 @@ async def test_a_dwelling_quiet_for_hours_it_is_usually_active_raises_use_stoppe
     assert dwelling.response_h == within.response_h <= 3
     assert calibrated.response_h >= dwelling.response_h
     # the next hour with use clears it
+
+
+@pytest.mark.parametrize("running", ["later"], indirect=True)
+async def test_a_quiet_home_is_a_check_in_then_a_visit_when_its_motion_sensor_agrees(
+    running: Running,
+) -> None:
+    # use stops 4 h ago, and the motion sensor sees nobody 2 h later: hour by hour from the first
+    analytics = running.analytics
+    running.now[0] -= 3 * 3600
+    await analytics.start()
+    seen = []
+    for _ in range(4):
+        await analytics.run_hour()
+        await asyncio.sleep(0.2)  # the pipeline writes the findings
+        seen.append(analytics.status().dwellings["flat-1"].state)
+        running.now[0] += 3600
+    assert seen == ["quiet", "quiet", "alert", "alert"]
+    await settled(running, "use_stopped")
+    (alert,) = [a for a in running.changes if a.rule == "use_stopped"]
+    assert alert.severity == "critical"
+    assert alert.params["stopped_by"] == "motion"
+    assert "no movement seen" in alert.message
+    assert "也未感应到有人活动" in alert.text("zh-Hans")
+    # the check-in came first, and the visit superseded it
+    quiet = [a for a in running.changes if a.rule == "use_quiet"]
+    assert quiet
+    assert quiet[0].severity == "warning"
+    assert "please check in" in quiet[0].message
+    assert running.changes.index(quiet[0]) < running.changes.index(alert)
+    assert not [a for a in running.book.active() if a.rule == "use_quiet"]
+    dwelling = analytics.status().dwellings["flat-1"]
+    assert dwelling.state == "alert"
+    assert analytics.dwellings["flat-1"].detector.presence is not None
+
+
+@pytest.mark.parametrize("running", ["moving"], indirect=True)
+async def test_a_quiet_home_where_someone_moves_about_is_a_check_in(running: Running) -> None:
+    analytics = running.analytics
+    await analytics.start()
+    await analytics.run_hour()
+    await settled(running, "use_quiet")
+    (alert,) = [a for a in running.changes if a.rule == "use_quiet"]
+    assert alert.severity == "warning"
+    assert alert.device == "flat-1"
+    # someone moves about: no visit before the 12 quiet hours the config allows
+    assert not any(a.rule == "use_stopped" for a in running.changes)
+    dwelling = analytics.status().dwellings["flat-1"]
+    assert dwelling.status.startswith("please check in: ")
+    assert dwelling.state == "quiet"
 
 
 @pytest.mark.parametrize("running", ["calibrated"], indirect=True)
@@ -311,7 +394,7 @@ async def test_a_new_bundle_swaps_in_a_bad_one_is_refused_and_invalid_output_rol
             pipeline,
             clock=Clock(wall=lambda: NOW_HOUR + 60.0, synchronised=lambda: True),
         )
-        running = Running(config, store, pipeline, AlertBook(), [], analytics)
+        running = Running(config, store, pipeline, AlertBook(), [], analytics, [NOW_HOUR + 60.0])
         await analytics.start()
         slot = analytics.slots["anomaly"]
         assert slot.active is not None

@@ -230,6 +230,7 @@ async def test_nothing_about_residents_without_a_login_nor_for_a_viewer(
             assert [a["rule"] for a in alerts] == ["use_stopped"]
             page = (await responder.get("/residents")).text
             assert HOME_LABEL in page
+            assert "Stopped: please visit" in page  # the stage, in words
             assert "nobody has it yet" in page
             dwellings = (await responder.get("/api/status")).json()["analytics"]["dwellings"]
             assert list(dwellings) == ["flat-1"]

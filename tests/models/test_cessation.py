@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.cli import main
 from models.calendar import Calendar
 from models.cessation import (
     ActivityProfile,
@@ -29,6 +30,7 @@ from models.cessation import (
     fit_night,
     format_report,
     run_scores,
+    second_stage,
     week_slots,
     window_evidence,
 )
@@ -407,9 +409,12 @@ def test_uci_injected_stop_figures_reproduce() -> None:
     # measured with this protocol (module docstring); a change here changes the reported figures
     shipped, calibrated = whole["cessation"], whole["cessation_calibrated"]
     assert shipped.stops == 514
-    assert shipped.detected_pct == pytest.approx(98.6, abs=0.5)
-    assert shipped.delay_quantile(0.5) == 2
-    assert shipped.alarms_per_month == pytest.approx(8.79, abs=0.1)
+    assert shipped.detected_pct == pytest.approx(95.9, abs=0.5)
+    assert shipped.delay_quantile(0.5) == 3
+    assert shipped.alarms_per_month == pytest.approx(8.09, abs=0.1)
+    # the second stage without a door: its longer window
+    assert whole["stopped"].alarms_per_month == pytest.approx(1.05, abs=0.05)
+    assert whole["stopped"].delay_quantile(0.5) == 13
     assert calibrated.detected_pct == pytest.approx(0.0, abs=0.5)
     assert calibrated.delay_quantile(0.5) == 12
     assert calibrated.alarms_per_month == pytest.approx(1.32, abs=0.05)
@@ -583,7 +588,7 @@ def test_respond_within_3h_caps_the_threshold_and_calibrated_does_not() -> None:
     assert (
         choices["calibrated"]["past_alarms_per_month"] == slow.calibration["past_alarms_per_month"]
     )
-    assert choices["within_3h"]["past_alarms_per_month"] > 3  # out every other afternoon
+    assert choices["within_3h"]["past_alarms_per_month"] > 2  # out every other afternoon
     assert choices["calibrated"]["past_alarms_per_month"] <= 0.5
     with pytest.raises(ValueError, match="respond must be one of"):
         CessationParams.responding("soon")
@@ -605,8 +610,9 @@ def test_the_within_3h_cap_is_the_highest_threshold_that_keeps_the_promise(
     model = fit_dwelling(meters, hours, UTC, params=CessationParams.responding("calibrated"))
     cap = model.calibration["within_3h_cap"]
     assert cap >= model.params.min_threshold
-    assert within_3h_share(model, cap) >= 0.975
-    assert within_3h_share(model, float(np.nextafter(cap, np.inf))) < 0.975
+    share = model.params.respond_share
+    assert within_3h_share(model, cap) >= share
+    assert within_3h_share(model, float(np.nextafter(cap, np.inf))) < share
 
 
 def test_the_within_3h_cap_counts_each_meter_and_follows_the_window_length() -> None:
@@ -625,15 +631,18 @@ def test_the_within_3h_cap_counts_each_meter_and_follows_the_window_length() -> 
 
 def resident_living_alone(
     weeks: int, outings_per_day: float, seed: int = 3
-) -> tuple[dict[str, HourlySeries], np.ndarray]:
-    """Electricity and water of one resident, up 07-22, out for 2-5 h on some days, and the
-    openings of a door sensor that sees every outing (in the last hour home and the hour back)."""
+) -> tuple[dict[str, HourlySeries], np.ndarray, np.ndarray]:
+    """Electricity and water of one resident, up 07-22, out for 2-5 h on some days, the
+    openings of a door sensor that sees every outing (in the last hour home and the hour back),
+    and the hours a motion sensor in her living room sees her (95 % of her waking hours at
+    home, 10 % of her nights: up for the bathroom; never while she is out)."""
     rng = np.random.default_rng(seed)
     n = weeks * 168
     hours = START + np.arange(n) * np.timedelta64(1, "h")
     hour_of_day = np.arange(n) % 24
     home = (hour_of_day >= 7) & (hour_of_day <= 22)
     doors = np.zeros(n, dtype=np.int64)
+    up = home.copy()
     for day in np.flatnonzero(rng.random(n // 24) < outings_per_day):
         start = day * 24 + int(rng.integers(9, 18))
         back = start + int(rng.integers(2, 6))
@@ -647,7 +656,10 @@ def resident_living_alone(
         "electricity": HourlySeries("electricity", hours, electricity),
         "water": HourlySeries("water", hours, water),
     }
-    return meters, doors
+    # a stream of its own, so that the meters and doors are those measured before it
+    moves = np.random.default_rng([seed, 2]).random(n)
+    motion = np.where(home, moves < 0.95, ~up & (moves < 0.1)).astype(np.float64)
+    return meters, doors, motion
 
 
 def cessation_figures(
@@ -660,7 +672,7 @@ def cessation_figures(
 
 
 def test_a_resident_living_alone_with_electricity_and_water_meets_the_target() -> None:
-    meters, _ = resident_living_alone(104, outings_per_day=0.0)
+    meters, _, _ = resident_living_alone(104, outings_per_day=0.0)
     # measured with this protocol (module docstring): water adds its evidence to the
     # electricity's, so the 3-hour cap is higher and quiet hours raise fewer alarms
     both = cessation_figures(meters)["cessation"]
@@ -669,18 +681,18 @@ def test_a_resident_living_alone_with_electricity_and_water_meets_the_target() -
     assert both.detected_pct == pytest.approx(99.7, abs=0.5)
     assert both.alarms_per_month == pytest.approx(0.72, abs=0.05)
     alone = cessation_figures({"electricity": meters["electricity"]})["cessation"]
-    assert alone.detected_pct == pytest.approx(96.9, abs=0.5)
-    assert alone.alarms_per_month == pytest.approx(1.77, abs=0.05)
+    assert alone.detected_pct == pytest.approx(94.8, abs=0.5)
+    assert alone.alarms_per_month == pytest.approx(1.45, abs=0.05)
 
 
 @pytest.mark.parametrize(
     ("outings_per_day", "blind_alarms", "detected", "alarms"),
-    [(0.1, 2.76, 99.3, 0.77), (0.5, 9.29, 99.0, 0.95), (1.0, 7.43, 99.7, 0.86)],
+    [(0.1, 2.72, 99.0, 0.77), (0.5, 8.61, 99.0, 0.95), (1.0, 6.70, 99.7, 0.86)],
 )
 def test_a_resident_who_goes_out_meets_the_target_with_a_door_sensor(
     outings_per_day: float, blind_alarms: float, detected: float, alarms: float
 ) -> None:
-    meters, doors = resident_living_alone(104, outings_per_day)
+    meters, doors, _ = resident_living_alone(104, outings_per_day)
     figures = cessation_figures(meters, doors)
     # without the door each outing of 3 h or more looks like a stop
     blind = figures["cessation"]
@@ -736,11 +748,178 @@ def test_uci_with_a_door_sensor_what_if_figures_reproduce() -> None:
         figures[label] = {r.method: r for r in rows[0].methods}
     # measured with this protocol (module docstring); the plain methods are unchanged by doors
     seen, usual = figures["seen"], figures["usual"]
-    assert seen["cessation"].detected_pct == pytest.approx(98.6, abs=0.5)
+    assert seen["cessation"].detected_pct == pytest.approx(95.9, abs=0.5)
     # every outing seen: the target (95 % within 3 h, at most one false alarm a month) is met
-    assert seen["cessation+doors"].detected_pct == pytest.approx(97.9, abs=0.5)
-    assert seen["cessation+doors"].alarms_per_month == pytest.approx(0.92, abs=0.05)
+    assert seen["cessation+doors"].detected_pct == pytest.approx(95.3, abs=0.5)
+    assert seen["cessation+doors"].alarms_per_month == pytest.approx(0.73, abs=0.05)
     assert seen["cessation_calibrated+doors"].alarms_per_month == pytest.approx(0.53, abs=0.05)
-    assert usual["cessation+doors"].detected_pct == pytest.approx(91.8, abs=0.5)
-    assert usual["cessation+doors"].alarms_per_month == pytest.approx(2.46, abs=0.05)
+    assert usual["cessation+doors"].detected_pct == pytest.approx(89.3, abs=0.5)
+    assert usual["cessation+doors"].alarms_per_month == pytest.approx(2.22, abs=0.05)
     assert usual["cessation_calibrated+doors"].alarms_per_month == pytest.approx(0.90, abs=0.05)
+
+
+# --- two stages: use_quiet (a phone call), then use_stopped (a visit)
+
+
+def motion_model(weeks: int = 30) -> tuple[DwellingModel, DwellingModel, np.ndarray]:
+    """The home out every other afternoon: its electricity, and its electricity with a motion
+    sensor that sees the resident in 95 % of her waking hours at home."""
+    hours, meters = home_out_every_other_afternoon(weeks)
+    electricity = meters["electricity"].values
+    awake = (np.arange(len(hours)) % 24 >= 7) & (np.arange(len(hours)) % 24 <= 22)
+    home = awake & (electricity > 0.3)  # her outings left only the standby
+    moved = (home & (np.random.default_rng(4).random(len(hours)) < 0.95)).astype(np.float64)
+    seen = meters | {"motion": MeterHistory("motion", moved)}
+    return fit_dwelling(meters, hours, UTC), fit_dwelling(seen, hours, UTC), hours
+
+
+def quiet_from_tuesday_8(
+    detector: CessationDetector, hours: np.ndarray, moved: list[float] | None = None
+) -> list[Verdict]:
+    """A Monday in use (moving about), then Tuesday from 08:00 14 h of standby, with ``moved``
+    the motion sensor's hours from then (none after the list): the verdicts from 08:00."""
+    start = hours[-1] + np.timedelta64(1, "h")  # Monday 00:00 after the history
+    stop = 24 + 8
+    verdicts = []
+    for h in range(stop + 14):
+        up = 7 <= h % 24 <= 22 and h < stop
+        readings = {"electricity": 1.2 if up else 0.18}
+        if moved is not None:
+            after = h - stop
+            readings["motion"] = float(up) if after < 0 else (moved + [0.0] * 24)[after]
+        verdicts.append(detector.update(start + np.timedelta64(h, "h"), readings))
+    return verdicts[stop:]
+
+
+def test_the_quiet_home_is_a_check_in_first_and_a_visit_past_its_longer_window() -> None:
+    model, _, hours = motion_model()
+    assert model.stopped_threshold > model.threshold
+    verdicts = quiet_from_tuesday_8(CessationDetector(model, UTC), hours)
+    quiet = next(k for k, v in enumerate(verdicts) if v.alarmed)
+    stopped = next(k for k, v in enumerate(verdicts) if v.stopped)
+    assert quiet < 3  # the first stage keeps the 3-hour promise
+    assert stopped > quiet
+    assert not any(v.stopped for v in verdicts[:stopped])
+    assert verdicts[stopped].stopped_by == "window"
+    assert verdicts[stopped].score >= model.stopped_threshold > verdicts[stopped - 1].score
+    # the longer window in hours instead, as stopped_after_h sets it
+    fixed = DwellingModel.from_dict(
+        model.to_dict() | {"params": model.params.to_dict() | {"stopped_after_h": 6.0}}
+    )
+    verdicts = quiet_from_tuesday_8(CessationDetector(fixed, UTC), hours)
+    assert next(k for k, v in enumerate(verdicts) if v.stopped) == 5  # the sixth quiet hour
+
+
+def test_a_door_sensor_that_agrees_makes_the_first_stage_a_visit_at_once() -> None:
+    model, _, hours = motion_model()
+    verdicts = quiet_from_tuesday_8(CessationDetector(model, UTC, door_sensor=True), hours)
+    quiet = next(k for k, v in enumerate(verdicts) if v.alarmed)
+    assert verdicts[quiet].stopped
+    assert verdicts[quiet].stopped_by == "door"
+
+
+def test_a_motion_sensor_agrees_when_nobody_moves_and_not_while_someone_does() -> None:
+    model, seen, hours = motion_model()
+    # nobody moves once use stops: a visit as soon as that is unusual too
+    detector = CessationDetector(model, UTC, presence=seen)
+    verdicts = quiet_from_tuesday_8(detector, hours, [])
+    quiet = next(k for k, v in enumerate(verdicts) if v.alarmed)
+    stopped = next(k for k, v in enumerate(verdicts) if v.stopped)
+    assert verdicts[stopped].stopped_by == "motion"
+    assert stopped <= 3
+    assert quiet <= stopped
+    assert detector.evidence()["variant"] == "motion"
+    # she moves about, using nothing: the check-in, and no visit until the longer window, as
+    # for a home without a motion sensor
+    moving = CessationDetector(model, UTC, presence=seen)
+    verdicts = quiet_from_tuesday_8(moving, hours, [1.0] * 24)
+    blind = quiet_from_tuesday_8(CessationDetector(model, UTC), hours)
+    assert any(v.alarmed for v in verdicts)
+    assert [v.stopped_by for v in verdicts] == [v.stopped_by for v in blind]
+    assert next(k for k, v in enumerate(verdicts) if v.stopped) > stopped
+    # a motion sensor that stops moving hours after use stopped: the visit follows it
+    later = CessationDetector(model, UTC, presence=seen)
+    verdicts = quiet_from_tuesday_8(later, hours, [1.0])
+    first = next(k for k, v in enumerate(verdicts) if v.alarmed)
+    visit = next(k for k, v in enumerate(verdicts) if v.stopped)
+    assert first < 3 < visit
+    assert verdicts[visit].stopped_by == "motion"
+
+
+def test_the_streaming_second_stage_is_the_evaluations() -> None:
+    model, seen, hours = motion_model()
+    rng = np.random.default_rng(9)
+    n = 24 * 14
+    stamps = hours[-1] + np.timedelta64(1, "h") + np.arange(n) * np.timedelta64(1, "h")
+    awake = (np.arange(n) % 24 >= 7) & (np.arange(n) % 24 <= 22)
+    use = np.where(awake & (rng.random(n) < 0.6), 1.2, 0.18)
+    moved = (awake & (rng.random(n) < 0.6)).astype(np.float64)
+    detector = CessationDetector(model, UTC, presence=seen)
+    stream = []
+    for k in range(n):
+        verdict = detector.update(stamps[k], {"electricity": use[k], "motion": moved[k]})
+        stream.append(verdict.stopped and not (stream and stream[-1][0]))
+        stream[-1] = (verdict.stopped, stream[-1])
+    raised = np.array([new for _, new in stream])
+    slots = week_slots(stamps, UTC)
+
+    def runs(m: DwellingModel, values: dict[str, np.ndarray]) -> object:
+        active, evidence = window_evidence(
+            values,
+            {name: p.probabilities(slots) for name, p in m.profiles.items()},
+            {name: p.threshold for name, p in m.profiles.items()},
+        )
+        return run_scores(active, evidence, m.threshold, m.phases(slots))
+
+    first = runs(model, {"electricity": use})
+    both = runs(seen, {"electricity": use, "motion": moved})
+    batch = second_stage(first, both, model.stopped_threshold)  # type: ignore[arg-type]
+    assert raised.any()
+    assert np.array_equal(batch, raised)
+
+
+@pytest.mark.parametrize(
+    ("outings_per_day", "detected", "alarms"),
+    [(0.0, 99.7, 0.50), (0.1, 93.8, 2.49), (0.5, 96.2, 8.11)],
+)
+def test_a_motion_sensor_without_a_door_cannot_tell_an_outing_from_a_stop(
+    outings_per_day: float, detected: float, alarms: float
+) -> None:
+    meters, _, motion = resident_living_alone(104, outings_per_day)
+    dwelling = {kind: (kind, series) for kind, series in meters.items()}
+    (whole, *_) = evaluate_dwelling("resident", dwelling, UTC, seed=0, motion=motion)
+    figures = {r.method: r for r in whole.methods}
+    # measured with this protocol (docs/model-card-cessation.md): nobody moves in an empty home
+    with_motion = figures["stopped+motion"]
+    assert with_motion.detected_pct == pytest.approx(detected, abs=0.5)
+    assert with_motion.alarms_per_month == pytest.approx(alarms, abs=0.05)
+    assert with_motion.alarms_per_month <= figures["cessation"].alarms_per_month
+    # without it the second stage waits for its longer window, at one alarm a month or fewer
+    assert figures["stopped"].alarms_per_month <= 1
+    assert figures["stopped"].delay_quantile(0.5) >= figures["cessation"].delay_quantile(0.5)
+
+
+def test_evaluate_cessation_measures_both_stages_and_the_motion_sensor_from_a_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the synthetic resident as a user gives a home to the command: one CSV file
+    meters, doors, motion = resident_living_alone(104, outings_per_day=0.1)
+    hours = meters["electricity"].timestamps
+    lines = ["timestamp,value,water,doors,motion"]
+    for k, hour in enumerate(hours):
+        use, water = meters["electricity"].values[k], meters["water"].values[k]
+        lines.append(f"{hour}:00,{float(use)!r},{float(water)!r},{doors[k]},{motion[k]:.0f}")
+    (tmp_path / "resident.csv").write_text("\n".join(lines) + "\n")
+    assert main(["models", "evaluate", "cessation", "--data", str(tmp_path / "resident.csv")]) == 0
+    printed = {}
+    for line in capsys.readouterr().out.splitlines():
+        cells = line.split()
+        if cells[:2] == ["resident", "all"]:
+            printed[cells[3]] = (float(cells[5]), float(cells[8]))
+    # the figures of the tests above, through the command
+    assert printed["stopped+motion"] == pytest.approx((93.8, 2.49), abs=0.05)
+    assert printed["cessation+doors"] == pytest.approx((99.0, 0.77), abs=0.05)
+    assert printed["cessation"] == pytest.approx((95.5, 2.72), abs=0.05)
+    assert printed["stopped"][1] <= 1
+    assert "10L_12h" in printed
+    assert "10L_24h" in printed

@@ -119,6 +119,22 @@ def test_a_water_column_without_value_is_a_water_only_home(tmp_path: Path) -> No
     ).meter == ("electricity")
 
 
+def test_a_motion_column_is_an_hour_with_movement_or_unknown(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "flat.csv",
+        "timestamp,value,motion\n2019-01-01T00:00,1,1\n2019-01-01T01:00,1,\n"
+        "2019-01-01T03:00,1,false\n",
+    )
+    s = load_csv(path)
+    assert s.motion is not None
+    np.testing.assert_array_equal(s.motion, [1.0, np.nan, np.nan, 0.0])
+    np.testing.assert_array_equal(s.between("2019-01-01T03", "2019-01-01T04").motion, [0.0])
+    assert (
+        load_csv(write(tmp_path / "hall.csv", "timestamp,value\n2019-01-01T00:00,1\n")).motion
+        is None
+    )
+
+
 def test_doors_must_match_the_timestamps() -> None:
     hours = np.arange(np.datetime64("2019-01-01T00", "h"), np.datetime64("2019-01-01T03", "h"))
     with pytest.raises(ValueError, match="2 doors for 3 timestamps"):
@@ -149,6 +165,9 @@ def test_folder_is_one_building_per_file(tmp_path: Path) -> None:
         ("timestamp,value,doors\n2019-01-01T00:00,1,1.5\n", 2, "not a whole number"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,nan\n", 2, "not a whole number"),
         ("timestamp,value,doors\n2019-01-01T00:00,1,open\n", 2, "not a number of openings"),
+        ("timestamp,value,motion\n2019-01-01T00:00,1,2\n", 2, "motion '2' is not 1 or 0"),
+        ("timestamp,value,motion\n2019-01-01T00:00,1,seen\n", 2, "motion 'seen' is not 1 or 0"),
+        ("timestamp,water,motion\n2019-01-01T00:00,1,1e400\n", 2, "motion '1e400' is not 1"),
         ("timestamp,value,water\n2019-01-01T00:00,1,-3\n", 2, "water '-3' is not a use"),
         ("timestamp,value,water\n2019-01-01T00:00,1,inf\n", 2, "water 'inf' is not a use"),
         ("timestamp,value,water\n2019-01-01T00:00,1,tap\n", 2, "water 'tap' is not a number"),

@@ -119,7 +119,7 @@ def router(gateway: GatewayView, console: Console, access: Access) -> APIRouter:
             outcomes = await gateway.alert_outcomes(name)
             homes.append(
                 resident(name, _get(watched, name)) | {
-                    "alert": next((a for a in open_alerts if a.device == name), None),
+                    "alert": _gravest([a for a in open_alerts if a.device == name]),
                     "last_opened": await gateway.last_door_opening(name),
                     "has_doors": bool(site.doors.get(name)),
                     "false_alarms": outcomes.get("false_alarm", 0),
@@ -230,3 +230,9 @@ def _main_point(points: list[dict[str, Any]]) -> str | None:
         if name in names:
             return name
     return names[0] if names else None
+
+
+def _gravest(alerts: list[Alert]) -> Alert | None:
+    """The open alert a home's card shows: the most severe (a visit before a check-in)."""
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    return min(alerts, key=lambda a: rank.get(a.severity, 3), default=None)
