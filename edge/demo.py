@@ -531,7 +531,7 @@ frames go through the gateway's whole BLE path, the SOS button's encrypted):
   {FLAT_LEAK}    a leak sensor: wet {LEAK_AT_S:.0f} s after the gateway starts -> water_leak
   {FLAT_SOS}     Shelly BLU Button: pressed {SOS_AT_S:.0f} s after the gateway starts -> sos
 Both alerts are critical and latched: they reach MQTT and the central API within seconds and
-stay open, even once the floor is dry, until a person resolves them (console, MQTT, platform).
+stay open until a person resolves them (console, MQTT or platform); a press again adds an event.
 
 What the platform sees at the central API (seconds since the gateway started):
 """,
