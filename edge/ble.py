@@ -22,10 +22,12 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
+from bleak import BleakScanner
+
 from edge.doors import DoorAlerts
 from edge.schemas import BleSection
 from edge.status import BleSensorStatus, BleStatus
-from firmware_bridge.ble.scanner import BleScanner
+from firmware_bridge.ble.scanner import BleScanner, ScannerFactory
 from firmware_bridge.ble.tracker import Accepted, Resume, SensorSpec, SensorTracker
 from firmware_bridge.events import AccessEvent
 from firmware_bridge.readings import Reading
@@ -67,9 +69,12 @@ class DoorSensors:
         pipeline: Pipeline,
         *,
         clock: Clock | None = None,
+        scanner_factory: ScannerFactory | None = None,
     ) -> None:
-        """``clock`` is the gateway's (default: the store's)."""
+        """``clock`` is the gateway's (default: the store's); ``scanner_factory`` makes the
+        scanners (default: bleak's; ``sim.radio.SimulatedRadio`` where there is no adapter)."""
         self.config = config
+        self._scanner_factory = BleakScanner if scanner_factory is None else scanner_factory
         self._store = store
         self._pipeline = pipeline
         self._clock = clock = store.clock if clock is None else clock
@@ -100,6 +105,7 @@ class DoorSensors:
             backoff_max_s=self.config.backoff_max_s,
             unhealthy_after=self.config.unhealthy_after,
             resume=resume,
+            scanner_factory=self._scanner_factory,
             wall_clock=self._wall,
         )
         log.info(

@@ -95,6 +95,7 @@ from nbedge.errors import ConfigError, ConfigIssue
 if TYPE_CHECKING:
     from edge.analytics import Analytics
     from edge.ble import DoorSensors
+    from firmware_bridge.ble.scanner import ScannerFactory
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +117,14 @@ class Gateway:
         clock: Clock | None = None,
         uplink_transport: httpx.AsyncBaseTransport | None = None,
         config_path: Path | None = None,
+        scanner_factory: ScannerFactory | None = None,
     ) -> None:
         """``clock`` is the one clock of every service that waits or schedules (default: the
         system's); ``uplink_transport`` replaces the sync client's network transport (fault
-        injection); ``config_path`` is the file ``reload`` reads again."""
+        injection); ``config_path`` is the file ``reload`` reads again; ``scanner_factory``
+        makes the BLE scanners (default: bleak's; the demo's simulated radio)."""
         self.config = config
+        self._scanner_factory = scanner_factory
         self.config_path = config_path
         self.clock = Clock() if clock is None else clock
         self._uplink_transport = uplink_transport
@@ -290,7 +294,13 @@ class Gateway:
         if config.ble.enabled:
             from edge.ble import DoorSensors
 
-            self.doors = DoorSensors(config.ble, self._store, self._pipeline, clock=self.clock)
+            self.doors = DoorSensors(
+                config.ble,
+                self._store,
+                self._pipeline,
+                clock=self.clock,
+                scanner_factory=self._scanner_factory,
+            )
             self._doors_task = self._tasks.create_task(self.doors.run(), name="ble")
 
     def _producers_started_later(self) -> list[asyncio.Task[None]]:

@@ -4,8 +4,10 @@ Everything runs in this process but the broker (Mosquitto, a child process): the
 (uvicorn, SQLite file), a simulated Eastron SDM630 meter behind a pymodbus TCP server, and the
 gateway itself, configured through the same schema as a real one. The simulated meter pushes the
 voltage of phase L1 out of EN 50160's band for 20 s every two minutes, so the alert is raised,
-published on MQTT, synced, and cleared. The demo watches the central API's feeds and prints what
-the platform would see.
+published on MQTT, synced, and cleared. The flat has BLE sensors (motion, a leak sensor, an
+SOS button) that a simulated radio sends to the gateway's own scanner (``sim.radio``): the leak
+and the press raise critical, latched alerts. The demo watches the central API's feeds and
+prints what the platform would see.
 
 The models need weeks of history, which a demo that has just started has not got: before the
 gateway starts, the demo writes eight weeks of made-up hourly history into its store (summaries,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import secrets
 import shutil
 import signal
@@ -43,10 +46,13 @@ from edge.logs import configure_logging
 from edge.schemas import GatewayConfig
 from firmware_bridge.modbus.profiles import load_profile
 from firmware_bridge.readings import Reading
+from sim.bthome import ButtonEvent, SimulatedSensor
 from sim.gate import RandomActivity, SimulatedGate
 from sim.load_profile import ResidentialLoadProfile
 from sim.meter import SimulatedMeter, VoltageEvent
 from sim.modbus_server import SimulatedBuilding, drive_gates
+from sim.radio import SimulatedRadio
+from sim.sensors import LeakSensor, ShellyBluButton, ShellyBluMotion
 
 SITE = "demo-site"
 GATEWAY = "demo-gw"
@@ -59,6 +65,13 @@ SHOWN_POINTS = {"voltage_l1", "total_power"}  # the demo prints these summaries 
 FLAT, FLAT_UNIT, FLAT_WATER, FLAT_WATER_UNIT = "flat-1", 3, "flat-1-water", 4
 HISTORY_WEEKS = 8
 VOLTAGE_EVENT = VoltageEvent(start_s=15.0, duration_s=20.0, voltage_v=262.0, period_s=120.0)
+FLAT_MOTION, FLAT_LEAK, FLAT_SOS = "flat-1-motion", "flat-1-leak", "flat-1-sos"
+MOTION_MAC, LEAK_MAC, SOS_MAC = "BC:02:6E:00:01:01", "BC:02:6E:00:01:02", "BC:02:6E:00:01:03"
+MOTION_BEACON_S = 30.0
+LEAK_AT_S = 20.0
+"""The flat's leak sensor gets wet this long after the gateway starts, and stays wet."""
+SOS_AT_S = 30.0
+"""The flat's SOS button is pressed this long after the gateway starts."""
 
 
 def port_or_free(preferred: int) -> int:
@@ -119,7 +132,11 @@ def demo_config(
     operator_token: str,
     capacity_kwh: float = 1.0,
     timezone: str = "UTC",
+    sos_key: bytes | None = None,
 ) -> GatewayConfig:
+    """The demo gateway's configuration. With ``sos_key`` (the SOS button's bind key) the flat
+    has its BLE sensors (motion, leak, SOS button), which the demo's simulated radio sends
+    (``flat_sensors``); without, none, for a gateway run with no radio of its own."""
     return GatewayConfig.model_validate(
         {
             "gateway": {"id": GATEWAY, "site": SITE, "state_dir": str(state_dir / "gateway")},
@@ -207,9 +224,39 @@ def demo_config(
                     }
                 ],
             },
+            "ble": {"sensors": [] if sos_key is None else _flat_ble(sos_key)},
             "log": {"level": "warning", "format": "text"},
         }
     )
+
+
+def _flat_ble(sos_key: bytes) -> list[dict[str, Any]]:
+    """The flat's BLE sensors as the configuration names them."""
+    return [
+        {"name": FLAT_MOTION, "kind": "motion", "label": "2单元301室人体感应", "mac": MOTION_MAC},
+        {"name": FLAT_LEAK, "kind": "leak", "label": "2单元301室卫生间漏水", "mac": LEAK_MAC},
+        {
+            "name": FLAT_SOS,
+            "kind": "button",
+            "label": "2单元301室紧急按钮",
+            "mac": SOS_MAC,
+            "bind_key": sos_key.hex(),
+            "sos_press": "any",
+        },
+    ]
+
+
+def flat_sensors(start: float, sos_key: bytes) -> list[SimulatedSensor]:
+    """The flat's sensors, switched on at ``start`` (wall time): the motion sensor sees nobody
+    (the resident whose use has stopped), the leak sensor gets wet at ``LEAK_AT_S`` and the
+    SOS button is pressed at ``SOS_AT_S``."""
+    return [
+        ShellyBluMotion(MOTION_MAC, start=start, beacon_interval_s=MOTION_BEACON_S),
+        LeakSensor(LEAK_MAC, start=start, active_between=[(LEAK_AT_S, math.inf)]),
+        ShellyBluButton(
+            SOS_MAC, bind_key=sos_key, start=start, presses=[(SOS_AT_S, ButtonEvent.PRESS)]
+        ),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +392,7 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
     )
     gate = SimulatedGate(travel_s=3.0, auto_close_s=8.0)
     operator_token = secrets.token_urlsafe(24)
+    sos_key = secrets.token_bytes(16)
     stop = asyncio.Event()
     async with (
         mosquitto(state_dir, mqtt_port),
@@ -373,10 +421,14 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
             operator_token=operator_token,
             capacity_kwh=history.capacity_kwh,
             timezone=demo_timezone(time.time())[0],
+            sos_key=sos_key,
         )
         await seed_history(config, history)
         console_password = demo_people(config)
-        gateway = Gateway(config)
+        # The flat's sensors start with the gateway; the printed times count from then.
+        started = time.monotonic()
+        radio = SimulatedRadio(flat_sensors(time.time(), sos_key))
+        gateway = Gateway(config, scanner_factory=radio)
         gateway_task = tasks.create_task(gateway.run(stop))
         await gateway.ready.wait()
         _print_guide(
@@ -390,7 +442,9 @@ async def run_demo(*, state_dir: Path | None = None, duration_s: float | None = 
             console_password,
         )
         watcher = tasks.create_task(
-            _watch_central(central_port, platform_token, mqtt_port, local_port, operator_token)
+            _watch_central(
+                central_port, platform_token, mqtt_port, local_port, operator_token, started
+            )
         )
         # Ctrl-C or SIGTERM stop the demo in order, as they stop a gateway: the gateway first
         # (it flushes and says offline), then the central API, the simulator and the broker.
@@ -470,19 +524,33 @@ and at the central API. So that the flat's quiet hours are daytime ones whenever
 runs, the building stands in time zone {demo_timezone(time.time())[0]}, where it is mid-afternoon.
 Phase L1 goes to {event.voltage_v:.0f} V {event.start_s:.0f} s after the start, for \
 {event.duration_s:.0f} s, every {event.period_s:.0f} s.
-What the platform sees at the central API:
+
+The flat's BLE sensors, heard through a simulated radio (no Bluetooth adapter needed; the
+frames go through the gateway's whole BLE path, the SOS button's encrypted):
+  {FLAT_MOTION}  Shelly BLU Motion: sees nobody (motion 0, a frame every {MOTION_BEACON_S:.0f} s)
+  {FLAT_LEAK}    a leak sensor: wet {LEAK_AT_S:.0f} s after the gateway starts -> water_leak
+  {FLAT_SOS}     Shelly BLU Button: pressed {SOS_AT_S:.0f} s after the gateway starts -> sos
+Both alerts are critical and latched: they reach MQTT and the central API within seconds and
+stay open until a person resolves them (console, MQTT or platform); a press again adds an event.
+
+What the platform sees at the central API (seconds since the gateway started):
 """,
         flush=True,
     )
 
 
 async def _watch_central(
-    port: int, platform_token: str, mqtt_port: int, local_port: int, operator_token: str
+    port: int,
+    platform_token: str,
+    mqtt_port: int,
+    local_port: int,
+    operator_token: str,
+    started: float,
 ) -> None:
-    """Print new summaries and alert events from the central API's feeds, as the platform would;
-    once the flat's stop is raised, how to act on it from the three places."""
+    """Print new summaries and alert events from the central API's feeds, as the platform would,
+    with the time since ``started`` (monotonic: the gateway's start); once the flat's stop is
+    raised, how to act on it from the three places."""
     cursors = {"summaries": 0, "alerts": 0, "access-events": 0, "forecasts": 0}
-    started = time.monotonic()
     headers = {"Authorization": f"Bearer {platform_token}"}
     guided: set[str] = set()
     async with httpx.AsyncClient(

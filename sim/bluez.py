@@ -41,7 +41,7 @@ from dbus_fast.annotations import DBusBool, DBusDict, DBusSignature, DBusStr
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
-from sim.bthome import BTHOME_UUID, ScriptedSensor, SimulatedDoorSensor
+from sim.bthome import BTHOME_UUID, SimulatedDoorSensor, SimulatedSensor
 
 _BLUEZ: Final = "org.bluez"
 _ADVERTISING_MANAGER: Final = "org.bluez.LEAdvertisingManager1"
@@ -359,7 +359,7 @@ class BlueZAdvertiser:
 
 async def run_sensor(
     advertiser: BlueZAdvertiser,
-    sensor: SimulatedDoorSensor | ScriptedSensor,
+    sensor: SimulatedDoorSensor | SimulatedSensor,
     *,
     tick_s: float = 0.5,
     clock: Callable[[], float] = time.time,

@@ -10,7 +10,9 @@ device-information byte, the ciphertext, the counter and the MIC.
 
 The object helpers (:func:`packet_id`, :func:`battery`, ...) take ids, sizes and factors from
 bthome-ble's ``MEAS_TYPES``. :class:`SimulatedDoorSensor` behaves like a Shelly BLU Door/Window
-(SBDW-002C) and is a pure function of time: no I/O, no clock, no asyncio.
+(SBDW-002C) and is a pure function of time: no I/O, no clock, no asyncio. :class:`SimulatedSensor`
+is what the other simulated sensors share (``sim.sensors``: Shelly BLU Motion, H&T, Button, leak
+and smoke); :class:`ScriptedSensor` sends frames it is given.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from enum import IntEnum
 from typing import Final
 
@@ -356,6 +359,8 @@ MOTION: Final = 0x21  # uint8, 1 = motion
 SMOKE: Final = 0x29  # uint8, 1 = smoke
 TEMPERATURE: Final = 0x02  # sint16, 0.01 °C
 HUMIDITY: Final = 0x03  # uint16, 0.01 %
+HUMIDITY_WHOLE: Final = 0x2E  # uint8, 1 %
+TEMPERATURE_TENTHS: Final = 0x45  # sint16, 0.1 °C
 
 
 def moisture(wet: bool) -> BTHomeObject:
@@ -383,38 +388,103 @@ def humidity(percent: float) -> BTHomeObject:
     return HUMIDITY, _uint(round(percent * 100), 2, "humidity x 100")
 
 
-@dataclass(slots=True)
-class ScriptedSensor:
-    """A BTHome sensor that sends what it is told, when: a leak sensor (``moisture``), a smoke
-    sensor, a Shelly BLU Motion (``motion``), H&T (``temperature``, ``humidity``) or Button
-    (``button``). ``script`` holds (offset from ``start`` in seconds, objects); each entry is a
-    new frame (a new packet id and counter, the battery added), repeated until the next one, as
-    these sensors repeat a frame for a while. A pure function of time, as the door sensor is."""
+def humidity_whole(percent: float) -> BTHomeObject:
+    """Humidity (0x2E, uint8, whole percent), as the Shelly BLU H&T sends it."""
+    return HUMIDITY_WHOLE, _uint(round(percent), 1, "humidity")
+
+
+def temperature_tenths(celsius: float) -> BTHomeObject:
+    """Temperature (0x45, sint16, factor 0.1 °C), as the Shelly BLU H&T sends it."""
+    return TEMPERATURE_TENTHS, _sint(round(celsius * 10), 2, "temperature x 10")
+
+
+class SimulatedSensor(ABC):
+    """What the simulated BTHome sensors other than the door share: each frame a new packet id
+    and, when encrypted, a new counter; the battery in every frame; silent before ``start``.
+
+    A subclass says how many frames it has sent by ``t`` seconds after ``start`` (``frames_sent``)
+    and what its latest frame measures (``objects_at``); ``advertise`` puts them together. A
+    pure function of time, as :class:`SimulatedDoorSensor` is: no I/O, no clock, no asyncio.
+    """
+
+    __slots__ = ()
 
     mac: str
-    script: Sequence[tuple[float, Sequence[BTHomeObject]]]
-    bind_key: bytes | None = None
-    start: float = 0.0
-    battery_pct: int = 95
-    first_counter: int = 0
+    name: str
+    bind_key: bytes | None
+    start: float
+    battery_pct: int
+    first_packet_id: int
+    first_counter: int
+    trigger_based: bool
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         mac_bytes(self.mac)
-        offsets = [at for at, _ in self.script]
-        if offsets != sorted(offsets):
-            raise ValueError("the script's frames must be in time order")
+        if self.bind_key is not None and len(self.bind_key) != 16:
+            raise ValueError(f"a BTHome bind key is 16 bytes, not {len(self.bind_key)}")
+        battery(self.battery_pct)
+
+    @abstractmethod
+    def frames_sent(self, t: float) -> int:
+        """How many frames the sensor has sent by ``t`` (inclusive), ``t`` >= 0."""
+
+    @abstractmethod
+    def objects_at(self, t: float) -> list[BTHomeObject]:
+        """The measurements of the latest frame at ``t`` (not the packet id and battery)."""
 
     def advertise(self, now: float) -> bytes | None:
         """The service data the sensor sends at ``now``, or None before its first frame."""
-        offsets = [at for at, _ in self.script]
-        index = bisect.bisect_right(offsets, now - self.start) - 1
-        if index < 0:
+        t = now - self.start
+        sent = self.frames_sent(t) if t >= 0 else 0
+        if sent == 0:
             return None
-        objects = [packet_id(index % 256), battery(self.battery_pct), *self.script[index][1]]
+        index = sent - 1
+        objects = [
+            packet_id((self.first_packet_id + index) % 256),
+            battery(self.battery_pct),
+            *self.objects_at(t),
+        ]
         return encode_service_data(
             objects,
             mac=self.mac,
             bind_key=self.bind_key,
-            counter=self.first_counter + index,
-            trigger_based=True,
+            counter=(self.first_counter + index) % (1 << 32),
+            trigger_based=self.trigger_based,
         )
+
+
+def heartbeats(t: float, every_s: float | None) -> int:
+    """Frames sent by ``t`` by a heartbeat at 0 and every ``every_s`` (none if None)."""
+    return 0 if every_s is None else math.floor(t / every_s) + 1
+
+
+@dataclass(slots=True)
+class ScriptedSensor(SimulatedSensor):
+    """A BTHome sensor that sends what it is told, when. ``script`` holds (offset from ``start``
+    in seconds, objects); each entry is a new frame (a new packet id and counter, the battery
+    added), repeated until the next one, as these sensors repeat a frame for a while. For a
+    sensor that behaves like a device, see ``sim.sensors``."""
+
+    mac: str
+    script: Sequence[tuple[float, Sequence[BTHomeObject]]]
+    _: KW_ONLY
+    name: str = "BTHome"
+    bind_key: bytes | None = None
+    start: float = 0.0
+    battery_pct: int = 95
+    first_packet_id: int = 0
+    first_counter: int = 0
+    trigger_based: bool = True
+    _offsets: list[float] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._check()
+        self._offsets = [at for at, _ in self.script]
+        if self._offsets != sorted(self._offsets):
+            raise ValueError("the script's frames must be in time order")
+
+    def frames_sent(self, t: float) -> int:
+        return bisect.bisect_right(self._offsets, t)
+
+    def objects_at(self, t: float) -> list[BTHomeObject]:
+        return list(self.script[self.frames_sent(t) - 1][1])

@@ -22,7 +22,8 @@ import pytest
 from edge.daemon import Gateway
 from edge.schemas import GatewayConfig
 from sim.bluez import BlueZAdvertiser, HarnessUnavailable, private_bluez, run_sensor
-from sim.bthome import ButtonEvent, ScriptedSensor, button, moisture
+from sim.bthome import ButtonEvent
+from sim.sensors import LeakSensor, ShellyBluButton
 from tests.conftest import Broker, free_port
 from tests.test_end_to_end import GATEWAY, SITE, central_api, eventually, pull
 
@@ -94,16 +95,14 @@ async def test_a_leak_and_an_sos_press_raise_latched_critical_alerts(
                 listener = tasks.create_task(listen())
                 await asyncio.wait_for(gateway.ready.wait(), 15)
                 start = time.time() + 1.0
-                leak = ScriptedSensor(
-                    LEAK_MAC,
-                    [(0.0, [moisture(False)]), (3.0, [moisture(True)]), (8.0, [moisture(False)])],
-                    start=start,
+                leak = LeakSensor(
+                    LEAK_MAC, start=start, active_between=[(3.0, 8.0)], heartbeat_s=None
                 )
-                sos = ScriptedSensor(
+                sos = ShellyBluButton(
                     BUTTON_MAC,
-                    [(1.0, [button(ButtonEvent.PRESS)]), (6.0, [button(ButtonEvent.LONG_PRESS)])],
                     bind_key=KEY,
                     start=start,
+                    presses=[(1.0, ButtonEvent.PRESS), (6.0, ButtonEvent.LONG_PRESS)],
                 )
                 radios = [
                     tasks.create_task(run_sensor(leak_radio, leak, tick_s=0.2)),

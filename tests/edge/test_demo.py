@@ -1,4 +1,5 @@
-"""``nbedge demo`` as a new user runs it: data and the voltage alert reach the central API."""
+"""``nbedge demo`` as a new user runs it: data, the voltage alert and the flat's leak and SOS
+alerts reach the central API."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from edge.demo import LEAK_AT_S, SOS_AT_S
 
 
 def test_demo_shows_summaries_and_the_voltage_alert_within_a_minute(tmp_path: Path) -> None:
@@ -57,6 +60,16 @@ def test_demo_shows_summaries_and_the_voltage_alert_within_a_minute(tmp_path: Pa
     assert re.search(r"mosquitto_pub .* -t 'nbedge/demo-site/demo-gw/alerts/\S+/set/", out)
     assert re.search(r"/api/alerts/use_stopped\S+/resolve", out)
     assert re.search(r"alert escalated flat-1/use: .*escalated to the family \(level 1\)", out)
+    # The flat's BLE sensors, through the simulated radio: the guide says what will happen, and
+    # the leak and the SOS press reach the platform within seconds of happening.
+    assert re.search(rf"flat-1-leak .*wet {LEAK_AT_S:.0f} s after the gateway starts", out)
+    assert re.search(rf"flat-1-sos .*pressed {SOS_AT_S:.0f} s after the gateway starts", out)
+    leak = re.search(r"\+\s*(\d+) s\s+alert raised\s+flat-1-leak/leak: water leak", out)
+    sos = re.search(r"\+\s*(\d+) s\s+alert raised\s+flat-1-sos/button: SOS", out)
+    assert leak, out
+    assert sos, out
+    assert LEAK_AT_S <= int(leak.group(1)) <= LEAK_AT_S + 10
+    assert SOS_AT_S <= int(sos.group(1)) <= 45
     assert (tmp_path / "demo" / "central.db").exists()
     assert "Traceback" not in result.stderr
 
