@@ -62,7 +62,8 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from edge.alerts import Finding
+from edge.alerts import Finding, alert_key
+from edge.alerts.catalogue import Params
 from edge.clock import Clock
 from edge.config import meter_kind
 from edge.pipeline import Pipeline
@@ -630,12 +631,17 @@ class Analytics:
         opened = await self._door_openings(state.config, start, hours)
         _note_door_hours(state, start, opened)
         moved = await self._motion_hours(state.config, start, hours)
+        checked_in: tuple[float, dict[str, str | int | float]] | None = None
         for k in range(hours):
             readings = {state.kinds[m]: float(v[k]) for m, v in values.items()}
             if moved is not None:
                 readings["motion"] = float(moved[k])
             doors = 0 if opened is None else int(opened[k])
             verdict = state.detector.update(_utc_hour(start + k * HOUR_S), readings, doors=doors)
+            if verdict.alarmed and not verdict.stopped:
+                checked_in = (verdict.score, state.detector.evidence())
+            elif not verdict.alarmed:
+                checked_in = None
         state.last_hour = hour
         state.score = verdict.score
         state.reason = verdict.reason
@@ -644,7 +650,7 @@ class Analytics:
         at = self._clock.wall_time()
         evidence = state.detector.evidence()
 
-        def found(code: str, active: bool, value: float) -> None:
+        def found(code: str, active: bool, value: float, cleared: Params | None = None) -> None:
             self._pipeline.submit_finding(
                 Finding(
                     code=code,
@@ -653,7 +659,7 @@ class Analytics:
                     active=active,
                     value=value,
                     at=at,
-                    params=evidence if active else {},
+                    params=evidence if active else (cleared or {}),
                 )
             )
 
@@ -665,8 +671,27 @@ class Analytics:
         elif verdict.stopped:
             state.status = f"alert: {verdict.reason}"
             state.state = "alert"
+            if checked_in is not None and not any(
+                self._pipeline.is_active(alert_key(code, name, DWELLING_POINT))
+                for code in (QUIET_RULE, CESSATION_RULE)
+            ):
+                # A replay (after a start) went through the check-in to the visit: both, in
+                # their order, so that the alert's story is the one people would have lived.
+                score, then = checked_in
+                self._pipeline.submit_finding(
+                    Finding(
+                        code=QUIET_RULE,
+                        device=name,
+                        point=DWELLING_POINT,
+                        active=True,
+                        value=score,
+                        at=at,
+                        params=then,
+                    )
+                )
             found(CESSATION_RULE, True, verdict.score)
-            found(QUIET_RULE, False, verdict.score)  # a visit supersedes the check-in
+            # a visit supersedes the check-in: "still quiet; a visit is asked for now"
+            found(QUIET_RULE, False, verdict.score, {"superseded": True})
         elif verdict.alarmed:
             state.status = f"please check in: {verdict.reason}"
             state.state = "quiet"

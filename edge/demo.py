@@ -9,13 +9,14 @@ SOS button) that a simulated radio sends to the gateway's own scanner (``sim.rad
 and the press raise critical, latched alerts. The demo watches the central API's feeds and
 prints what the platform would see.
 
-The models need weeks of history, which a demo that has just started has not got: before the
-gateway starts, the demo writes eight weeks of made-up hourly history into its store (summaries,
-as an imported history would be), ending at the current hour. It is shaped to show every model's
-alert at the first hourly run: the building's last hour is four times its usual use
-(``unusual_use``), the flat has used nothing for four hours it is usually busy (``use_stopped``),
-and the building's capacity is set below its usual evening peak (``demand_capacity``, with the
-24-hour forecast on the local page and at the central API).
+The models need weeks of history, which a demo that has just started has not got: before the gateway
+starts, the demo writes eight weeks of made-up hourly history into its store (summaries, as an
+imported history would be), ending at the current hour. It is shaped to show every model's alert at
+the first hourly run: the building's last hour is four times its usual use (``unusual_use``), the
+flat has used nothing for four hours it is usually busy, and its motion sensor has seen nobody for
+the last two (the run replays the day: ``use_quiet``, please check in, then ``use_stopped``, please
+visit, when the motion sensor agrees), and the building's capacity is set below its usual evening
+peak (``demand_capacity``, with the 24-hour forecast on the local page and at the central API).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ LEAK_AT_S = 20.0
 """The flat's leak sensor gets wet this long after the gateway starts, and stays wet."""
 SOS_AT_S = 30.0
 """The flat's SOS button is pressed this long after the gateway starts."""
+STOPPED_AFTER_H = 12.0
+"""The flat's longer window: without a motion sensor that agrees, a visit after 12 quiet hours
+(its made-up history is never quiet by day, so its own would be no longer than the check-in)."""
 
 
 def port_or_free(preferred: int) -> int:
@@ -222,6 +226,12 @@ def demo_config(
                         "label": "2单元301室 (李奶奶)",
                         "meters": [f"{FLAT}:import_energy", f"{FLAT_WATER}:volume"],
                     }
+                    | (
+                        {}
+                        if sos_key is None
+                        # the visit when the motion sensor agrees; without it, after 12 h
+                        else {"motion": [FLAT_MOTION], "stopped_after_h": STOPPED_AFTER_H}
+                    )
                 ],
             },
             "ble": {"sensors": [] if sos_key is None else _flat_ble(sos_key)},
@@ -266,6 +276,8 @@ class DemoHistory:
     building_kwh: np.ndarray
     flat_kwh: np.ndarray
     flat_litres: np.ndarray
+    flat_moved: np.ndarray
+    """1 for an hour in which the flat's motion sensor saw the resident, else 0."""
     end_hour: int
 
     @property
@@ -308,9 +320,11 @@ def demo_history(now: float, seed: int = 11) -> DemoHistory:
     active = (local_hour >= 7) & (local_hour < 23) & (rng.random(hours) < 0.97)
     flat = 0.06 + rng.uniform(0, 0.02, hours) + active * rng.uniform(0.2, 0.9, hours)
     litres = np.where(active & (rng.random(hours) < 0.9), rng.uniform(5, 40, hours), 0.0)
+    moved = (active & (rng.random(hours) < 0.95)).astype(np.float64)
     flat[-4:] = 0.07  # quiet for the last four hours (about 11:00 to 15:00 local)
     litres[-4:] = 0.0
-    return DemoHistory(building, flat, litres, end_hour)
+    moved[-4:] = [1.0, 1.0, 0.0, 0.0]  # she moved about for two of them, then nobody
+    return DemoHistory(building, flat, litres, moved, end_hour)
 
 
 async def seed_history(config: GatewayConfig, history: DemoHistory) -> None:
@@ -332,6 +346,12 @@ async def seed_history(config: GatewayConfig, history: DemoHistory) -> None:
                 total += float(used) / 2
                 at = start + hour * 3600 + k * 1800 + 900
                 readings.append(Reading(device, point, total, unit, at, 0))
+    if any(sensor.name == FLAT_MOTION for sensor in config.ble.sensors):
+        # the motion sensor's state as it sends it: 1 when it sees her, 0 a while after
+        for hour, seen in enumerate(history.flat_moved):
+            for k, state in enumerate((float(seen), 0.0)):
+                at = start + hour * 3600 + k * 1500 + 600
+                readings.append(Reading(FLAT_MOTION, "motion", state, "", at, 0))
     counters = frozenset((device, point) for device, point, _, _ in series)
     clock = Clock(synchronised=lambda: True)
     async with Store(
@@ -518,8 +538,10 @@ Summaries cover {SUMMARY_INTERVAL_S} s; the first reaches the central API within
 Models: the gateway's store holds {HISTORY_WEEKS} weeks of made-up history, shaped so that
 the first hourly run shows every model's alert: the building's last hour was four times its
 usual use (unusual_use), the flat ("{FLAT}", units {FLAT_UNIT} and {FLAT_WATER_UNIT}) has used
-nothing for four hours it is usually busy (use_stopped), and the building's capacity is set
-below its usual evening peak (demand_capacity). The 24-hour forecast is on the local page
+nothing for four hours it is usually busy, and its motion sensor has seen nobody for the last
+two: a quiet home in two stages, use_quiet first (a warning: please phone to check in), then
+use_stopped when the motion sensor agrees (critical: please visit), and the building's capacity
+is set below its usual evening peak (demand_capacity). The 24-hour forecast is on the local page
 and at the central API. So that the flat's quiet hours are daytime ones whenever the demo
 runs, the building stands in time zone {demo_timezone(time.time())[0]}, where it is mid-afternoon.
 Phase L1 goes to {event.voltage_v:.0f} V {event.start_s:.0f} s after the start, for \
@@ -527,7 +549,8 @@ Phase L1 goes to {event.voltage_v:.0f} V {event.start_s:.0f} s after the start, 
 
 The flat's BLE sensors, heard through a simulated radio (no Bluetooth adapter needed; the
 frames go through the gateway's whole BLE path, the SOS button's encrypted):
-  {FLAT_MOTION}  Shelly BLU Motion: sees nobody (motion 0, a frame every {MOTION_BEACON_S:.0f} s)
+  {FLAT_MOTION}  Shelly BLU Motion: sees nobody (motion 0, a frame every {MOTION_BEACON_S:.0f} s);
+                 its history says whether she moved in each hour, for use_stopped
   {FLAT_LEAK}    a leak sensor: wet {LEAK_AT_S:.0f} s after the gateway starts -> water_leak
   {FLAT_SOS}     Shelly BLU Button: pressed {SOS_AT_S:.0f} s after the gateway starts -> sos
 Both alerts are critical and latched: they reach MQTT and the central API within seconds and

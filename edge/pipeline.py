@@ -150,6 +150,10 @@ class Pipeline:
         self._states_received += 1
         self._queue_changes(self._book.apply(finding))
 
+    def is_active(self, key: str) -> bool:
+        """Whether the alert of a cause (``alert_key``) is active in the book."""
+        return self._book.is_active(key)
+
     def submit_state(self, change: DeviceStateChange) -> None:
         """A bus owner's device state change: its ``device_silent`` finding."""
         self.submit_finding(device_silent(change))

@@ -1056,7 +1056,8 @@ class CessationDetector:
         """The running quiet spell as the gateway's ``use_quiet`` and ``use_stopped`` alerts
         carry it: ``meters`` (``electricity``, ``water`` or ``electricity+water``),
         ``hours_quiet`` (the hours counted), ``usual_uses`` (how many of them the most regular
-        meter is usually active in), ``variant`` (``motion``: nobody moved either; ``door``:
+        meter is usually active in), ``variant`` (``motion``: nobody moved either, for
+        ``hours_still`` hours; ``door``:
         counted since the door opened; ``night``: outside the usual night, with ``up_by``) and,
         once the second stage is reached, ``stopped_by`` (:data:`STOPPED_BY`)."""
         to_h = self._window_minutes / 60
@@ -1071,8 +1072,9 @@ class CessationDetector:
         if self._stopped_by:
             found["stopped_by"] = self._stopped_by
         night = self.model.night
-        if self._stopped_by == "motion":
+        if self._stopped_by == "motion" and self._presence is not None:
             found["variant"] = "motion"
+            found["hours_still"] = round(self._presence.inactive_h, 2)
         elif state.night and night is not None:
             found["variant"] = "night"
             found["up_by"] = int(night.up_by[int(self._last_slot >= 120)])  # 120: the weekend

@@ -43,6 +43,9 @@ class AlertKind:
     latched: bool = False
     """The condition stays active until a person resolves the alert (a leak, smoke, an SOS);
     a repeat while it is open is one more ``raised`` event of the same alert."""
+    superseded: str = ""
+    """The cleared text when a graver alert takes over from this one (its clearing finding
+    carries ``superseded: true``): the condition goes on, under the other code."""
 
     @property
     def person_needed(self) -> bool:
@@ -319,6 +322,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
             )
         },
         cleared=N_("{device}: in use again"),
+        superseded=N_("{device}: still quiet; a visit is asked for now"),
         params=("hours_quiet", "usual_uses"),
         source="cessation model",
     ),
@@ -338,8 +342,8 @@ KINDS: Final[tuple[AlertKind, ...]] = (
                 "usually active in {usual_uses:.1f} of these hours; please visit"
             ),
             "motion": N_(
-                "{device}: no {meters} use and no movement seen for {hours_quiet:g} h, "
-                "usually active in {usual_uses:.1f} of these hours; please visit"
+                "{device}: no {meters} use for {hours_quiet:g} h and no movement seen for "
+                "{hours_still:g} h, usually active in {usual_uses:.1f} of these hours; please visit"
             ),
             "night": N_(
                 "{device}: no {meters} use for {hours_quiet:g} h, usually up by "
@@ -348,7 +352,15 @@ KINDS: Final[tuple[AlertKind, ...]] = (
             ),
         },
         cleared=N_("{device}: in use again"),
-        params=("variant", "meters", "hours_quiet", "usual_uses", "up_by", "stopped_by"),
+        params=(
+            "variant",
+            "meters",
+            "hours_quiet",
+            "hours_still",
+            "usual_uses",
+            "up_by",
+            "stopped_by",
+        ),
         source="cessation model",
         enums={
             "meters": {
@@ -482,7 +494,11 @@ def _render(
     tr = translation(language)
     values = _localised(entry, params, language) | {"device": device, "point": point}
     if event == "cleared":
-        cleared = REMOVED_TEXT if params.get("removed") is True else entry.cleared
+        cleared = entry.cleared
+        if params.get("removed") is True:
+            cleared = REMOVED_TEXT
+        elif params.get("superseded") is True and entry.superseded:
+            cleared = entry.superseded
         return _format(tr.gettext(cleared), values)
     variant = str(params.get("variant", ""))
     template = entry.raised.get(variant) or next(iter(entry.raised.values()))

@@ -48,6 +48,7 @@ SAMPLE: dict[str, object] = {
     "meters": "electricity+water",
     "up_by": 8,
     "stopped_by": "motion",
+    "hours_still": 2.0,
     "count": 2,
     "last": "gw-1:ab:7: invalid: body.x",
     "free_mib": 0.2,

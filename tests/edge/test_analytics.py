@@ -290,8 +290,8 @@ async def test_a_quiet_home_is_a_check_in_then_a_visit_when_its_motion_sensor_ag
     (alert,) = [a for a in running.changes if a.rule == "use_stopped"]
     assert alert.severity == "critical"
     assert alert.params["stopped_by"] == "motion"
-    assert "no movement seen" in alert.message
-    assert "也未感应到有人活动" in alert.text("zh-Hans")
+    assert "no electricity or water use for 3 h and no movement seen for 1 h" in alert.message
+    assert "1 小时未感应到有人活动" in alert.text("zh-Hans")
     # the check-in came first, and the visit superseded it
     quiet = [a for a in running.changes if a.rule == "use_quiet"]
     assert quiet
@@ -299,9 +299,44 @@ async def test_a_quiet_home_is_a_check_in_then_a_visit_when_its_motion_sensor_ag
     assert "please check in" in quiet[0].message
     assert running.changes.index(quiet[0]) < running.changes.index(alert)
     assert not [a for a in running.book.active() if a.rule == "use_quiet"]
+    (handed_over,) = [a for a in running.changes if a.rule == "use_quiet" and a.event == "cleared"]
+    assert handed_over.message == "flat-1: still quiet; a visit is asked for now"
+    assert handed_over.text("zh-Hans") == "flat-1：仍无用水用电，现已改为请上门查看"
     dwelling = analytics.status().dwellings["flat-1"]
     assert dwelling.state == "alert"
     assert analytics.dwellings["flat-1"].detector.presence is not None
+
+
+@pytest.mark.parametrize("running", ["later"], indirect=True)
+async def test_a_start_that_replays_both_stages_raises_them_in_order_once(
+    running: Running,
+) -> None:
+    analytics = running.analytics
+    await analytics.start()
+    await analytics.run_hour()  # the first run replays the day: check-in, then visit
+    await settled(running, "use_stopped")
+    raised = [(a.rule, a.condition) for a in running.changes if a.rule.startswith("use_")]
+    assert raised[:3] == [
+        ("use_quiet", "active"),
+        ("use_stopped", "active"),
+        ("use_quiet", "cleared"),
+    ]
+    (quiet,) = [a for a in running.changes if a.rule == "use_quiet" and a.condition == "active"]
+    assert quiet.params["hours_quiet"] == 2.0  # as it was when the check-in was due
+    assert "stopped_by" not in quiet.params
+    # a restart during the visit: the day is replayed again, and no check-in is raised anew
+    before = len(running.changes)
+    again = Analytics(
+        running.config,
+        running.store,
+        running.pipeline,
+        clock=Clock(wall=lambda: running.now[0], synchronised=lambda: True),
+    )
+    await again.start()
+    await again.run_hour()
+    await asyncio.sleep(0.2)
+    assert [a.rule for a in running.changes[before:] if a.rule.startswith("use_")] == []
+    assert again.status().dwellings["flat-1"].state == "alert"
 
 
 @pytest.mark.parametrize("running", ["moving"], indirect=True)

@@ -54,8 +54,20 @@ def test_demo_shows_summaries_and_the_voltage_alert_within_a_minute(tmp_path: Pa
         out,
     )
     assert int(summary.group(1)) <= 60
-    # The flat's stop: raised, how to act on it from the three places, and escalated.
-    assert re.search(r"alert raised\s+flat-1/use: flat-1: no electricity or water use", out)
+    # The flat's quiet hours in two stages: the check-in first, then the visit when its motion
+    # sensor agrees (the check-in cleared: the visit supersedes it); how to act on the visit
+    # from the three places, and its escalation.
+    quiet = re.search(r"alert raised\s+flat-1/use: flat-1: quiet for \d h .*please check in", out)
+    visit = re.search(
+        r"alert raised\s+flat-1/use: flat-1: no electricity or water use for \d h and no movement "
+        r"seen for \d h.*please visit",
+        out,
+    )
+    assert quiet, out
+    assert visit, out
+    assert quiet.start() < visit.start()
+    assert re.search(r"alert cleared\s+flat-1/use: flat-1: in use again", out) is None
+    assert re.search(r"alert cleared\s+flat-1/use: flat-1: still quiet; a visit is asked for", out)
     assert re.search(r"/v1/sites/demo-site/gateways/demo-gw/alerts/use_stopped\S+/acknowledge", out)
     assert re.search(r"mosquitto_pub .* -t 'nbedge/demo-site/demo-gw/alerts/\S+/set/", out)
     assert re.search(r"/api/alerts/use_stopped\S+/resolve", out)
