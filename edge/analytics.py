@@ -650,7 +650,10 @@ class Analytics:
         at = self._clock.wall_time()
         evidence = state.detector.evidence()
 
-        def found(code: str, active: bool, value: float, cleared: Params | None = None) -> None:
+        def found(code: str, active: bool, value: float, params: Params | None = None) -> None:
+            """A finding of the dwelling: active ones carry the evidence unless ``params``."""
+            if params is None:
+                params = evidence if active else {}
             self._pipeline.submit_finding(
                 Finding(
                     code=code,
@@ -659,7 +662,7 @@ class Analytics:
                     active=active,
                     value=value,
                     at=at,
-                    params=evidence if active else (cleared or {}),
+                    params=params,
                 )
             )
 
@@ -678,17 +681,7 @@ class Analytics:
                 # A replay (after a start) went through the check-in to the visit: both, in
                 # their order, so that the alert's story is the one people would have lived.
                 score, then = checked_in
-                self._pipeline.submit_finding(
-                    Finding(
-                        code=QUIET_RULE,
-                        device=name,
-                        point=DWELLING_POINT,
-                        active=True,
-                        value=score,
-                        at=at,
-                        params=then,
-                    )
-                )
+                found(QUIET_RULE, True, score, then)
             found(CESSATION_RULE, True, verdict.score)
             # a visit supersedes the check-in: "still quiet; a visit is asked for now"
             found(QUIET_RULE, False, verdict.score, {"superseded": True})
