@@ -650,10 +650,11 @@ class DwellingSection(_Section):
     median home of a real water-meter trial; docs/model-card-cessation.md)."""
     respond: Literal["within_3h", "calibrated"] = "within_3h"
     """``within_3h``: the alert threshold is capped so that a stop at an hour the dwelling is
-    usually active in is alerted within 3 hours (at 94 % of those hours of its week), at the
-    cost of the alarms its own quiet spells raise (``past_alarms_per_month`` in the status).
-    ``calibrated``: the threshold its own last 26 weeks allow at about one false alarm every two
-    months, however late that makes the alert (``response_h`` in the status says how late)."""
+    usually active in is alerted within 3 hours (94 % of the stops at those hours of its week,
+    each hour counted by how likely a stop is then: use in the hour before), at the cost of the
+    alarms its own quiet spells raise (``past_alarms_per_month`` in the status). ``calibrated``:
+    the threshold its own last 26 weeks allow at about one false alarm every two months, however
+    late that makes the alert (``response_h`` in the status says how late)."""
 
 
 class ModelsSection(_Section):

@@ -11,6 +11,7 @@ import pytest
 from edge.cli import main
 from models.calendar import Calendar
 from models.cessation import (
+    DETECT_WITHIN_H,
     ActivityProfile,
     CessationDetector,
     CessationParams,
@@ -31,6 +32,7 @@ from models.cessation import (
     format_report,
     run_scores,
     second_stage,
+    stop_scores,
     week_slots,
     window_evidence,
 )
@@ -411,7 +413,7 @@ def test_uci_injected_stop_figures_reproduce() -> None:
     assert shipped.stops == 514
     assert shipped.detected_pct == pytest.approx(95.9, abs=0.5)
     assert shipped.delay_quantile(0.5) == 3
-    assert shipped.alarms_per_month == pytest.approx(8.09, abs=0.1)
+    assert shipped.alarms_per_month == pytest.approx(8.20, abs=0.1)
     # the second stage without a door: its longer window
     assert whole["stopped"].alarms_per_month == pytest.approx(1.05, abs=0.05)
     assert whole["stopped"].delay_quantile(0.5) == 13
@@ -555,6 +557,12 @@ def home_out_every_other_afternoon(
 
 def stop_delays(model: DwellingModel, threshold: float) -> list[float]:
     """Hours to the alert of a stop at each normally active hour of the week, by run_scores."""
+    return [delay for delay, _ in weighted_stop_delays(model, threshold)]
+
+
+def weighted_stop_delays(model: DwellingModel, threshold: float) -> list[tuple[float, float]]:
+    """Hours to the alert of a stop at each normally active hour of the week, by run_scores, and
+    the chance that a stop comes then: that some meter is in use in the hour before."""
     p = np.array([profile.p_active for profile in model.profiles.values()])
     delays = []
     for start in range(168):
@@ -565,7 +573,8 @@ def stop_delays(model: DwellingModel, threshold: float) -> list[float]:
         evidence = np.where(active, 0.0, -np.log1p(-p[:, slots]).sum(axis=0))
         runs = run_scores(active, evidence, threshold, model.phases(slots))
         hits = np.flatnonzero(runs.alert)
-        delays.append(float(hits[0]) if hits.size else np.inf)
+        used_before = 1.0 - float(np.prod(1.0 - p[:, (start - 1) % 168]))
+        delays.append((float(hits[0]) if hits.size else np.inf, used_before))
     return delays
 
 
@@ -595,9 +604,10 @@ def test_respond_within_3h_caps_the_threshold_and_calibrated_does_not() -> None:
 
 
 def within_3h_share(model: DwellingModel, threshold: float) -> float:
-    """The share of the normally active hours of the week whose stop is alerted within 3 h."""
-    delays = stop_delays(model, threshold)
-    return sum(d <= 3 for d in delays) / len(delays)
+    """The share of the stops at the normally active hours of the week alerted within 3 h, each
+    hour weighted by the chance that a stop comes then."""
+    delays = weighted_stop_delays(model, threshold)
+    return sum(w for d, w in delays if d <= 3) / sum(w for _, w in delays)
 
 
 @pytest.mark.parametrize("kinds", [("electricity",), ("electricity", "water")])
@@ -613,6 +623,22 @@ def test_the_within_3h_cap_is_the_highest_threshold_that_keeps_the_promise(
     share = model.params.respond_share
     assert within_3h_share(model, cap) >= share
     assert within_3h_share(model, float(np.nextafter(cap, np.inf))) < share
+
+
+def test_the_within_3h_cap_weighs_each_hour_by_the_chance_of_a_stop_then() -> None:
+    # a stop ends use: at an hour that follows one rarely in use (her first hour back from a
+    # daily outing) it is rare, and should not hold down the threshold of every other hour
+    meters, _, _ = resident_living_alone(30, outings_per_day=1.0)
+    history = {kind: MeterHistory(kind, series.values) for kind, series in meters.items()}
+    hours = meters["electricity"].timestamps
+    model = fit_dwelling(history, hours, UTC, params=CessationParams.responding("calibrated"))
+    cap = model.calibration["within_3h_cap"]
+    share = model.params.respond_share
+    assert within_3h_share(model, cap) >= share
+    assert within_3h_share(model, float(np.nextafter(cap, np.inf))) < share
+    # counted over the hours alone, the same promise is kept at a lower threshold
+    at_3h = stop_scores(model.profiles, model.night)[:, DETECT_WITHIN_H - 1]
+    assert np.quantile(at_3h, round(1 - share, 9), method="inverted_cdf") < cap
 
 
 def test_the_within_3h_cap_counts_each_meter_and_follows_the_window_length() -> None:
@@ -682,12 +708,12 @@ def test_a_resident_living_alone_with_electricity_and_water_meets_the_target() -
     assert both.alarms_per_month == pytest.approx(0.72, abs=0.05)
     alone = cessation_figures({"electricity": meters["electricity"]})["cessation"]
     assert alone.detected_pct == pytest.approx(94.8, abs=0.5)
-    assert alone.alarms_per_month == pytest.approx(1.45, abs=0.05)
+    assert alone.alarms_per_month == pytest.approx(1.40, abs=0.05)
 
 
 @pytest.mark.parametrize(
     ("outings_per_day", "blind_alarms", "detected", "alarms"),
-    [(0.1, 2.72, 99.0, 0.77), (0.5, 8.61, 99.0, 0.95), (1.0, 6.70, 99.7, 0.86)],
+    [(0.1, 2.72, 99.0, 0.77), (0.5, 8.61, 99.0, 0.95), (1.0, 7.34, 99.7, 0.86)],
 )
 def test_a_resident_who_goes_out_meets_the_target_with_a_door_sensor(
     outings_per_day: float, blind_alarms: float, detected: float, alarms: float
@@ -751,7 +777,7 @@ def test_uci_with_a_door_sensor_what_if_figures_reproduce() -> None:
     assert seen["cessation"].detected_pct == pytest.approx(95.9, abs=0.5)
     # every outing seen: the target (95 % within 3 h, at most one false alarm a month) is met
     assert seen["cessation+doors"].detected_pct == pytest.approx(95.3, abs=0.5)
-    assert seen["cessation+doors"].alarms_per_month == pytest.approx(0.73, abs=0.05)
+    assert seen["cessation+doors"].alarms_per_month == pytest.approx(0.77, abs=0.05)
     assert seen["cessation_calibrated+doors"].alarms_per_month == pytest.approx(0.53, abs=0.05)
     assert usual["cessation+doors"].detected_pct == pytest.approx(89.3, abs=0.5)
     assert usual["cessation+doors"].alarms_per_month == pytest.approx(2.22, abs=0.05)
@@ -880,7 +906,7 @@ def test_the_streaming_second_stage_is_the_evaluations() -> None:
 
 @pytest.mark.parametrize(
     ("outings_per_day", "detected", "alarms"),
-    [(0.0, 99.7, 0.50), (0.1, 93.8, 2.49), (0.5, 96.2, 8.11)],
+    [(0.0, 99.7, 0.50), (0.1, 93.8, 2.49), (0.5, 96.5, 8.11)],
 )
 def test_a_motion_sensor_without_a_door_cannot_tell_an_outing_from_a_stop(
     outings_per_day: float, detected: float, alarms: float

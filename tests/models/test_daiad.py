@@ -146,9 +146,11 @@ def test_evaluate_cessation_on_the_real_daiad_homes(
     # measured with this protocol (docs/model-card-cessation.md); a change here changes the card
     shipped, calibrated = medians["cessation"], medians["cessation_calibrated"]
     assert int(shipped[4]) == 4354  # stops
-    # stage one (use_quiet): 95 % within 3 h, at no more than 4 warnings a month, not quite met
+    # stage one (use_quiet): 95 % within 3 h, at no more than 4 warnings a month
+    assert float(shipped[5]) >= 95.0
+    assert float(shipped[8]) <= 4.0
     assert float(shipped[5]) == pytest.approx(97.0, abs=0.5)
-    assert float(shipped[8]) == pytest.approx(4.24, abs=0.05)
+    assert float(shipped[8]) == pytest.approx(3.94, abs=0.05)
     assert float(calibrated[5]) == pytest.approx(5.3, abs=0.5)
     assert float(calibrated[8]) == pytest.approx(1.18, abs=0.05)
     # stage two (use_stopped) on water alone: its longer window, one false alarm a month or
