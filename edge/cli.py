@@ -11,6 +11,7 @@ import asyncio
 import logging
 import ssl
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cloud_sync.central.settings import CentralSettings
+    from edge.schemas import GatewayConfig
 
 DEFAULT_CONFIG = Path("/etc/nbedge/gateway.toml")
 DEFAULT_TOKEN_FILE = Path("/var/lib/nbedge/credential")
@@ -346,11 +348,38 @@ def _config_check(args: argparse.Namespace) -> int:
         if m.enabled
         else ""
     )
+    kinds = Counter(sensor.kind for sensor in config.ble.sensors)
+    sensors = (
+        f", {len(config.ble.sensors)} BLE sensor(s) ("
+        + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        + ")"
+        if kinds
+        else ""
+    )
+    own = sum(len(rules) for _, rules in config.rules.on_points())
+    rules = f", {own} rule(s) of your own" if own else ""
     print(
         f"{args.file}: ok (gateway {config.gateway.id}, site {config.gateway.site}, "
-        f"{devices} Modbus device(s){gates}{models})"
+        f"{devices} Modbus device(s){gates}{sensors}{rules}{models})"
     )
+    for note in config_notes(config):
+        print(f"note: {note}")
     return 0
+
+
+def config_notes(config: GatewayConfig) -> list[str]:
+    """What a valid configuration does that its author may not mean: a point watched by a rule of
+    their own and by the built-in voltage rule (two alerts for one fault)."""
+    voltage = config.rules.voltage
+    if not voltage.enabled:
+        return []
+    return [
+        f"rules.threshold.{i} ({rule.name}) and [rules.voltage] (EN 50160, "
+        f"{voltage.nominal_v:g} V +-{voltage.tolerance_pct:g} %) both watch {rule.point}: one "
+        "fault raises two alerts; set enabled = false in [rules.voltage] to keep yours alone"
+        for i, rule in enumerate(config.rules.threshold)
+        if rule.point in voltage.points
+    ]
 
 
 def _demo(args: argparse.Namespace) -> int:

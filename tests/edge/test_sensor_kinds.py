@@ -4,11 +4,13 @@ the alert book; what ``nbedge scan ble`` suggests as a sensor's kind."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge.alerts import Alert, AlertBook, Finding
+from edge.cli import main
 from edge.doors import DoorAlerts
 from edge.schemas import BleSensorSection
 from firmware_bridge.ble.bthome import BTHomeAdvert, decode
@@ -151,3 +153,16 @@ def test_scan_suggests_the_kind_to_configure(objects: list[Any], kind: str) -> N
     sensor = FoundSensor(MAC)
     sensor.last = frame(packet_id(3), *objects)
     assert sensor.kind == kind
+
+
+def test_config_check_counts_the_sensors_by_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sensors = "".join(
+        f'\n[[ble.sensors]]\nname = "s{i}"\nkind = "{kind}"\nmac = "A4:C1:38:00:00:0{i}"\n'
+        for i, kind in enumerate(["leak", "button", "leak"])
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text('[gateway]\nid = "gw-1"\nsite = "site-1"\n' + sensors)
+    assert main(["config", "check", str(path)]) == 0, capsys.readouterr().err
+    assert "0 Modbus device(s), 3 BLE sensor(s) (1 button, 2 leak))" in capsys.readouterr().out

@@ -90,6 +90,22 @@ def test_the_gb_rule_passes_config_check(
         GATEWAY + METER + "\n[rules.voltage]\nenabled = false\n\n[[rules.threshold]]\n" + rule
     )
     assert main(["config", "check", str(path)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("1 Modbus device(s), 1 rule(s) of your own)")
+    assert "note:" not in out
+
+
+def test_config_check_notes_a_rule_that_the_built_in_voltage_rule_doubles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rule = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in GB.items())
+    path = tmp_path / "gateway.toml"
+    path.write_text(GATEWAY + METER + "\n[[rules.threshold]]\n" + rule)
+    assert main(["config", "check", str(path)]) == 0  # valid, but one fault would alert twice
+    (_, note) = capsys.readouterr().out.splitlines()
+    assert note.startswith(f"note: rules.threshold.0 ({GB['name']}) and [rules.voltage] (EN 50160")
+    assert f"both watch {GB['point']}" in note
+    assert "enabled = false" in note
 
 
 @pytest.mark.parametrize(
