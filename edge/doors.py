@@ -19,6 +19,9 @@ what changed, so nothing here knows whether an alert is raised.
 - ``press_to_test``: a button sends only when pressed, so instead of ``sensor_silent`` it is
   active after no frame for ``test_every_s``, and inactive at its next frame.
 
+Each finding of a sensor with a ``label`` carries it as ``sensor_label``: the alert's text names
+the sensor as people know it, on every channel (MQTT, the central API, the console).
+
 Durations are measured on the monotonic clock; findings are stamped with the wall clock. Pure
 logic with injected clocks: ``edge.ble`` feeds it frames and calls ``tick`` every second.
 """
@@ -50,6 +53,10 @@ LINK_POINT = "link"
 BATTERY_POINT = "battery"
 BATTERY_CLEAR_MARGIN = 10.0
 FRAMES_TO_CLEAR_SILENT = 2
+
+
+def _label(sensor: BleSensorSection) -> dict[str, str]:
+    return {"sensor_label": sensor.label} if sensor.label else {}
 
 
 @dataclass(slots=True)
@@ -207,5 +214,5 @@ class DoorAlerts:
             active=active,
             value=float(value),
             at=self._wall(),
-            params=dict(params or {}),
+            params=dict(params or {}) | _label(door.config),
         )

@@ -492,7 +492,9 @@ def _render(
 ) -> str:
     entry = CATALOGUE[code]
     tr = translation(language)
-    values = _localised(entry, params, language) | {"device": device, "point": point}
+    label = params.get("sensor_label")  # a BLE sensor named as people know it (edge.doors)
+    named = label if isinstance(label, str) and label else device
+    values = _localised(entry, params, language) | {"device": named, "point": point}
     if event == "cleared":
         cleared = entry.cleared
         if params.get("removed") is True:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from edge.alerts import Alert, AlertBook, Finding
+from edge.alerts.payload import alert_payload
 from edge.cli import main
 from edge.doors import DoorAlerts
 from edge.schemas import BleSensorSection
@@ -166,3 +167,23 @@ def test_config_check_counts_the_sensors_by_kind(
     path.write_text('[gateway]\nid = "gw-1"\nsite = "site-1"\n' + sensors)
     assert main(["config", "check", str(path)]) == 0, capsys.readouterr().err
     assert "0 Modbus device(s), 3 BLE sensor(s) (1 button, 2 leak))" in capsys.readouterr().out
+
+
+def test_a_sensor_with_a_label_is_named_by_it_on_every_channel() -> None:
+    alerts, _ = alerts_of("leak", label="3-201 卫生间")
+    book = AlertBook()
+    findings = alerts.frame("s1", door_open=None, battery=90.0, binary={"moisture": True})
+    (raised,) = [change for f in findings if f.code == "water_leak" for change in book.apply(f)]
+    assert raised.device == "s1"  # the id stays the key; people read the label
+    assert raised.text("en") == "water leak at 3-201 卫生间"
+    assert raised.text("zh-Hans") == "3-201 卫生间 检测到漏水"
+    payload = alert_payload(raised, site="site-1", gateway="gw-1")  # MQTT and the local API
+    assert payload["texts"]["zh-Hans"] == "3-201 卫生间 检测到漏水"
+    assert payload["params"]["sensor_label"] == "3-201 卫生间"
+    unnamed, _ = alerts_of("leak")
+    (finding,) = [
+        f
+        for f in unnamed.frame("s1", door_open=None, battery=None, binary={"moisture": True})
+        if f.code == "water_leak"
+    ]
+    assert "sensor_label" not in finding.params
