@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import ssl
@@ -259,7 +260,11 @@ class Gateway:
         self._buses = build_buses(
             config.modbus.devices,
             self._sink,
-            pipeline.submit_state if config.rules.device_silent.enabled else None,
+            (
+                functools.partial(pipeline.submit_state, zone=config.site.timezone)
+                if config.rules.device_silent.enabled
+                else None
+            ),
             gates=gates,
         )
         self._gates = {

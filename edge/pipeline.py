@@ -154,9 +154,10 @@ class Pipeline:
         """Whether the alert of a cause (``alert_key``) is active in the book."""
         return self._book.is_active(key)
 
-    def submit_state(self, change: DeviceStateChange) -> None:
-        """A bus owner's device state change: its ``device_silent`` finding."""
-        self.submit_finding(device_silent(change))
+    def submit_state(self, change: DeviceStateChange, zone: str = "UTC") -> None:
+        """A bus owner's device state change: its ``device_silent`` finding (``zone``: the
+        site's time zone, for its text)."""
+        self.submit_finding(device_silent(change, zone))
 
     def act(
         self,

@@ -56,9 +56,10 @@ DEVICE_SILENT_RULE = "device_silent"
 LINK_POINT = "link"
 
 
-def device_silent(change: DeviceStateChange) -> Finding:
+def device_silent(change: DeviceStateChange, zone: str = "UTC") -> Finding:
     """The ``device_silent`` finding of a device state change. Its value is the number of failed
-    polls in a row (0 once it answers)."""
+    polls in a row (0 once it answers). ``zone``: the site's time zone, the one its text tells
+    the time of the last answer in."""
     params: dict[str, str | int | float | bool] = {
         "failures": change.consecutive_failures,
         "reason": change.reason,
@@ -67,6 +68,7 @@ def device_silent(change: DeviceStateChange) -> Finding:
         params["variant"] = "never"
     else:
         params["since"] = change.last_ok_wall_time
+        params["zone"] = zone
     return Finding(
         code=DEVICE_SILENT_RULE,
         device=change.device,

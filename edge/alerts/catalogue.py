@@ -11,11 +11,13 @@ info and warning), clearing it also resolves it with outcome ``auto``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.i18n import N_, Language, translation
 
@@ -187,8 +189,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
         meaning="A Modbus device stopped answering.",
         raised={
             "": N_(
-                "{device} silent: no answer since {since} UTC ({failures} failed polls; last: "
-                "{reason})"
+                "{device} silent: no answer since {since} ({failures} failed polls; last: {reason})"
             ),
             "never": N_(
                 "{device} silent: no answer since the gateway started ({failures} failed "
@@ -196,7 +197,7 @@ KINDS: Final[tuple[AlertKind, ...]] = (
             ),
         },
         cleared=N_("{device} answers again"),
-        params=("variant", "since", "failures", "reason"),
+        params=("variant", "since", "zone", "failures", "reason"),
         source="Modbus bus (device state)",
     ),
     AlertKind(
@@ -539,11 +540,33 @@ def _localised(entry: AlertKind, params: Params, language: Language) -> dict[str
             values[name.removesuffix("_s")] = duration(float(params[name]), language)
     since = params.get("since")
     if isinstance(since, int | float) and not isinstance(since, bool) and math.isfinite(since):
-        values["since"] = datetime.fromtimestamp(since, UTC).strftime("%H:%M:%S")
+        values["since"] = local_time(since, params.get("zone"))
     for name in ("expected", "measured"):
         if isinstance(params.get(name), float):
             values[name] = _number(float(params[name]))
     return values
+
+
+def local_time(timestamp: float, zone: object) -> str:
+    """``2026-03-02 20:03:10 UTC+8``: the time in the site's zone (an IANA name; UTC when there
+    is none or it is not known here), with its offset from UTC, which reads the same in every
+    language and wherever the text is shown (an abbreviation such as CST names three zones)."""
+    tz: tzinfo = UTC
+    if isinstance(zone, str) and zone:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):  # UTC, said in the text
+            tz = ZoneInfo(zone)
+    try:
+        when = datetime.fromtimestamp(timestamp, tz)
+    except (OverflowError, OSError, ValueError):  # beyond what a calendar holds
+        return f"{timestamp:.0f}"
+    minutes = round((when.utcoffset() or timedelta()).total_seconds() / 60)
+    hours, rest = divmod(abs(minutes), 60)
+    offset = (
+        ""
+        if not minutes
+        else f"{'+' if minutes > 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
+    )
+    return f"{when:%Y-%m-%d %H:%M:%S} UTC{offset}"
 
 
 def duration(seconds: float, language: Language) -> str:

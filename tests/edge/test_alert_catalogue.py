@@ -64,6 +64,7 @@ SAMPLE: dict[str, object] = {
     "interval_s": 1800.0,
     "used": 412.5,
     "press": "long_press",
+    "zone": "Asia/Shanghai",
 }
 
 

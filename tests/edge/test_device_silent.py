@@ -39,11 +39,11 @@ def test_the_alert_names_the_device_and_when_it_last_answered() -> None:
         "warning",
     )
     assert raised.message == (
-        "meter-3 silent: no answer since 12:03:10 UTC"
+        "meter-3 silent: no answer since 2026-03-02 12:03:10 UTC"
         " (3 failed polls; last: no answer within 1.0 s)"
     )
     assert raised.text("zh-Hans") == (
-        "meter-3 无应答：自 UTC 12:03:10 起无应答"
+        "meter-3 无应答：自 2026-03-02 12:03:10 UTC 起无应答"
         "（连续 3 次轮询失败；最近：no answer within 1.0 s）"
     )
     assert book.apply(device_silent(down)) == []  # one alert per cause
@@ -53,6 +53,32 @@ def test_the_alert_names_the_device_and_when_it_last_answered() -> None:
     assert (resolved.event, resolved.outcome, resolved.open) == ("resolved", "auto", False)
     assert cleared.alert_id == raised.alert_id
     assert book.apply(device_silent(up)) == []
+
+
+@pytest.mark.parametrize(
+    ("zone", "since"),
+    [
+        ("Asia/Shanghai", "2026-03-02 20:03:10 UTC+8"),  # what a grid worker's watch says
+        ("Asia/Kolkata", "2026-03-02 17:33:10 UTC+5:30"),
+        ("America/St_Johns", "2026-03-02 08:33:10 UTC-3:30"),
+        ("Europe/London", "2026-03-02 12:03:10 UTC"),
+        ("Nowhere/Atlantis", "2026-03-02 12:03:10 UTC"),  # a zone this machine does not know
+        ("", "2026-03-02 12:03:10 UTC"),
+    ],
+)
+def test_the_last_answer_is_told_in_the_site_time_zone(zone: str, since: str) -> None:
+    at = datetime(2026, 3, 2, 12, 3, 10, tzinfo=UTC).timestamp()
+    down = DeviceStateChange("meter-3", 3, False, at + 2, "timeout", at, 3)
+    [raised] = AlertBook().apply(device_silent(down, zone))
+    assert raised.params["zone"] == zone
+    assert raised.message.startswith(f"meter-3 silent: no answer since {since} (")
+    assert raised.text("zh-Hans").startswith(f"meter-3 无应答：自 {since} 起无应答")
+
+
+def test_a_time_beyond_the_calendar_is_shown_as_a_number() -> None:
+    down = DeviceStateChange("meter-3", 3, False, 0.0, "timeout", 1e300, 3)
+    [raised] = AlertBook().apply(device_silent(down, "Asia/Shanghai"))
+    assert "no answer since 1000000" in raised.message
 
 
 async def test_a_silent_meter_raises_a_retained_alert_that_clears_when_it_answers(
