@@ -113,14 +113,22 @@ class Alert:
         """True until the alert is both cleared and resolved."""
         return not (self.condition == "cleared" and self.state == "resolved")
 
-    def text(self, language: Language = "en") -> str:
-        """This event in words (``edge.alerts.catalogue``)."""
+    def text(
+        self, language: Language = "en", *, event: str | None = None, device: str | None = None
+    ) -> str:
+        """This event in words (``edge.alerts.catalogue``); or, with ``event``, what that event
+        said (the ``raised`` text of an alert acknowledged since). ``device``: what people read
+        for the device (a home's label), in place of its id."""
+        shown = self.event if event is None else event
+        params = self.params if shown in ("raised", "cleared") else self.raised_params
+        if shown == "raised" and self.event != "raised":
+            params = self.raised_params or self.params
         return render(
             self.rule,
-            self.event,
-            self.params if self.event in ("raised", "cleared") else self.raised_params,
+            shown,
+            params,
             language,
-            device=self.device,
+            device=self.device if device is None else device,
             point=self.point,
             by=self.by,
             outcome=self.outcome,

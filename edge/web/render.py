@@ -19,7 +19,7 @@ from babel.dates import format_datetime, format_timedelta
 from babel.numbers import format_decimal
 
 from edge.alerts import Alert
-from edge.alerts.catalogue import OUTCOMES, render
+from edge.alerts.catalogue import OUTCOMES
 from edge.i18n import LANGUAGES, N_, Language, translation
 from edge.web.view import ConsoleSite
 
@@ -124,22 +124,7 @@ class Pages:
 
     def alert_text(self, alert: Alert, event: str = "raised") -> str:
         """The alert's text in the page's language, with the labels people know the device by."""
-        params = alert.params if event in ("raised", "cleared") else alert.raised_params
-        if event == "raised" and alert.event != "raised":
-            params = alert.raised_params or alert.params
-        return render(
-            alert.rule,
-            event,
-            params,
-            _language.get(),
-            device=self.site.source(alert),
-            point=alert.point,
-            by=alert.by,
-            outcome=alert.outcome,
-            audience=alert.audience,
-            level=alert.level,
-            test=alert.test,
-        )
+        return alert.text(_language.get(), event=event, device=self.site.source(alert))
 
     def outcome_word(self, code: str | None) -> str:
         if code is None:
