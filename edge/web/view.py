@@ -112,8 +112,8 @@ class ConsoleSite:
     dwellings: tuple[str, ...] = ()
     """The watched homes (residents)."""
     resident_devices: frozenset[str] = frozenset()
-    """The homes, their meters and their door sensors: what tells of residents, for responders
-    only (their alerts, readings and charts)."""
+    """The homes, their meters and their door and motion sensors: what tells of residents, for
+    responders only (their alerts, readings and charts)."""
     doors: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Each watched home's door sensors."""
     meters: tuple[str, ...] = ()
@@ -153,7 +153,7 @@ class ConsoleSite:
             resident_devices=frozenset(
                 name
                 for d in config.models.dwellings
-                for name in (d.name, *d.doors, *(m.partition(":")[0] for m in d.meters))
+                for name in (d.name, *d.doors, *d.motion, *(m.partition(":")[0] for m in d.meters))
             ),
             meters=tuple(d.name for d in config.modbus.devices),
             forecasts=forecasts,

@@ -22,7 +22,10 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from edge.alerts import Finding
+from edge.config import parse_config
+from edge.web.view import ConsoleSite
 from tests.conftest import Broker, wait_until
+from tests.edge.test_analytics import CONFIG, MOTION_DWELLING, MOTION_SENSOR
 from tests.support.console import (
     GATEWAY,
     HOME_LABEL,
@@ -495,3 +498,12 @@ async def test_over_https_the_session_cookie_is_secure(tmp_path: Path, mosquitto
         assert "Secure" in cookie
         assert "HttpOnly" in cookie
         assert (await client.get("/alerts")).status_code == 200
+
+
+def test_a_homes_motion_sensor_tells_of_its_residents() -> None:
+    # someone moving about, or nobody: for responders only, as the home's meters and doors
+    text = CONFIG.format(state="state")
+    config = parse_config(text.replace('name = "flat-1"\n', MOTION_DWELLING) + MOTION_SENSOR)
+    site = ConsoleSite.from_config(config)
+    assert {"flat-1", "flat", "water", "flat-1-motion"} <= site.resident_devices
+    assert "main" not in site.resident_devices
