@@ -719,16 +719,12 @@ def stop_scores(profiles: Mapping[str, ActivityProfile], night: NightRule | None
     """
     p = np.array([m.p_active for m in profiles.values()])  # meters x 168 hours
     hours = np.arange(SLOTS + STOP_H) % SLOTS
-    expected = np.max(
-        [np.convolve(row, np.ones(DETECT_WITHIN_H), "valid")[:SLOTS] for row in p[:, hours]],
-        axis=0,
-    )
     per_hour = 60 // next(iter(profiles.values())).window_minutes
     slots = np.repeat(hours, per_hour)  # one per window
     evidence = -np.log1p(-p).sum(axis=0)
     phases = None if night is None else night.phases(slots)
     rows = []
-    for hour in np.flatnonzero(expected >= MIN_EXPECTED_ACTIVE):
+    for hour in normally_active_hours(p):
         run = slice(hour * per_hour, (hour + STOP_H) * per_hour)
         counted = evidence[slots[run]].copy()
         if phases is not None:
@@ -777,14 +773,20 @@ def stop_weights(profiles: Mapping[str, ActivityProfile]) -> FloatArray:
     that :func:`within_cap` promises an alert within 3 h.
     """
     p = np.array([m.p_active for m in profiles.values()])  # meters x 168 hours
+    before = (normally_active_hours(p) - 1) % SLOTS
+    return np.asarray(1.0 - np.prod(1.0 - p[:, before], axis=0), dtype=np.float64)
+
+
+def normally_active_hours(p: FloatArray) -> IntArray:
+    """The hours of the week a dwelling is normally active in, as the evaluation draws its stops:
+    at least 2.4 active hours of the next 3 expected on one of its meters (``p``: the meters'
+    chances of activity, meters x 168 hours)."""
     hours = np.arange(SLOTS + DETECT_WITHIN_H) % SLOTS
     expected = np.max(
         [np.convolve(row, np.ones(DETECT_WITHIN_H), "valid")[:SLOTS] for row in p[:, hours]],
         axis=0,
     )
-    rows = np.flatnonzero(expected >= MIN_EXPECTED_ACTIVE)
-    before = (rows - 1) % SLOTS
-    return np.asarray(1.0 - np.prod(1.0 - p[:, before], axis=0), dtype=np.float64)
+    return np.flatnonzero(expected >= MIN_EXPECTED_ACTIVE)
 
 
 def _median_delay(scores: FloatArray, threshold: float) -> float | None:
