@@ -403,6 +403,8 @@ class Gateway:
             self._start_doors(config)
         if self._site is not None:
             self._site.update(ConsoleSite.from_config(config))
+        if self._publisher is not None and self._publisher.home_assistant is not None:
+            self._publisher.home_assistant.reconfigure(config, change.removed)
         now = self.clock.wall_time()
         for alert in self._book.active():
             if alert.device in change.removed:

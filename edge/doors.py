@@ -39,6 +39,7 @@ HELD_OPEN_RULE = "door_held_open"
 LEAK_RULE = "water_leak"
 SMOKE_RULE = "smoke"
 SOS_RULE = "sos"
+SOS_POINT = "button"
 PRESS_TEST_RULE = "press_to_test"
 LATCHED: dict[str, tuple[str, str]] = {
     "moisture": (LEAK_RULE, "leak"),
@@ -148,7 +149,7 @@ class DoorAlerts:
                 pressed = source.startswith("button") and press not in ("", "none")
                 if pressed and config.sos_press in ("any", press):
                     params = {"press": press}
-                    findings.append(self._finding(SOS_RULE, door, "button", True, 1.0, params))
+                    findings.append(self._finding(SOS_RULE, door, SOS_POINT, True, 1.0, params))
         return findings
 
     def online(self, sensor: str) -> bool | None:

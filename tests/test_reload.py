@@ -141,6 +141,7 @@ async def test_sighup_takes_a_changed_configuration(tmp_path: Path, mosquitto: B
     log = tmp_path / "gateway.log"
     online: list[bytes] = []
     alerts: dict[str, dict[str, Any]] = {}
+    discovery: dict[str, bytes] = {}  # what Home Assistant is told, by config topic
 
     async with (
         SimulatedBuilding(meters, port=0) as sim,
@@ -151,12 +152,14 @@ async def test_sighup_takes_a_changed_configuration(tmp_path: Path, mosquitto: B
             text = config(
                 tmp_path, sim_port=sim.port, broker=mosquitto, local_port=local_port, meters=meters
             )
-            path.write_text(text + extra, encoding="utf-8")
+            path.write_text(text + "\n[mqtt.home_assistant]\nenabled = true\n" + extra)
 
         async def listen() -> None:
             async for message in watcher.messages:
                 topic = str(message.topic)
-                if topic == f"{ROOT}/status" and message.payload == b"online":
+                if topic.startswith("homeassistant/"):
+                    discovery[topic] = bytes(message.payload)  # type: ignore[arg-type]
+                elif topic == f"{ROOT}/status" and message.payload == b"online":
                     online.append(message.payload)
                 elif topic.startswith(f"{ROOT}/alerts/") and topic.count("/") == 4:
                     states = alerts.setdefault(topic.rsplit("/", 1)[1], {})
@@ -167,6 +170,7 @@ async def test_sighup_takes_a_changed_configuration(tmp_path: Path, mosquitto: B
                         states["closed"] = {}
 
         await watcher.subscribe(f"{ROOT}/#", qos=1)
+        await watcher.subscribe("homeassistant/#", qos=1)
         listening = asyncio.create_task(listen())
         write({"main": 1, "flat-1": 3})
         async with (
@@ -219,6 +223,17 @@ async def test_sighup_takes_a_changed_configuration(tmp_path: Path, mosquitto: B
                 return bool({"cleared", "closed"} & set(silent_alert()))
 
             await until(cleared, 10, "the removed meter's alert cleared")
+
+            def entities(device: str) -> dict[str, bytes]:
+                return {t: p for t, p in discovery.items() if f"-{device}-" in t}
+
+            async def flat_1_deleted() -> bool:  # its entities gone from Home Assistant
+                return bool(entities("flat-1")) and not any(entities("flat-1").values())
+
+            await until(flat_1_deleted, 10, "flat-1's Home Assistant entities deleted")
+            assert entities("flat-2")  # the new meter's, announced
+            assert all(entities("flat-2").values())
+            assert all(entities("main").values())
             assert process.returncode is None
             (applied,) = logged(log, "configuration reloaded")
             assert set(applied["changed"]) >= {"modbus", "rules"}

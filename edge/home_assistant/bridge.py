@@ -4,7 +4,9 @@
 connection every discovery config and every cause's state (all retained); then each alert change
 (``alert``) as its cause's state, a cause first seen announced before it; and each reading of a
 main point (``reading``, or the sink ``tee`` makes) at most once per ``state_interval_s`` per
-point. ``AlertPublisher`` (``edge.mqtt``) sends them after escalations and alerts, and hands it
+point. A reload (``reconfigure``) deletes the entities of what left the configuration (an empty
+retained config, as Home Assistant's discovery asks) and announces what came. ``AlertPublisher``
+(``edge.mqtt``) sends them after escalations and alerts, and hands it
 the presses on ``<root>/causes/<cause_id>/acknowledge/<account>`` (``alert_of``).
 
 Overflow policy: one message waits per topic (a newer one replaces it), so what waits is bounded
@@ -67,6 +69,10 @@ class HomeAssistantBridge:
         self.states = 0
         self.points = 0
         self.causes_refused = 0
+        self.removed = 0
+        self._leaving: set[str] = set()
+        """Causes of devices no longer configured whose open alert waits for a person."""
+        """Entities deleted from Home Assistant: their devices left the configuration."""
 
     @property
     def press_filter(self) -> str:
@@ -90,8 +96,40 @@ class HomeAssistantBridge:
             self._announce(cause)
         self.wake()
 
+    def reconfigure(self, config: GatewayConfig, removed: Iterable[str]) -> None:
+        """A reloaded configuration: the entities of the ``removed`` devices, gates and sensors
+        deleted from Home Assistant (an empty retained config), the new ones announced, and
+        every config sent again (a label may have changed)."""
+        gone = set(removed)
+        self.discovery = Discovery(config)
+        for cause in [c for c in self._causes.values() if c.device in gone]:
+            if cause.key in self._latest:  # its open alert waits for a person: until closed
+                self._leaving.add(cause.key)
+            else:
+                self._delete(cause)
+        for cause in known_causes(config):
+            self._add(cause)
+        sensors = {(s.device, s.point): s for s in main_sensors(config)}
+        for point, sensor in self._sensors.items():
+            if point not in sensors:
+                self._queue(Message(self.discovery.sensor(sensor)[0], b"", qos=1))
+                self._points.pop(self.discovery.point_topic(*point), None)
+                self._queue(Message(self.discovery.point_topic(*point), b"", qos=1))
+                self._last_ns.pop(point, None)
+                self.removed += 1
+        self._sensors = sensors
+        for sensor in sensors.values():
+            self._queue_config(*self.discovery.sensor(sensor))
+        for cause in self._causes.values():
+            self._announce(cause)
+        self.wake()
+
     def alert(self, alert: Alert) -> None:
-        """An alert changed: its cause's state (the cause announced first if it is new)."""
+        """An alert changed: its cause's state (the cause announced first if it is new; none
+        for the alert of a device removed from the configuration, its last word)."""
+        if alert.params.get("removed") is True and alert.key not in self._by_key:
+            self._latest.pop(alert.key, None)
+            return
         cause = self._cause_of(alert, announce=True)
         if alert.open:
             self._latest[alert.key] = alert
@@ -99,7 +137,11 @@ class HomeAssistantBridge:
             current.alert_id == alert.alert_id
         ):
             self._latest.pop(alert.key, None)
-        if cause is not None:
+        if cause is not None and cause.key in self._leaving and cause.key not in self._latest:
+            self._leaving.discard(cause.key)
+            self._delete(cause)  # its device left the configuration; its last alert is closed
+            self.wake()
+        elif cause is not None:
             self._queue_state(cause)
             self.wake()
 
@@ -175,6 +217,15 @@ class HomeAssistantBridge:
         self._causes[cause.cause_id] = cause
         self._by_key[cause.key] = cause
         return True
+
+    def _delete(self, cause: Cause) -> None:
+        """Forget ``cause`` and delete its entities (an empty retained config) and state."""
+        del self._causes[cause.cause_id], self._by_key[cause.key]
+        self._latest.pop(cause.key, None)
+        for topic, _ in (self.discovery.problem(cause), self.discovery.button(cause)):
+            self._queue(Message(topic, b"", qos=1))
+        self._queue(Message(self.discovery.cause_topic(cause), b"", qos=1))
+        self.removed += 1
 
     def _cause_of(self, alert: Alert, *, announce: bool) -> Cause | None:
         cause = self._by_key.get(alert.key)

@@ -22,12 +22,16 @@ from edge.doors import (
     BATTERY_POINT,
     DOOR_POINT,
     HELD_OPEN_RULE,
+    LATCHED,
     LOW_BATTERY_RULE,
+    PRESS_TEST_RULE,
     SILENT_RULE,
+    SOS_POINT,
+    SOS_RULE,
 )
 from edge.doors import LINK_POINT as SENSOR_LINK_POINT
 from edge.rules import DEVICE_SILENT_RULE, GATE_FAULT_RULE, LINK_POINT, VOLTAGE_RULE
-from edge.schemas import GatewayConfig
+from edge.schemas import BleSensorSection, GatewayConfig
 from edge.store.disk import DISK_FULL_RULE
 from edge.store.housekeeping import DISK_FULL_POINT
 from firmware_bridge.modbus.gate import STATE_POINT
@@ -98,11 +102,7 @@ def known_causes(config: GatewayConfig) -> list[Cause]:
             causes.append(Cause(DEVICE_SILENT_RULE, gate.name, LINK_POINT))
         causes.append(Cause(GATE_FAULT_RULE, gate.name, STATE_POINT))
     for sensor in config.ble.sensors:
-        if sensor.held_open_s > 0:
-            causes.append(Cause(HELD_OPEN_RULE, sensor.name, DOOR_POINT))
-        if sensor.silent_s > 0:
-            causes.append(Cause(SILENT_RULE, sensor.name, SENSOR_LINK_POINT))
-        causes.append(Cause(LOW_BATTERY_RULE, sensor.name, BATTERY_POINT))
+        causes += _sensor_causes(sensor)
     if config.ble.enabled:
         causes.append(Cause(ADAPTER_RULE, ADAPTER_DEVICE, SENSOR_LINK_POINT))
     for home in config.models.dwellings:
@@ -118,6 +118,24 @@ def known_causes(config: GatewayConfig) -> list[Cause]:
         causes.append(Cause(REFUSED_RULE, gateway, REFUSED_POINT))
     causes.append(Cause(DISK_FULL_RULE, gateway, DISK_FULL_POINT))
     return list(dict.fromkeys(causes))
+
+
+def _sensor_causes(sensor: BleSensorSection) -> list[Cause]:
+    """What a BLE sensor of its kind raises (``edge.doors``): a button, which sends only when
+    pressed, its SOS and its press-to-test reminder in place of silence."""
+    name, kind = sensor.name, sensor.kind
+    causes = []
+    if kind == "door" and sensor.held_open_s > 0:
+        causes.append(Cause(HELD_OPEN_RULE, name, DOOR_POINT))
+    causes += [Cause(code, name, point) for code, point in LATCHED.values() if point == kind]
+    if kind == "button":
+        causes.append(Cause(SOS_RULE, name, SOS_POINT))
+        if sensor.test_every_s > 0:
+            causes.append(Cause(PRESS_TEST_RULE, name, SENSOR_LINK_POINT))
+    elif sensor.silent_s > 0:
+        causes.append(Cause(SILENT_RULE, name, SENSOR_LINK_POINT))
+    causes.append(Cause(LOW_BATTERY_RULE, name, BATTERY_POINT))
+    return causes
 
 
 def labels(config: GatewayConfig) -> dict[str, str]:

@@ -377,6 +377,93 @@ def test_a_cause_first_seen_at_runtime_is_announced_before_its_state() -> None:
     assert [s["problem"] for s in states] == ["ON"]
 
 
+SENSORS = [
+    {"name": "leak-3", "kind": "leak", "mac": "aa:bb:cc:dd:ee:02"},
+    {"name": "smoke-3", "kind": "smoke", "mac": "aa:bb:cc:dd:ee:03"},
+    {"name": "sos-3", "kind": "button", "mac": "aa:bb:cc:dd:ee:04"},
+    {"name": "motion-3", "kind": "motion", "mac": "aa:bb:cc:dd:ee:05"},
+]
+
+
+def with_sensors(config: GatewayConfig, sensors: list[dict[str, Any]]) -> GatewayConfig:
+    data = config.model_dump(mode="json", exclude_unset=True)
+    data["ble"]["sensors"] = [*data["ble"]["sensors"], *sensors]
+    return GatewayConfig.model_validate(data)
+
+
+def test_each_kind_of_sensor_announces_what_it_raises() -> None:
+    keys = {c.key for c in known_causes(with_sensors(config_of(), SENSORS))}
+    assert {
+        "water_leak.leak-3.leak",
+        "smoke.smoke-3.smoke",
+        "sos.sos-3.button",
+        "press_to_test.sos-3.link",
+        "sensor_silent.motion-3.link",
+    } <= keys
+    assert {f"low_battery.{s['name']}.battery" for s in SENSORS} <= keys
+    # no door held open but for a door; no silence for a button, which sends only when pressed
+    assert [k for k in keys if k.startswith("door_held_open.")] == ["door_held_open.door-3.door"]
+    assert "sensor_silent.sos-3.link" not in keys
+
+
+def test_a_reload_deletes_the_entities_of_what_left_and_announces_what_came() -> None:
+    before = with_sensors(config_of(), SENSORS[:1])
+    bridge = HomeAssistantBridge(before)
+    bridge.connected([])
+    drain(bridge)
+    book = AlertBook()
+    leak = support.raise_alert(book, rule="water_leak", device="leak-3", point="leak", params={})
+    bridge.alert(leak)
+    drain(bridge)
+    data = before.model_dump(mode="json", exclude_unset=True)
+    data["ble"]["sensors"] = [s for s in data["ble"]["sensors"] if s["name"] != "leak-3"]
+    data["ble"]["sensors"].append(SENSORS[2])
+    data["modbus"]["devices"] = [d for d in data["modbus"]["devices"] if d["name"] != "main"]
+    data["models"]["anomaly"], data["models"]["demand"] = [], []
+    after = GatewayConfig.model_validate(data)
+    bridge.reconfigure(after, removed={"leak-3", "main"})
+    sent = {m.topic: m.payload for m in drain(bridge)}
+    emptied = {topic for topic, payload in sent.items() if payload == b""}
+    # the leak sensor's entities are deleted, and the meter's sensors and last values ...
+    assert any("/low_battery-leak-3-battery-problem/config" in t for t in emptied)
+    assert any(t.endswith("/causes/low_battery-leak-3-battery") for t in emptied)
+    assert any(t.endswith("/points/main/import_energy") for t in emptied)
+    assert all(s.device != "main" for s in bridge.sensors())
+    # ... but not the leak's: a person must still see to it
+    assert not any("water_leak" in t for t in emptied)
+    assert Cause("water_leak", "leak-3", "leak") in bridge.causes()
+    # the new button is announced, and what stays is announced again, nothing of it deleted
+    assert any("/sos-sos-3-button-problem/config" in t and sent[t] for t in sent)
+    assert any("/door_held_open-door-3-door-problem/config" in t and sent[t] for t in sent)
+    assert not any("door-3" in t or "flat-3" in t for t in emptied)
+    # resolved, the leak's entities go too
+    (resolved,) = book.act(
+        leak.alert_id, "resolve", by="王芳", outcome="help_given", at=2e9, via="local_api"
+    ).changes
+    bridge.alert(resolved)
+    emptied = {m.topic for m in drain(bridge) if m.payload == b""}
+    assert any("/water_leak-leak-3-leak-problem/config" in t for t in emptied)
+    assert any("/water_leak-leak-3-leak-acknowledge/config" in t for t in emptied)
+    assert any(t.endswith("/causes/water_leak-leak-3-leak") for t in emptied)
+    assert all(c.device not in ("leak-3", "main") for c in bridge.causes())
+    # a removed device's alert cleared afterwards does not bring its entity back
+    quiet = support.raise_alert(book, rule="low_battery", device="leak-3", point="battery")
+    (cleared, *_) = book.apply(
+        Finding(
+            code="low_battery",
+            device="leak-3",
+            point="battery",
+            active=False,
+            value=0.0,
+            at=2e9 + 1,
+            params={"removed": True},
+        )
+    )
+    assert quiet.key == cleared.key
+    bridge.alert(cleared)
+    assert drain(bridge) == []
+
+
 def commands_for(folder: Path, book: AlertBook) -> Commands:
     people = PeopleStore(folder / "people.json")
     if not people.people():
