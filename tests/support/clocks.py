@@ -36,11 +36,19 @@ class _Sleeper:
 
 
 class VirtualTime:
-    """Time that starts at wall time ``wall`` and moves only in ``advance``."""
+    """Time that starts at wall time ``wall`` and moves only in ``advance``.
 
-    def __init__(self, wall: float, *, monotonic_s: float = 1000.0) -> None:
+    ``spin_turns``: turns of the event loop a step waits for the woken tasks without sleeping,
+    before it polls them every millisecond. 0 (polled at once) leaves real time, a millisecond
+    or more per step, to the work that does not wait on this clock (the store writer's batches);
+    more makes a test with many sleepers (a BLE service ticks every second) much faster, where
+    it waits for that work itself.
+    """
+
+    def __init__(self, wall: float, *, monotonic_s: float = 1000.0, spin_turns: int = 0) -> None:
         self._wall0 = wall
         self._mono0 = monotonic_s
+        self._spin_turns = spin_turns
         self.elapsed = 0.0
         self.wall_step = 0.0
         self._heap: list[_Sleeper] = []
@@ -114,6 +122,7 @@ class VirtualTime:
     async def _settle(self, woken: list[_Sleeper], timeout_s: float) -> None:
         """Wait until each woken task sleeps again (on a new deadline) or has ended."""
         deadline = time.monotonic() + timeout_s
+        turns = 0
         while True:
             busy = [
                 s.task
@@ -127,7 +136,8 @@ class VirtualTime:
             if time.monotonic() > deadline:
                 names = [task.get_name() for task in busy]
                 raise AssertionError(f"tasks still busy {timeout_s} s after waking: {names}")
-            await asyncio.sleep(0.001)
+            turns += 1
+            await asyncio.sleep(0 if turns <= self._spin_turns else 0.001)
 
 
 class SetClock:
