@@ -244,7 +244,7 @@ def _flat_ble(sos_key: bytes) -> list[dict[str, Any]]:
     """The flat's BLE sensors as the configuration names them."""
     return [
         {"name": FLAT_MOTION, "kind": "motion", "label": "2单元301室人体感应", "mac": MOTION_MAC},
-        {"name": FLAT_LEAK, "kind": "leak", "label": "2单元301室卫生间漏水", "mac": LEAK_MAC},
+        {"name": FLAT_LEAK, "kind": "leak", "label": "2单元301室卫生间", "mac": LEAK_MAC},
         {
             "name": FLAT_SOS,
             "kind": "button",
