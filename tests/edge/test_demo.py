@@ -13,6 +13,7 @@ import pytest
 from edge.demo import LEAK_AT_S, SOS_AT_S
 
 
+@pytest.mark.slow  # about 50 s: the demo runs for real (the slow suite, in CI)
 def test_demo_shows_summaries_and_the_voltage_alert_within_a_minute(tmp_path: Path) -> None:
     # The demo's own bound (45 s and a stop) is well inside pytest's: a demo that does not stop
     # fails here with what it printed, including the gateway's log of the task that hung.
