@@ -70,9 +70,9 @@ class HomeAssistantBridge:
         self.points = 0
         self.causes_refused = 0
         self.removed = 0
+        """Entities deleted from Home Assistant: their devices left the configuration."""
         self._leaving: set[str] = set()
         """Causes of devices no longer configured whose open alert waits for a person."""
-        """Entities deleted from Home Assistant: their devices left the configuration."""
 
     @property
     def press_filter(self) -> str:
